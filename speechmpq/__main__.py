@@ -1,0 +1,3 @@
+from speechmpq.cli import main
+
+raise SystemExit(main())

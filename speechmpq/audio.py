@@ -1,0 +1,66 @@
+"""Audio loading shared by every stage (numpy + soundfile + soxr; never torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from speechmpq.errors import AudioError
+
+SAMPLE_RATE = 16000
+
+
+def to_mono_float32(samples: np.ndarray) -> np.ndarray:
+    """``(T,)`` or ``(T, C)`` samples of any numeric dtype → mono float32 ``(T,)``.
+
+    Integer PCM is scaled to [-1, 1); channels are averaged. NaN/Inf samples are refused, since a
+    model fed them returns garbage without complaint.
+    """
+    samples = np.asarray(samples)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    elif samples.ndim != 1:
+        raise AudioError(f"audio must be 1-D or (samples, channels), got shape {samples.shape}")
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples.astype(np.float32) / float(-np.iinfo(samples.dtype).min)
+    samples = samples.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(samples)):
+        raise AudioError("audio contains NaN or infinite samples")
+    return samples
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """High-quality resampling with soxr (a no-op when the rates match)."""
+    if from_rate <= 0:
+        raise AudioError(f"invalid sample rate {from_rate}")
+    if from_rate == to_rate:
+        return samples
+    import soxr
+
+    return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read any file libsndfile understands → mono float32 at ``sample_rate``.
+
+    Stereo and multi-channel audio is averaged to mono; other rates are resampled. Any failure is an
+    ``AudioError`` whose message names the file.
+    """
+    import soundfile
+
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+        raise AudioError(f"{path}: cannot read audio ({error})") from None
+    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: contains no samples")
+    try:
+        return resample(to_mono_float32(samples), rate, sample_rate)
+    except AudioError as error:
+        raise AudioError(f"{path}: {error}") from None

@@ -1,0 +1,203 @@
+"""Full-precision CTC training from scratch (``speechmpq train-fp``), resumable at any point.
+
+A run folder holds ``checkpoint.pt`` (model, optimizer, schedule, data position, RNG; replaced
+atomically every ``checkpoint_every`` steps), ``train_log.jsonl`` (one JSON object per logged step or
+dev evaluation), ``best/`` (the Hugging Face model directory with the lowest dev CER so far) and
+``final/`` once all steps are done. Starting the same command again resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from speechmpq.datasets import read_dataset
+from speechmpq.errors import SpeechmpqError
+
+
+@dataclass
+class TrainConfig:
+    train_data: Path  # LibriSpeech-style tree or manifest TSV to train on
+    dev_data: Path | None  # evaluated every eval_every steps; picks best/ (None: no dev eval)
+    out: Path  # run folder: checkpoint, log, best/ and final/ models
+    preset: str = "demo"  # model shape (see speechmpq.train.models.PRESETS)
+    model_type: str = "wav2vec2"  # wav2vec2, hubert or wavlm
+    init_from: Path | None = None  # start from this model directory instead of random weights
+    steps: int = 20000  # total optimizer steps
+    batch_seconds: float = 64.0  # padded audio seconds per batch
+    max_utterance_seconds: float = 16.0  # longer training utterances are skipped
+    lr: float = 1.5e-3  # peak learning rate (AdamW)
+    warmup_steps: int = 500  # linear warm-up, then cosine decay to final_lr_ratio * lr
+    final_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 5.0  # max global gradient norm
+    eval_every: int = 500  # steps between dev evaluations
+    dev_utterances: int = 200  # dev subset size (first N, fixed)
+    checkpoint_every: int = 100  # steps between checkpoints
+    log_every: int = 20  # steps between log lines
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads (0: all cores)
+    bf16: bool = True  # bf16 autocast where the device supports it
+    device: str = "auto"  # auto, cpu or cuda
+    workers: int = 1  # data-loading processes
+    extra: dict = field(default_factory=dict)  # free-form notes copied into the log
+
+    def __post_init__(self):
+        self.train_data, self.out = Path(self.train_data), Path(self.out)
+        self.dev_data = Path(self.dev_data) if self.dev_data else None
+        self.init_from = Path(self.init_from) if self.init_from else None
+        for name in ("steps", "eval_every", "checkpoint_every", "log_every", "dev_utterances"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("batch_seconds", "max_utterance_seconds", "lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_seconds < self.max_utterance_seconds:
+            raise ValueError("batch_seconds must be at least max_utterance_seconds")
+        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device}")
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * cosine
+
+
+def _append_log(path: Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    import torch
+
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train (or resume) a full-precision CTC model; returns the last dev scores."""
+    import torch
+    from speechmpq.train.data import SecondsBatchSampler, SpeechDataset, collate, utterance_seconds
+    from speechmpq.train.evaluate import evaluate_torch
+    from speechmpq.train.models import build_model, load_model, parameter_breakdown, save_model
+    from tqdm import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    use_bf16 = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    log_path, ckpt_path = cfg.out / "train_log.jsonl", cfg.out / "checkpoint.pt"
+
+    utterances = read_dataset(cfg.train_data)
+    seconds = utterance_seconds(utterances)
+    keep = [i for i, s in enumerate(seconds) if s <= cfg.max_utterance_seconds]
+    utterances, seconds = [utterances[i] for i in keep], seconds[keep]
+    dev = read_dataset(cfg.dev_data)[: cfg.dev_utterances] if cfg.dev_data else []
+
+    model = load_model(cfg.init_from) if cfg.init_from else build_model(
+        cfg.preset, cfg.model_type, seed=cfg.seed)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
+                                  weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    sampler = SecondsBatchSampler(seconds, cfg.batch_seconds, cfg.seed)
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_dev_cer": None,
+             "train_seconds": 0.0, "audio_seconds": 0.0}
+    if ckpt_path.exists():
+        checkpoint = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if checkpoint["config"]["preset"] != cfg.preset:
+            raise SpeechmpqError(f"{ckpt_path} was trained with preset "
+                                 f"{checkpoint['config']['preset']}, not {cfg.preset}")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        state.update(checkpoint["state"])
+        _append_log(log_path, {"event": "resume", "step": state["step"], "time": time.time()})
+    else:
+        _append_log(log_path, {"event": "start", "config": cfg.to_dict(), "device": str(device),
+                               "bf16": use_bf16, "parameters": parameter_breakdown(model),
+                               "train_utterances": len(utterances),
+                               "train_hours": float(seconds.sum() / 3600), "time": time.time()})
+
+    dataset = SpeechDataset(utterances)
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train-fp", unit="step",
+               disable=not progress)
+    window = {"loss": 0.0, "n": 0, "start": time.time(), "audio": 0.0}
+    last_dev: dict = {}
+    while state["step"] < cfg.steps:
+        sampler.epoch, sampler.start_batch = state["epoch"], state["batch_in_epoch"]
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+            persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
+        for batch in loader:
+            step_start = time.time()
+            model.train()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                output = model(batch["input_values"].to(device),
+                               attention_mask=batch["attention_mask"].to(device),
+                               labels=batch["labels"].to(device))
+            loss = output.loss.float()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            state["step"] += 1
+            state["batch_in_epoch"] += 1
+            audio = float(batch["attention_mask"].sum()) / 16000
+            state["audio_seconds"] += audio
+            state["train_seconds"] += time.time() - step_start
+            window["loss"] += float(loss)
+            window["n"] += 1
+            window["audio"] += audio
+            bar.update(1)
+            step = state["step"]
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                elapsed = time.time() - window["start"]
+                record = {"step": step, "loss": window["loss"] / window["n"],
+                          "lr": schedule.get_last_lr()[0], "sec_per_step": elapsed / window["n"],
+                          "audio_sec_per_sec": window["audio"] / elapsed,
+                          "audio_hours_seen": state["audio_seconds"] / 3600, "time": time.time()}
+                _append_log(log_path, record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                window = {"loss": 0.0, "n": 0, "start": time.time(), "audio": 0.0}
+            if dev and (step % cfg.eval_every == 0 or step == cfg.steps):
+                scores = evaluate_torch(model, dev, progress=False)
+                last_dev = {"step": step, "dev_wer": scores["wer"], "dev_cer": scores["cer"],
+                            "example": scores["rows"][0].hypothesis, "time": time.time()}
+                _append_log(log_path, last_dev)
+                bar.write(f"step {step}: dev WER {scores['wer']:.3f} CER {scores['cer']:.3f}")
+                if state["best_dev_cer"] is None or scores["cer"] < state["best_dev_cer"]:
+                    state["best_dev_cer"] = scores["cer"]
+                    save_model(model, cfg.out / "best")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _save_checkpoint(ckpt_path, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "state": state, "config": cfg.to_dict()})
+            if step >= cfg.steps:
+                break
+        else:
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    bar.close()
+    save_model(model, cfg.out / "final")
+    _append_log(log_path, {"event": "done", "step": state["step"], "time": time.time(),
+                           "train_seconds": state["train_seconds"]})
+    return last_dev
