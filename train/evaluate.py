@@ -47,8 +47,11 @@ def score_pairs(ids: list[str], references: list[str], hypotheses: list[str]) ->
 
 
 def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 120.0,
-                     progress: bool = True, tokens=VOCAB) -> list[str]:
-    """Greedy CTC transcripts of ``utterances`` (batched by length; order preserved)."""
+                     progress: bool = True, tokens=VOCAB, input_transform=None) -> list[str]:
+    """Greedy CTC transcripts of ``utterances`` (batched by length; order preserved).
+
+    ``input_transform`` (float32 samples → float32 samples) is applied to each waveform first.
+    """
     import torch
     from tqdm import tqdm
 
@@ -57,6 +60,8 @@ def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 
     model.eval()
     device = next(model.parameters()).device
     audios = [load_audio(u.path) for u in utterances]
+    if input_transform is not None:
+        audios = [input_transform(a).astype(np.float32) for a in audios]
     order = np.argsort([a.shape[0] for a in audios])
     hypotheses: list[str] = [""] * len(audios)
     batches, current = [], []

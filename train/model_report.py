@@ -65,6 +65,33 @@ def measure(model: Path, corpus: Path, out: Path) -> dict:
     return scores
 
 
+def level_robustness(model_dir: Path, corpus: Path) -> dict:
+    """test-clean scores with the input as stored, 20 dB quieter, and per-utterance normalised.
+
+    The demo model reads raw samples (``do_normalize`` false) so that chunked streaming needs no
+    whole-utterance statistics; training drew each utterance's peak level from -20..-1 dBFS. These
+    rows show what that choice costs when the level of the input changes.
+    """
+    from speechmpq.train.evaluate import score_pairs, transcribe_torch
+    from speechmpq.train.models import load_model
+
+    from speechmpq.datasets import read_dataset
+
+    utterances = read_dataset(corpus / "test-clean")
+    model = load_model(model_dir)
+    transforms = {
+        "as stored": None,
+        "-20 dB": lambda x: x * 0.1,
+        "per-utterance zero mean, unit variance": lambda x: (x - x.mean()) / (x.std() + 1e-7),
+    }
+    rows = {}
+    for name, transform in transforms.items():
+        hyps = transcribe_torch(model, utterances, progress=False, input_transform=transform)
+        scored = score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances], hyps)
+        rows[name] = {"wer": scored["wer"], "cer": scored["cer"]}
+    return rows
+
+
 def _row(name: str, s: dict) -> str:
     return f"| {name} | {s['utterances']} | {s['ref_words']} | {100 * s['wer']:.2f} | {100 * s['cer']:.2f} |"
 
@@ -91,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     facts = training_facts(args.run)
     scores = measure(args.model, args.corpus, args.results.parent / (args.results.name + "_eval"))
     corpus_stats = json.loads((args.corpus / "corpus.json").read_text())
+    levels = level_robustness(args.model, args.corpus)
     report = {
         "model": str(args.model), "date": datetime.date.today().isoformat(), "machine": machine(),
         "command": "python -m speechmpq.train.model_report " + shlex.join(sys.argv[1:]),
         "train_command": args.train_command, "corpus_command": args.corpus_command,
-        "corpus": corpus_stats, "training": facts, "scores": scores,
+        "corpus": corpus_stats, "training": facts, "scores": scores, "input_level": levels,
         "decoding": "greedy CTC, no lexicon or language model",
     }
     write_json(args.results.with_suffix(".json"), report)
@@ -110,6 +138,12 @@ Greedy CTC decoding, no lexicon or language model. Test splits are half voices h
 training (`seen`) and half held-out espeak variants (`unseen`); `test-other` adds noise and/or reverb.
 
 {score_table(scores)}
+
+Input level (test-clean; the model reads raw samples, no per-utterance normalisation):
+
+| input | WER % | CER % |
+|---|---|---|
+{chr(10).join(f"| {k} | {100 * v['wer']:.2f} | {100 * v['cer']:.2f} |" for k, v in levels.items())}
 
 Model: {params['total']:,} parameters, transformer linear weights {params['transformer_linear_weights']:,}
 ({100 * params['transformer_linear_share']:.1f} %). Trained {facts['steps']} steps

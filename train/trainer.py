@@ -163,7 +163,7 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
             audio = float(batch["attention_mask"].sum()) / 16000
             state["audio_seconds"] += audio
             state["train_seconds"] += time.time() - step_start
-            window["loss"] += float(loss)
+            window["loss"] += float(loss.detach())
             window["n"] += 1
             window["audio"] += audio
             bar.update(1)
