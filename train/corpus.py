@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from speechmpq.errors import SpeechmpqError
 from speechmpq.train import augment
 from speechmpq.train.espeak import ACCENTS, Prosody, get_engine
 from speechmpq.train.textgen import SentenceGenerator
-
-from speechmpq.errors import SpeechmpqError
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test-clean", "test-other")

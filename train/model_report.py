@@ -72,10 +72,9 @@ def level_robustness(model_dir: Path, corpus: Path) -> dict:
     whole-utterance statistics; training drew each utterance's peak level from -20..-1 dBFS. These
     rows show what that choice costs when the level of the input changes.
     """
+    from speechmpq.datasets import read_dataset
     from speechmpq.train.evaluate import score_pairs, transcribe_torch
     from speechmpq.train.models import load_model
-
-    from speechmpq.datasets import read_dataset
 
     utterances = read_dataset(corpus / "test-clean")
     model = load_model(model_dir)

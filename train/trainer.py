@@ -90,10 +90,11 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a full-precision CTC model; returns the last dev scores."""
     import torch
+    from tqdm import tqdm
+
     from speechmpq.train.data import SecondsBatchSampler, SpeechDataset, collate, utterance_seconds
     from speechmpq.train.evaluate import evaluate_torch
     from speechmpq.train.models import build_model, load_model, parameter_breakdown, save_model
-    from tqdm import tqdm
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -4,6 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+
+from speechmpq.datasets import read_dataset, read_librispeech
+from speechmpq.errors import SpeechmpqError
 from speechmpq.train.corpus import (
     SEEN_VARIANTS,
     UNSEEN_VARIANTS,
@@ -13,9 +16,6 @@ from speechmpq.train.corpus import (
     split_of_sentence,
 )
 from speechmpq.train.espeak import ACCENTS, Prosody, get_engine
-
-from speechmpq.datasets import read_dataset, read_librispeech
-from speechmpq.errors import SpeechmpqError
 
 
 def _digest(root: Path) -> str:

@@ -2,6 +2,8 @@ import json
 
 import pytest
 import torch
+
+from speechmpq.errors import ModelError
 from speechmpq.train.models import (
     MODEL_TYPES,
     PRESETS,
@@ -10,8 +12,6 @@ from speechmpq.train.models import (
     parameter_breakdown,
     save_model,
 )
-
-from speechmpq.errors import ModelError
 from speechmpq.vocab import VOCAB
 
 

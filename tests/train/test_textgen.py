@@ -3,6 +3,7 @@ import re
 import statistics
 
 import pytest
+
 from speechmpq.train.textgen import (
     SentenceGenerator,
     normalize_transcript,

@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from speechmpq.train.trainer import TrainConfig
 
 from speechmpq.cli import main
+from speechmpq.train.trainer import TrainConfig
 
 
 def _train(tiny_corpus, out, steps):
