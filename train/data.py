@@ -86,14 +86,19 @@ class SecondsBatchSampler(torch.utils.data.Sampler):
         return len(self.batches(self.epoch)) - self.start_batch
 
 
+PAD_MULTIPLE = 4000  # samples (0.25 s): few distinct batch shapes keep kernel caches and RSS flat
+
+
 def collate(items) -> dict[str, torch.Tensor | list[str]]:
     """Pad a list of (audio, label ids, transcript) into model inputs.
 
-    input_values (B, T) zero-padded; attention_mask (B, T); labels (B, L) padded with -100.
+    input_values (B, T) zero-padded, T rounded up to a multiple of PAD_MULTIPLE; attention_mask
+    (B, T); labels (B, L) padded with -100.
     """
     lengths = [audio.shape[0] for audio, _, _ in items]
-    audio_batch = torch.zeros(len(items), max(lengths))
-    mask = torch.zeros(len(items), max(lengths), dtype=torch.long)
+    padded = -(-max(lengths) // PAD_MULTIPLE) * PAD_MULTIPLE
+    audio_batch = torch.zeros(len(items), padded)
+    mask = torch.zeros(len(items), padded, dtype=torch.long)
     label_length = max(len(labels) for _, labels, _ in items)
     labels = torch.full((len(items), label_length), -100, dtype=torch.long)
     for row, (audio, ids, _) in enumerate(items):
