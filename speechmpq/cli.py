@@ -49,9 +49,13 @@ def _cmd_train_fp(args) -> int:
     cfg = TrainConfig(
         train_data=args.data, dev_data=args.dev, out=args.out, preset=args.preset,
         model_type=args.model_type, init_from=args.init_from, steps=args.steps,
-        batch_seconds=args.batch_seconds, lr=args.lr, warmup_steps=args.warmup_steps,
-        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
-        threads=args.threads, bf16=not args.no_bf16, device=args.device, workers=args.workers,
+        stop_at_step=args.stop_at_step, batch_seconds=args.batch_seconds,
+        max_utterance_seconds=args.max_utterance_seconds, lr=args.lr,
+        warmup_steps=args.warmup_steps, final_lr_ratio=args.final_lr_ratio,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_every=args.eval_every,
+        dev_utterances=args.dev_utterances, checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every, seed=args.seed, threads=args.threads, bf16=not args.no_bf16,
+        device=args.device, workers=args.workers,
     )  # fmt: skip
     result = train_fp(cfg, progress=not args.quiet)
     if result:
@@ -102,17 +106,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dev", type=Path, default=None, help="dev set for model selection")
     train.add_argument("--out", required=True, type=Path, help="run folder (resumes if present)")
     train.add_argument("--preset", default="demo", help="tiny, demo, w2v2-base, hubert-large")
-    train.add_argument("--model-type", default="wav2vec2", help="wav2vec2, hubert or wavlm")
+    train.add_argument("--model-type", default=None,
+                       help="wav2vec2, hubert or wavlm (default: the preset's own)")
     train.add_argument("--init-from", type=Path, default=None, help="model dir to start from")
-    train.add_argument("--steps", type=int, default=20000)
-    train.add_argument("--batch-seconds", type=float, default=64.0)
-    train.add_argument("--lr", type=float, default=1.5e-3)
+    train.add_argument("--steps", type=int, default=20000, help="total steps (LR schedule length)")
+    train.add_argument("--stop-at-step", type=int, default=None,
+                       help="checkpoint and stop at this step; run again to continue")
+    train.add_argument("--batch-seconds", type=float, default=64.0,
+                       help="padded audio seconds per batch")
+    train.add_argument("--max-utterance-seconds", type=float, default=16.0)
+    train.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
     train.add_argument("--warmup-steps", type=int, default=500)
+    train.add_argument("--final-lr-ratio", type=float, default=0.05)
+    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--grad-clip", type=float, default=5.0)
     train.add_argument("--eval-every", type=int, default=500)
+    train.add_argument("--dev-utterances", type=int, default=200)
     train.add_argument("--checkpoint-every", type=int, default=100)
+    train.add_argument("--log-every", type=int, default=20)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    train.add_argument("--workers", type=int, default=1, help="data-loading processes")
+    train.add_argument("--workers", type=int, default=-1,
+                       help="data-loading processes (-1: 1 on CPU, up to 8 on CUDA)")
     train.add_argument("--device", default="auto", help="auto, cpu or cuda")
     train.add_argument("--no-bf16", action="store_true", help="train in fp32")
     train.add_argument("--quiet", action="store_true")
@@ -143,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (SpeechmpqError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # unwritable output, full disk, unreadable input
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

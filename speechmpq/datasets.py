@@ -74,6 +74,21 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     return utterances
 
 
+def corpus_metadata(utterances: list[Utterance]) -> dict[str, dict[str, str]]:
+    """utt_id → its row of a synthetic corpus's ``SPLIT/utterances.tsv`` (seconds, voice, seen...).
+
+    Utterances from elsewhere (real LibriSpeech, manifests) have no row.
+    """
+    rows: dict[str, dict[str, str]] = {}
+    tables = sorted({u.path.parents[2] / "utterances.tsv" for u in utterances if len(u.path.parents) > 2})
+    for table in tables:
+        if table.is_file():
+            with open(table) as handle:
+                for row in csv.DictReader(handle, delimiter="\t"):
+                    rows[row["utt_id"]] = row
+    return rows
+
+
 def read_dataset(location: str | Path) -> list[Utterance]:
     """A manifest file (.tsv) or a folder holding a LibriSpeech tree."""
     location = Path(location)

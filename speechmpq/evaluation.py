@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechmpq.datasets import Utterance, read_dataset
+from speechmpq.datasets import Utterance, corpus_metadata, read_dataset
 from speechmpq.errors import SpeechmpqError
 from speechmpq.significance import bootstrap_wer_difference, mapsswe
 
@@ -25,14 +25,9 @@ TSV_COLUMNS = ("utt_id", "group", "ref_words", "word_errors", "ref_chars", "char
 
 def voice_groups(utterances: list[Utterance]) -> dict[str, str]:
     """utt_id → ``seen``/``unseen`` from a synthetic corpus's ``utterances.tsv``; else ``all``."""
-    groups: dict[str, str] = {}
-    tables = {u.path.parents[2] / "utterances.tsv" for u in utterances if len(u.path.parents) > 2}
-    for table in tables:
-        if table.is_file():
-            with open(table) as handle:
-                for row in csv.DictReader(handle, delimiter="\t"):
-                    groups[row["utt_id"]] = "seen" if row["seen"] == "1" else "unseen"
-    return {u.utt_id: groups.get(u.utt_id, "all") for u in utterances}
+    rows = corpus_metadata(utterances)
+    return {u.utt_id: ("seen" if rows[u.utt_id]["seen"] == "1" else "unseen") if u.utt_id in rows
+            else "all" for u in utterances}
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -62,12 +57,14 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
     if model.is_dir():
         try:
             from speechmpq.train.evaluate import score_pairs, transcribe_torch
-            from speechmpq.train.models import load_model, model_vocab
+            from speechmpq.train.models import feature_settings, load_model, model_vocab
         except ImportError as error:
             raise SpeechmpqError(f"evaluating a PyTorch model directory needs the training extra "
                                  f"({error.name} is missing): pip install 'speechmpq[train]'") from None
+        settings = feature_settings(model)
         hypotheses = transcribe_torch(load_model(model), utterances, progress=progress,
-                                      tokens=model_vocab(model))
+                                      tokens=model_vocab(model), do_normalize=settings["do_normalize"],
+                                      attention_mask=settings["return_attention_mask"])
     else:
         raise SpeechmpqError(f"{model}: not a model directory")
     scored = score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances],
@@ -116,7 +113,12 @@ def read_tsv(path: Path) -> dict[str, dict]:
         missing = {"utt_id", "reference", "hypothesis"} - set(reader.fieldnames or [])
         if missing:
             raise SpeechmpqError(f"{path}: not a speechmpq eval TSV (missing {sorted(missing)})")
-        return {row["utt_id"]: row for row in reader}
+        rows: dict[str, dict] = {}
+        for row in reader:
+            if row["utt_id"] in rows:
+                raise SpeechmpqError(f"{path}: utterance id {row['utt_id']} appears twice")
+            rows[row["utt_id"]] = row
+        return rows
 
 
 def compare_tsv(path_a: Path, path_b: Path, seed: int = 0) -> dict:

@@ -97,17 +97,14 @@ def mapsswe(references: list[str], hyps_a: list[str], hyps_b: list[str], buffer:
     result = {"segments": n, "errors_a": int(sum(s[0] for s in segments)),
               "errors_b": int(sum(s[1] for s in segments)), "mean_difference": 0.0,
               "w": 0.0, "p_value": 1.0, "alpha": alpha}
-    if n >= 2 and np.any(z != z[0]):
-        mean, std = float(z.mean()), float(z.std(ddof=1))
-        result["mean_difference"] = mean
-        result["w"] = mean / (std / math.sqrt(n))
-        result["p_value"] = _normal_two_sided_p(result["w"])
-    elif n >= 1:
-        # Every segment has the same difference: no variance. Identical systems (all zero) are
-        # "no difference"; a constant non-zero difference is as significant as it gets.
+    if n >= 1:
         result["mean_difference"] = float(z.mean())
-        result["p_value"] = 1.0 if z[0] == 0 or n < 2 else 0.0
-        result["w"] = 0.0 if result["p_value"] == 1.0 else math.copysign(math.inf, z[0])
+    if n >= 2 and np.any(z != z[0]):
+        std = float(z.std(ddof=1))
+        result["w"] = result["mean_difference"] / (std / math.sqrt(n))
+        result["p_value"] = _normal_two_sided_p(result["w"])
+    # With zero variance (every segment differs by the same amount, or fewer than two segments)
+    # sc_stats sets Z = 0, i.e. "no evidence of a difference": W stays 0 and p stays 1.
     result["significant"] = result["p_value"] < alpha
     return result
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import torch
 
 from speechmpq.audio import load_audio
-from speechmpq.datasets import Utterance
+from speechmpq.datasets import Utterance, corpus_metadata
+from speechmpq.errors import AudioError
 from speechmpq.vocab import encode
 
 
@@ -16,16 +15,14 @@ def utterance_seconds(utterances: list[Utterance]) -> np.ndarray:
     """Durations, from the corpus's ``utterances.tsv`` where there is one, else from file headers."""
     import soundfile
 
-    known: dict[str, float] = {}
-    for table in {u.path.parents[2] / "utterances.tsv" for u in utterances if len(u.path.parents) > 2}:
-        if table.is_file():
-            with open(table) as handle:
-                for row in csv.DictReader(handle, delimiter="\t"):
-                    known[row["utt_id"]] = float(row["seconds"])
+    known = {utt_id: float(row["seconds"]) for utt_id, row in corpus_metadata(utterances).items()}
     seconds = []
     for u in utterances:
         if u.utt_id not in known:
-            info = soundfile.info(str(u.path))
+            try:
+                info = soundfile.info(str(u.path))
+            except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+                raise AudioError(f"{u.path}: cannot read audio ({error})") from None
             known[u.utt_id] = info.frames / info.samplerate
         seconds.append(known[u.utt_id])
     return np.asarray(seconds)

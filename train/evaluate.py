@@ -46,11 +46,19 @@ def score_pairs(ids: list[str], references: list[str], hypotheses: list[str]) ->
     }
 
 
+def normalize_waveform(samples: np.ndarray) -> np.ndarray:
+    """Per-utterance zero mean, unit variance, as transformers' Wav2Vec2FeatureExtractor does."""
+    return (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)
+
+
 def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 120.0,
-                     progress: bool = True, tokens=VOCAB, input_transform=None) -> list[str]:
+                     progress: bool = True, tokens=VOCAB, input_transform=None,
+                     do_normalize: bool = False, attention_mask: bool = True) -> list[str]:
     """Greedy CTC transcripts of ``utterances`` (batched by length; order preserved).
 
-    ``input_transform`` (float32 samples → float32 samples) is applied to each waveform first.
+    ``input_transform`` (float32 samples → float32 samples) is applied to each waveform first,
+    then per-utterance normalisation if ``do_normalize``. Models that take no attention mask are
+    fed one utterance at a time, so padding never changes their output.
     """
     import torch
     from tqdm import tqdm
@@ -62,11 +70,14 @@ def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 
     audios = [load_audio(u.path) for u in utterances]
     if input_transform is not None:
         audios = [input_transform(a).astype(np.float32) for a in audios]
+    if do_normalize:
+        audios = [normalize_waveform(a).astype(np.float32) for a in audios]
     order = np.argsort([a.shape[0] for a in audios])
     hypotheses: list[str] = [""] * len(audios)
     batches, current = [], []
     for index in order:
-        if current and audios[index].shape[0] / 16000 * (len(current) + 1) > batch_seconds:
+        full = audios[index].shape[0] / 16000 * (len(current) + 1) > batch_seconds
+        if current and (full or not attention_mask):
             batches.append(current)
             current = []
         current.append(int(index))
@@ -80,7 +91,8 @@ def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 
             for row, i in enumerate(batch):
                 values[row, : audios[i].shape[0]] = torch.from_numpy(audios[i])
                 mask[row, : audios[i].shape[0]] = 1
-            logits = model(values.to(device), attention_mask=mask.to(device)).logits.float()
+            logits = model(values.to(device),
+                           attention_mask=mask.to(device) if attention_mask else None).logits.float()
             frames = model._get_feat_extract_output_lengths(mask.sum(-1)).tolist()
             best = logits.argmax(-1).cpu().numpy()
             for row, i in enumerate(batch):
@@ -88,7 +100,7 @@ def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 
     return hypotheses
 
 
-def evaluate_torch(model, utterances: list[Utterance], progress: bool = True) -> dict:
-    hypotheses = transcribe_torch(model, utterances, progress=progress)
+def evaluate_torch(model, utterances: list[Utterance], progress: bool = True, **settings) -> dict:
+    hypotheses = transcribe_torch(model, utterances, progress=progress, **settings)
     return score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances],
                        hypotheses)

@@ -73,13 +73,17 @@ def _classes(model_type: str):
     return table[model_type]
 
 
+def default_model_type(preset: str) -> str:
+    return _DEFAULT_TYPE.get(preset, "wav2vec2")
+
+
 def build_model(preset: str, model_type: str | None = None, seed: int = 0):
     """A randomly initialised CTC model of a named preset shape."""
     import torch
 
     if preset not in PRESETS:
         raise ModelError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    model_type = model_type or _DEFAULT_TYPE.get(preset, "wav2vec2")
+    model_type = model_type or default_model_type(preset)
     config_class, model_class = _classes(model_type)
     config = config_class(**_COMMON, **PRESETS[preset])
     torch.manual_seed(seed)
@@ -119,6 +123,16 @@ def model_vocab(model_dir: str | Path | None) -> list[str]:
         vocab = json.loads((Path(model_dir) / "vocab.json").read_text())
         return [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
     return list(VOCAB)
+
+
+def feature_settings(model_dir: str | Path) -> dict:
+    """Input handling from ``preprocessor_config.json``: per-utterance normalisation, and whether
+    the model takes an attention mask (group-norm models such as wav2vec2-base must not get one:
+    they are fed one utterance at a time instead). Missing file: transformers' defaults."""
+    path = Path(model_dir) / "preprocessor_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    return {"do_normalize": bool(config.get("do_normalize", True)),
+            "return_attention_mask": bool(config.get("return_attention_mask", False))}
 
 
 def save_model(model, model_dir: str | Path, do_normalize: bool = False) -> Path:

@@ -45,7 +45,7 @@ def test_mapsswe_symmetric_and_not_significant_for_balanced_errors():
     hyp_a = ["A X C D E F G", "A B C D E F G", "A X C D E F G", "A B C D E F G"]
     hyp_b = ["A B C D E F G", "A X C D E F G", "A B C D E F G", "A X C D E F G"]
     forward, backward = mapsswe(refs, hyp_a, hyp_b), mapsswe(refs, hyp_b, hyp_a)
-    assert forward["mean_difference"] == 0.0 and not forward["significant"]
+    assert forward["mean_difference"] == 0.0 and not forward["significant"]  # Z = +1, -1, +1, -1
     assert forward["p_value"] == pytest.approx(1.0)
     assert backward["w"] == pytest.approx(-forward["w"])
 
@@ -65,3 +65,31 @@ def test_bootstrap_interval_contains_true_difference_and_is_ordered():
     assert result["wer_difference"] == pytest.approx(0.05)
     low, high = result["interval"]
     assert low < 0.05 < high and low > 0.0
+
+
+def test_zero_variance_is_no_evidence_like_sc_stats():
+    # B makes one extra error in two utterances and is otherwise identical: every segment has
+    # Z = +1, the variance is 0, and sc_stats reports Z = 0 (no significant difference).
+    refs = ["A B C D E F"] * 100
+    hyp_a = list(refs)
+    hyp_b = ["A X C D E F", "A B C D E Y"] + refs[2:]
+    result = mapsswe(refs, hyp_a, hyp_b)
+    assert result["segments"] == 2 and result["mean_difference"] == 1.0
+    assert result["w"] == 0.0 and result["p_value"] == 1.0 and not result["significant"]
+
+
+def test_insertion_at_utterance_end_and_wider_buffer():
+    # An insertion after the last word belongs to the final gap and still counts as an error.
+    assert segment_errors("A B C", "A B C D", "A B C") == [(1, 0)]
+    # With buffer=3, a run of two shared correct words (C D) no longer separates segments.
+    assert segment_errors("A B C D E", "A X C D E", "A B C D Y", buffer=2) == [(1, 0), (0, 1)]
+    assert segment_errors("A B C D E", "A X C D E", "A B C D Y", buffer=3) == [(1, 1)]
+
+
+def test_mapsswe_detects_a_consistently_worse_system_with_varying_segments():
+    refs = ["A B C D E F G H"] * 60
+    hyp_a = ["A B C D E F G H"] * 40 + ["A X C D E F G H"] * 20
+    hyp_b = (["A X C D E F G H"] * 20 + ["A X Y D E F G H"] * 20 + ["A X Y Z E F G H"] * 20)
+    result = mapsswe(refs, hyp_a, hyp_b)
+    assert result["significant"] and result["mean_difference"] > 0 and result["w"] > 0
+    assert mapsswe(refs, hyp_b, hyp_a)["w"] == pytest.approx(-result["w"])

@@ -8,21 +8,42 @@ from speechmpq.cli import main
 from speechmpq.train.trainer import TrainConfig
 
 
-def _train(tiny_corpus, out, steps):
+def _train(tiny_corpus, out, steps, *extra):
     return main([
         "train-fp", "--data", str(tiny_corpus / "train"), "--dev", str(tiny_corpus / "dev"),
         "--out", str(out), "--preset", "tiny", "--steps", str(steps), "--warmup-steps", "2",
-        "--eval-every", "4", "--checkpoint-every", "2", "--batch-seconds", "40", "--workers", "0",
-        "--quiet",
+        "--eval-every", "4", "--checkpoint-every", "2", "--batch-seconds", "16",
+        "--max-utterance-seconds", "16", "--workers", "0", "--quiet", *extra,
     ])  # fmt: skip
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted_run(tiny_corpus, tmp_path):
+    import torch
+
+    assert _train(tiny_corpus, tmp_path / "straight", 7) == 0
+    assert _train(tiny_corpus, tmp_path / "cut", 7, "--stop-at-step", "3") == 0
+    assert not (tmp_path / "cut" / "final").exists()
+    assert _train(tiny_corpus, tmp_path / "cut", 7) == 0
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert straight["state"]["epoch"] >= 1  # the run crossed an epoch boundary
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_resume_with_other_settings_is_refused(tiny_corpus, tmp_path, capsys):
+    assert _train(tiny_corpus, tmp_path / "run", 4, "--stop-at-step", "2") == 0
+    capsys.readouterr()
+    assert _train(tiny_corpus, tmp_path / "run", 4, "--seed", "5") == 1
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_train_resume_eval_and_compare(tiny_corpus, tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(tiny_corpus, run, 4) == 0
+    assert _train(tiny_corpus, run, 6, "--stop-at-step", "4") == 0
     assert _train(tiny_corpus, run, 6) == 0  # resumes from the step-4 checkpoint
     events = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    assert [e.get("event") for e in events if "event" in e] == ["start", "done", "resume", "done"]
+    assert [e.get("event") for e in events if "event" in e] == ["start", "stopped", "resume", "done"]
     assert next(e for e in events if e.get("event") == "resume")["step"] == 4
     assert (run / "final" / "model.safetensors").is_file()
     assert any("dev_cer" in e for e in events)
@@ -42,6 +63,22 @@ def test_train_resume_eval_and_compare(tiny_corpus, tmp_path, capsys):
                  str(tmp_path / "a" / "utterances.tsv"), "--json", str(tmp_path / "c.json")]) == 0
     comparison = json.loads((tmp_path / "c.json").read_text())
     assert comparison["mapsswe"]["p_value"] == 1.0 and not comparison["mapsswe"]["significant"]
+
+    # A "system B" that drops the last word of every utterance is significantly worse.
+    lines = (tmp_path / "a" / "utterances.tsv").read_text().splitlines()
+    header, rows = lines[0], [line.split("\t") for line in lines[1:]]
+    for row in rows:
+        row[-1] = " ".join(row[-2].split()[:-1])  # hypothesis = reference minus its last word
+    (tmp_path / "ref_minus_one.tsv").write_text("\n".join([header] + ["\t".join(r) for r in rows]))
+    for row in rows:
+        row[-1] = row[-2]  # perfect
+    (tmp_path / "perfect.tsv").write_text("\n".join([header] + ["\t".join(r) for r in rows]))
+    capsys.readouterr()
+    assert main(["eval", "--compare", str(tmp_path / "perfect.tsv"),
+                 str(tmp_path / "ref_minus_one.tsv")]) == 0
+    printed = capsys.readouterr().out
+    assert "B worse" not in printed  # zero variance (one error per segment): no evidence, as sc_stats
+    assert "not significant" in printed
 
 
 @pytest.mark.parametrize("argv", [

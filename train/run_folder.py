@@ -1,0 +1,41 @@
+"""Run-folder plumbing shared by the trainers: a lock, the JSONL log, atomic checkpoints."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from speechmpq.errors import SpeechmpqError
+
+
+class RunLock:
+    """An exclusive lock on a run folder, so two trainers never write the same checkpoint."""
+
+    def __init__(self, folder: Path):
+        self._handle = open(folder / ".lock", "w")  # noqa: SIM115 (held for the run's lifetime)
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise SpeechmpqError(f"{folder} is in use by another training process") from None
+
+    def release(self) -> None:
+        if not self._handle.closed:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+
+
+def append_log(path: Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a torn checkpoint."""
+    import torch
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
