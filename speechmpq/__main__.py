@@ -1,3 +1,4 @@
 from speechmpq.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # guarded: corpus workers re-import the main module (forkserver)
+    raise SystemExit(main())

@@ -238,7 +238,8 @@ def build_corpus(cfg: CorpusConfig, progress: bool = True) -> dict:
     """Write the requested splits under ``cfg.out``; returns the statistics also saved in corpus.json.
 
     Each split is built in ``SPLIT.partial`` and renamed into place only when complete, so an
-    interrupted run never leaves a half-written split that looks finished.
+    interrupted run never leaves a half-written split that looks finished. Worker processes start
+    from a forkserver, so a script calling this needs the usual ``if __name__ == "__main__":``.
     """
     from tqdm import tqdm
 
@@ -252,7 +253,10 @@ def build_corpus(cfg: CorpusConfig, progress: bool = True) -> dict:
     stats_path = cfg.out / "corpus.json"
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {"splits": {}}
     stats["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    context = multiprocessing.get_context("fork")
+    # forkserver: workers fork from a clean server process that has never loaded espeak, whatever
+    # this process did before (a plain fork would inherit espeak state it may have touched).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["speechmpq.train.corpus"])
     for split in cfg.splits:
         split_plans = [p for p in plans if p.split == split]
         staging = cfg.out / f"{split}.partial"

@@ -36,6 +36,21 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
+def wall_seconds(records: list[dict]) -> float:
+    """Wall time of a run, summed over its sessions (start/resume → last record before the next)."""
+    total, session_start, last = 0.0, None, None
+    for record in records:
+        if record.get("event") in ("start", "resume"):
+            if session_start is not None and last is not None:
+                total += last - session_start
+            session_start = last = record["time"]
+        elif "time" in record:
+            last = record["time"]
+    if session_start is not None and last is not None:
+        total += last - session_start
+    return total
+
+
 def training_facts(run: Path) -> dict:
     """Start config, steps, wall time and train hours from a run's train_log.jsonl."""
     records = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
@@ -48,8 +63,7 @@ def training_facts(run: Path) -> dict:
         "train_utterances": start["train_utterances"],
         "steps": steps[-1]["step"] if steps else 0,
         "audio_hours_seen": steps[-1]["audio_hours_seen"] if steps else 0.0,
-        "train_wall_seconds": round(sum(r["sec_per_step"] for r in steps)
-                                    * start["config"]["log_every"], 0),
+        "train_wall_seconds": round(wall_seconds(records), 0),
         "best_dev_cer": min((r["dev_cer"] for r in devs), default=None),
         "final_loss": steps[-1]["loss"] if steps else None,
     }
@@ -168,6 +182,23 @@ device {facts['device']}, bf16 {facts['bf16']}) on {facts['train_hours']:.1f} h 
     return 0
 
 
+def architecture(model_dir: str) -> str:
+    """One sentence describing the model's shape, read from its config.json."""
+    c = json.loads((Path(model_dir) / "config.json").read_text())
+    stride, receptive = 1, 1
+    for kernel, step in zip(c["conv_kernel"], c["conv_stride"], strict=True):
+        receptive += (kernel - 1) * stride
+        stride *= step
+    norm = "pre-LN" if c.get("do_stable_layer_norm") else "post-LN"
+    return (f"`{c['architectures'][0]}`, {c['num_hidden_layers']} {norm} transformer layers, hidden "
+            f"{c['hidden_size']}, {c['num_attention_heads']} heads, FFN {c['intermediate_size']}; a "
+            f"{len(c['conv_dim'])}-layer conv front end (channels {'/'.join(map(str, c['conv_dim']))}, "
+            f"kernels {'/'.join(map(str, c['conv_kernel']))}, strides "
+            f"{'/'.join(map(str, c['conv_stride']))}: {stride} samples = {stride / 16:.0f} ms per frame, "
+            f"receptive field {receptive} samples, {c['feat_extract_norm']} norm); positional conv of "
+            f"{c['num_conv_pos_embeddings']} taps in {c['num_conv_pos_embedding_groups']} groups")
+
+
 def model_card(report: dict, measured: str) -> str:
     """The model directory's README: what the model is, how it was made, what it scores."""
     config = report["training"]["config"]
@@ -184,11 +215,8 @@ The embedded default of speechmpq: a small `Wav2Vec2ForCTC` that every later sta
 ONNX export, streaming) is measured on. It recognises English read by the espeak-ng voices of the
 speechmpq synthetic corpus; it has never heard human speech and is not meant to transcribe it.
 
-- Architecture: preset `{config['preset']}` — 6 pre-LN transformer layers, hidden 256, 4 heads, FFN 1024;
-  a 4-layer conv front end (channels 64/128/192/256, kernels 10/8/4/4, strides 5/4/4/4: 320
-  samples = 20 ms per frame, receptive field 345 samples) with per-frame LayerNorm; positional conv of
-  16 taps in 16 groups. The cheaper front end trains 3.7x faster per step than wav2vec2's 7-layer one at
-  the same width (`results/frontend_step_time.json`).
+- Architecture: {architecture(report['model'])}. The short conv front end trains several times
+  faster per step than wav2vec2's 7-layer one at the same width (`results/frontend_step_time.json`).
 - Vocabulary: the 32 LibriSpeech characters of facebook/wav2vec2-base-100h (`vocab.json`).
 - Input: 16 kHz mono float samples, **no per-utterance normalisation** (`do_normalize: false`).
   Streaming cannot see a whole utterance, so the model was trained on raw samples whose peak level
@@ -203,7 +231,8 @@ speechmpq synthetic corpus; it has never heard human speech and is not meant to 
 
 AdamW (betas 0.9/0.98, weight decay {config['weight_decay']}), peak lr {config['lr']} after
 {config['warmup_steps']} warm-up steps, cosine decay to {config['final_lr_ratio']} of it, batches of
-{config['batch_seconds']:.0f} s of padded audio, bf16 autocast, gradient clipping at {config['grad_clip']};
+{config['batch_seconds']:.0f} s of padded audio, bf16 autocast {report['training']['bf16']},
+gradient clipping at {config['grad_clip']};
 the checkpoint with the lowest dev CER (evaluated every {config['eval_every']} steps on
 {config['dev_utterances']} dev utterances) is this model.
 
