@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, required=True, help="path stem for .json/.md")
     parser.add_argument("--train-command", required=True, help="the exact train-fp command")
     parser.add_argument("--corpus-command", required=True, help="the exact corpus command")
+    parser.add_argument("--note", default="", help="a sentence added to the card (e.g. code commit)")
     parser.add_argument("--extra", nargs="*", default=[], metavar="NAME=PATH",
                         help="more evaluation sets (folder or manifest), e.g. real speech")
     args = parser.parse_args(argv)
@@ -170,6 +171,8 @@ device {facts['device']}, bf16 {facts['bf16']}) on {facts['train_hours']:.1f} h 
 
     {args.corpus_command}
     {args.train_command}
+
+{args.note}
 """
     tmp = args.results.with_suffix(".md.tmp")
     tmp.write_text(md)

@@ -39,3 +39,15 @@ def test_demo_model_transcribes_seen_voices(fresh_test_clean):
     # A 60-utterance sample is noisier than the 300 of the report: allow a margin above 20 %.
     assert scores["cer"] <= 0.25, f"CER {scores['cer']:.3f}"
     assert scores["wer"] < 0.6, f"WER {scores['wer']:.3f}"
+
+
+@pytest.mark.slow
+def test_demo_model_meets_the_bar_on_the_full_clean_test_split(tmp_path):
+    """The issue's bar, on exactly the split the README's main job generates (about a minute)."""
+    build_corpus(CorpusConfig(out=tmp_path, splits=("test-clean",), seed=1, eval_utterances=300),
+                 progress=False)
+    utterances = read_librispeech(tmp_path / "test-clean")
+    groups = voice_groups(utterances)
+    seen = [u for u in utterances if groups[u.utt_id] == "seen"]
+    scores = evaluate_torch(load_model(DEMO), seen, progress=False)
+    assert scores["cer"] <= 0.20, f"CER {scores['cer']:.3f}"

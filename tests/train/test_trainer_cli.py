@@ -98,3 +98,11 @@ def test_train_config_validation():
         TrainConfig(train_data="x", dev_data=None, out="y", steps=10, warmup_steps=10)
     with pytest.raises(ValueError, match="batch_seconds"):
         TrainConfig(train_data="x", dev_data=None, out="y", batch_seconds=4)
+
+
+@pytest.mark.slow
+def test_training_reduces_ctc_loss(tiny_corpus, tmp_path):
+    assert _train(tiny_corpus, tmp_path / "run", 80, "--eval-every", "80") == 0
+    losses = [json.loads(line)["loss"] for line in
+              (tmp_path / "run" / "train_log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert losses[-1] < 0.8 * losses[0], losses
