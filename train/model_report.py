@@ -65,6 +65,8 @@ def training_facts(run: Path) -> dict:
         "audio_hours_seen": steps[-1]["audio_hours_seen"] if steps else 0.0,
         "train_wall_seconds": round(wall_seconds(records), 0),
         "best_dev_cer": min((r["dev_cer"] for r in devs), default=None),
+        # best/ holds the first checkpoint that reached the lowest dev CER
+        "model_step": min(devs, key=lambda r: (r["dev_cer"], r["step"]))["step"] if devs else None,
         "final_loss": steps[-1]["loss"] if steps else None,
     }
 
@@ -165,7 +167,8 @@ Input level (test-clean; the model reads raw samples, no per-utterance normalisa
 {chr(10).join(f"| {k} | {100 * v['wer']:.2f} | {100 * v['cer']:.2f} |" for k, v in levels.items())}
 
 Model: {params['total']:,} parameters, transformer linear weights {params['transformer_linear_weights']:,}
-({100 * params['transformer_linear_share']:.1f} %). Trained {facts['steps']} steps
+({100 * params['transformer_linear_share']:.1f} %). This model is the step-{facts['model_step']} checkpoint
+(lowest dev CER) of a run logged to step {facts['steps']}
 ({facts['audio_hours_seen']:.1f} h of audio seen, {facts['train_wall_seconds'] / 3600:.2f} h wall,
 device {facts['device']}, bf16 {facts['bf16']}) on {facts['train_hours']:.1f} h of synthetic speech:
 
