@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{64.0 / seconds:6.1f} s of audio per s")
     report = {"date": datetime.date.today().isoformat(), "machine": machine(),
               "torch_threads": torch.get_num_threads(), "batch": "16 x 4 s", "rows": rows,
-              "command": "python -m speechmpq.train.bench_frontend --out " + str(args.out)}
+              "command": "python -m speechmpq.train.bench_frontend " + " ".join(argv or sys.argv[1:])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
