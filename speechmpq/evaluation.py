@@ -17,7 +17,7 @@ import numpy as np
 
 from speechmpq.datasets import Utterance, corpus_metadata, read_dataset
 from speechmpq.errors import SpeechmpqError
-from speechmpq.significance import bootstrap_wer_difference, mapsswe
+from speechmpq.significance import align_words, bootstrap_wer_difference, mapsswe
 
 TSV_COLUMNS = ("utt_id", "group", "ref_words", "word_errors", "ref_chars", "char_errors",
                "reference", "hypothesis")  # fmt: skip
@@ -135,8 +135,6 @@ def compare_tsv(path_a: Path, path_b: Path, seed: int = 0) -> dict:
     hyp_a, hyp_b = [a[i]["hypothesis"] for i in ids], [b[i]["hypothesis"] for i in ids]
     test = mapsswe(refs, hyp_a, hyp_b)
     ref_words = np.array([len(r.split()) for r in refs])
-    from speechmpq.significance import align_words
-
     def errors(hyps):
         out = []
         for ref, hyp in zip(refs, hyps, strict=True):

@@ -101,9 +101,9 @@ def _check_resumable(saved: dict, cfg: TrainConfig, ckpt_path: Path) -> None:
     from speechmpq.train.models import default_model_type
 
     current = cfg.to_dict()
-    for name in ("model_type",):  # compare resolved values, not "use the default"
-        saved[name] = saved.get(name) or default_model_type(saved["preset"])
-        current[name] = current[name] or default_model_type(cfg.preset)
+    # Compare the resolved model type, not "use the preset's default".
+    saved["model_type"] = saved.get("model_type") or default_model_type(saved["preset"])
+    current["model_type"] = current["model_type"] or default_model_type(cfg.preset)
     changed = [k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, current[k]) != current[k]]
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} → {current[k]!r}" for k in changed)
