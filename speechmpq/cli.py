@@ -64,6 +64,52 @@ def _cmd_train_fp(args) -> int:
     return 0
 
 
+def _layer_rules(rules: list[str], keep_default: bool) -> dict:
+    """--layer NAME=SETTING flags (first match wins) in front of the default transformer rule."""
+    from speechmpq.train.supernet import TRANSFORMER_LINEARS
+
+    table: dict = {}
+    for rule in rules:
+        name, sep, setting = rule.rpartition("=")
+        if not sep or not name:
+            raise SpeechmpqError(f"--layer {rule!r}: expected NAME=SETTING (SETTING: search, fp or bits)")
+        table[name] = int(setting) if setting.isdigit() else setting
+    if keep_default:
+        table.setdefault(TRANSFORMER_LINEARS, "search")
+    return table
+
+
+def _cmd_quantize(args) -> int:
+    _need_train_extra()
+    from speechmpq.train.quantize import quantize
+    from speechmpq.train.quantize_config import QuantizeConfig
+    from speechmpq.train.supernet import SupernetConfig
+
+    supernet = SupernetConfig(
+        candidates=tuple(args.candidates), granularity=args.granularity,
+        learn_steps=not args.fixed_steps, layers=_layer_rules(args.layer, not args.no_default_layers))
+    cfg = QuantizeConfig(
+        model=args.model, train_data=args.data, out=args.out, method=args.method, bits=args.bits,
+        target_bits=args.target_bits, window=args.window, search=args.search, supernet=supernet,
+        steps=args.steps, pass2_steps=args.pass2_steps, stop_at_step=args.stop_at_step,
+        batch_seconds=args.batch_seconds, max_utterance_seconds=args.max_utterance_seconds,
+        lr=args.lr, logits_lr=args.logits_lr, warmup_ratio=args.warmup_ratio,
+        kl_weight=args.kl_weight, size_weight=args.size_weight, tau_start=args.tau_start,
+        tau_end=args.tau_end, sensitivity_batches=args.sensitivity_batches, seed=args.seed,
+        threads=args.threads, bf16=not args.no_bf16, device=args.device, workers=args.workers,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+    )  # fmt: skip
+    summary = quantize(cfg, progress=not args.quiet)
+    if not summary:
+        print(f"stopped; run the same command again to resume from {cfg.out / 'checkpoint.pt'}")
+        return 0
+    print(f"{summary['method']}: average {summary['average_bits']:.3f} bits over searched layers, "
+          f"{summary['bytes_paper'] / 1e6:.2f} MB (others 8-bit) vs {summary['bytes_fp32'] / 1e6:.2f} MB "
+          f"fp32, {summary['compression_seconds']:.0f} s")
+    print(f"quantized model in {cfg.out / 'model'}, bit plan in {cfg.out / 'bitplan.json'}")
+    return 0
+
+
 def _cmd_eval(args) -> int:
     from speechmpq import evaluation
 
@@ -77,7 +123,7 @@ def _cmd_eval(args) -> int:
     if not args.model or not args.data:
         raise SpeechmpqError("eval needs --model and --data (or --compare A.tsv B.tsv)")
     summary = evaluation.evaluate(Path(args.model), Path(args.data), out=args.out,
-                                  progress=not args.quiet, table=args.table)
+                                  progress=not args.quiet, table=args.table, device=args.device)
     print(json.dumps({k: v for k, v in summary.items() if k != "groups"}, indent=None))
     return 0
 
@@ -133,6 +179,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=_cmd_train_fp)
 
+    quant = commands.add_parser("quantize", help="mixed-precision (or uniform) quantization-aware training")
+    quant.add_argument("--model", required=True, type=Path, help="full-precision model directory")
+    quant.add_argument("--data", required=True, type=Path, help="training set (tree or .tsv)")
+    quant.add_argument("--out", required=True, type=Path, help="run folder (resumes if present)")
+    quant.add_argument("--method", default="one-stage", choices=["one-stage", "uniform", "two-stage"])
+    quant.add_argument("--bits", type=int, default=None, help="uniform: bits of every searched layer")
+    quant.add_argument("--target-bits", type=float, default=3.5, help="average-bits budget")
+    quant.add_argument("--window", type=float, default=0.2,
+                       help="size term off inside [target-bits - window, target-bits]")
+    quant.add_argument("--search", default="nas", choices=["nas", "kl"], help="two-stage stage 1")
+    quant.add_argument("--candidates", type=int, nargs="+", default=[2, 4, 8], help="bit widths")
+    quant.add_argument("--granularity", default="per-tensor", choices=["per-tensor", "per-channel"])
+    quant.add_argument("--fixed-steps", action="store_true",
+                       help="keep the MSE-initialised step sizes (no LSQ learning)")
+    quant.add_argument("--layer", action="append", default=[], metavar="NAME=SETTING",
+                       help="module name or re:PATTERN = search, fp or a bit width; repeatable, "
+                            "first match wins, before the default transformer-linear rule")
+    quant.add_argument("--no-default-layers", action="store_true",
+                       help="drop the default rule (search every transformer linear layer)")
+    quant.add_argument("--steps", type=int, default=500, help="steps of each training stage")
+    quant.add_argument("--pass2-steps", type=int, default=0, help="one-stage: fine-tune with bits fixed")
+    quant.add_argument("--stop-at-step", type=int, default=None,
+                       help="checkpoint and stop after this many steps; run again to continue")
+    quant.add_argument("--batch-seconds", type=float, default=32.0)
+    quant.add_argument("--max-utterance-seconds", type=float, default=16.0)
+    quant.add_argument("--lr", type=float, default=2e-4, help="weights and step sizes")
+    quant.add_argument("--logits-lr", type=float, default=1e-2, help="bit-choice logits")
+    quant.add_argument("--warmup-ratio", type=float, default=0.1)
+    quant.add_argument("--kl-weight", type=float, default=1.0, help="beta")
+    quant.add_argument("--size-weight", type=float, default=1.0, help="lambda (per average bit)")
+    quant.add_argument("--tau-start", type=float, default=0.5)
+    quant.add_argument("--tau-end", type=float, default=0.01)
+    quant.add_argument("--sensitivity-batches", type=int, default=4)
+    quant.add_argument("--checkpoint-every", type=int, default=50)
+    quant.add_argument("--log-every", type=int, default=10)
+    quant.add_argument("--seed", type=int, default=0)
+    quant.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    quant.add_argument("--workers", type=int, default=-1, help="data-loading processes")
+    quant.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    quant.add_argument("--no-bf16", action="store_true")
+    quant.add_argument("--quiet", action="store_true")
+    quant.set_defaults(func=_cmd_quantize)
+
     evaluate = commands.add_parser("eval", help="WER/CER of a model on a dataset; significance test")
     evaluate.add_argument("--model", help="model directory")
     evaluate.add_argument("--data", help="dataset folder (LibriSpeech tree) or manifest .tsv")
@@ -143,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="with --compare: also write the result as JSON")
     evaluate.add_argument("--table", action="store_true", help="print the per-utterance table")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch models)")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_eval)
     return parser

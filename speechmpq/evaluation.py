@@ -50,7 +50,7 @@ def _rates(rows: list[dict]) -> dict:
 
 
 def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = True,
-             table: bool = False) -> dict:
+             table: bool = False, device: str = "cpu") -> dict:
     """Transcribe ``data`` with ``model`` (a model directory); returns the summary."""
     utterances = read_dataset(data)
     started = time.time()
@@ -62,7 +62,7 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
             raise SpeechmpqError(f"evaluating a PyTorch model directory needs the training extra "
                                  f"({error.name} is missing): pip install 'speechmpq[train]'") from None
         settings = feature_settings(model)
-        hypotheses = transcribe_torch(load_model(model), utterances, progress=progress,
+        hypotheses = transcribe_torch(load_model(model).to(device), utterances, progress=progress,
                                       tokens=model_vocab(model), do_normalize=settings["do_normalize"],
                                       attention_mask=settings["return_attention_mask"])
     else:

@@ -91,7 +91,8 @@ def build_model(preset: str, model_type: str | None = None, seed: int = 0):
 
 
 def load_model(model_dir: str | Path):
-    """Load a CTC model from a local Hugging Face directory (never from a hub)."""
+    """Load a CTC model from a local Hugging Face directory (never from a hub); a quantized
+    directory (with bitplan.json) loads as float weights = integer codes x scales."""
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
     if not config_path.is_file():
@@ -101,11 +102,16 @@ def load_model(model_dir: str | Path):
     except json.JSONDecodeError as error:
         raise ModelError(f"{config_path}: invalid JSON ({error})") from None
     _, model_class = _classes(model_type)
-    try:
-        model = model_class.from_pretrained(str(model_dir), local_files_only=True)
-    except Exception as error:  # transformers/safetensors raise many types for broken files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise ModelError(f"{model_dir}: cannot load model ({first_line})") from None
+    if (model_dir / "bitplan.json").is_file():  # written by `speechmpq quantize`
+        from speechmpq.train.qmodel import load_quantized
+
+        model = load_quantized(model_dir)
+    else:
+        try:
+            model = model_class.from_pretrained(str(model_dir), local_files_only=True)
+        except Exception as error:  # transformers/safetensors raise many types for broken files
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            raise ModelError(f"{model_dir}: cannot load model ({first_line})") from None
     vocab_path = model_dir / "vocab.json"
     if vocab_path.is_file():
         vocab = json.loads(vocab_path.read_text())

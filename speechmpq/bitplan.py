@@ -1,0 +1,162 @@
+"""The bit plan: the one contract between train, export and runtime (pure Python, no numpy/torch).
+
+A bit plan says, for every quantized weight of a model, how many bits it is stored with and how its
+scales are laid out. ``speechmpq quantize`` writes it as ``bitplan.json``; export embeds the same JSON
+in the .onnx metadata under ``speechmpq.bitplan``; the runtime reads it back for reports. Nothing
+downstream re-derives bit widths from layer names.
+
+Schema (format_version 1)::
+
+    {
+      "format": "speechmpq.bitplan",
+      "format_version": 1,
+      "method": "one-stage" | "two-stage" | "uniform",
+      "candidates": [2, 4, 8],          # bit widths the search could choose from
+      "granularity": "per-tensor" | "per-channel",
+      "symmetric": true,                # integer grid [-2^(bits-1), 2^(bits-1) - 1], zero point 0
+      "target_bits": 3.5 | null,        # average-bits budget (null: uniform)
+      "window": [3.3, 3.5] | null,      # the size term is off inside this range
+      "average_bits": 3.47,             # parameter-weighted mean over searched layers
+      "searched_parameters": 4718592,
+      "layers": {                       # module name (as in model.named_modules()) -> entry
+        "wav2vec2.encoder.layers.0.attention.q_proj": {
+          "bits": 4, "kind": "linear", "shape": [256, 256], "scale_shape": [256, 1],
+          "searched": true
+        }, ...
+      }
+    }
+
+Weights not listed are stored in floating point. Dequantized weight = integer weight * scale, with
+the scale broadcast over the weight (``scale_shape`` has the weight's rank).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+FORMAT = "speechmpq.bitplan"
+FORMAT_VERSION = 1
+GRANULARITIES = ("per-tensor", "per-channel")
+METHODS = ("one-stage", "two-stage", "uniform")
+KINDS = ("linear", "conv1d")
+MIN_BITS, MAX_BITS = 2, 8
+
+
+class BitPlanError(ValueError):
+    """A bit plan that is malformed, from a newer format, or inconsistent with itself."""
+
+
+def average_bits(layers: dict[str, dict], searched_only: bool = True) -> float:
+    """Parameter-weighted mean bit width over the (searched) layers."""
+    chosen = [e for e in layers.values() if e.get("searched", True) or not searched_only]
+    count = sum(math.prod(e["shape"]) for e in chosen)
+    if count == 0:
+        return 0.0
+    return sum(e["bits"] * math.prod(e["shape"]) for e in chosen) / count
+
+
+def make_plan(layers: dict[str, dict], method: str, candidates: list[int], granularity: str,
+              target_bits: float | None = None, window: list[float] | None = None) -> dict:
+    searched = [e for e in layers.values() if e.get("searched", True)]
+    plan = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "method": method,
+        "candidates": sorted(int(b) for b in candidates), "granularity": granularity,
+        "symmetric": True, "target_bits": target_bits, "window": window,
+        "average_bits": round(average_bits(layers), 6),
+        "searched_parameters": sum(math.prod(e["shape"]) for e in searched),
+        "layers": {name: dict(entry) for name, entry in layers.items()},
+    }  # fmt: skip
+    validate(plan)
+    return plan
+
+
+def _fail(message: str):
+    raise BitPlanError(f"bit plan: {message}")
+
+
+def validate(plan: object) -> dict:
+    """Check a parsed bit plan; returns it unchanged or raises BitPlanError naming the problem."""
+    if not isinstance(plan, dict):
+        _fail("not a JSON object")
+    if plan.get("format") != FORMAT:
+        _fail(f"format is {plan.get('format')!r}, expected {FORMAT!r}")
+    version = plan.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        _fail("format_version missing or not an integer")
+    if version > FORMAT_VERSION:
+        _fail(f"format_version {version} is newer than this speechmpq understands "
+              f"({FORMAT_VERSION}); upgrade speechmpq")
+    if plan.get("method") not in METHODS:
+        _fail(f"method must be one of {METHODS}, got {plan.get('method')!r}")
+    if plan.get("granularity") not in GRANULARITIES:
+        _fail(f"granularity must be one of {GRANULARITIES}, got {plan.get('granularity')!r}")
+    candidates = plan.get("candidates")
+    if (not isinstance(candidates, list) or not candidates
+            or not all(isinstance(b, int) and MIN_BITS <= b <= MAX_BITS for b in candidates)):
+        _fail(f"candidates must be a non-empty list of integers in {MIN_BITS}..{MAX_BITS}")
+    layers = plan.get("layers")
+    if not isinstance(layers, dict) or not layers:
+        _fail("layers must be a non-empty object")
+    for name, entry in layers.items():
+        if not isinstance(entry, dict):
+            _fail(f"layer {name!r}: entry is not an object")
+        bits = entry.get("bits")
+        if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
+            _fail(f"layer {name!r}: bits must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
+        if entry.get("searched", True) and bits not in candidates:
+            _fail(f"layer {name!r}: searched layer has {bits} bits, not a candidate {candidates}")
+        if entry.get("kind") not in KINDS:
+            _fail(f"layer {name!r}: kind must be one of {KINDS}, got {entry.get('kind')!r}")
+        shape, scale_shape = entry.get("shape"), entry.get("scale_shape")
+        for label, dims in (("shape", shape), ("scale_shape", scale_shape)):
+            if (not isinstance(dims, list) or not dims
+                    or not all(isinstance(d, int) and d >= 1 for d in dims)):
+                _fail(f"layer {name!r}: {label} must be a list of positive integers")
+        if len(scale_shape) != len(shape) or any(
+                s not in (1, d) for s, d in zip(scale_shape, shape, strict=True)):
+            _fail(f"layer {name!r}: scale_shape {scale_shape} does not broadcast over {shape}")
+        per_channel = scale_shape[0] == shape[0] and shape[0] > 1
+        if plan["granularity"] == "per-tensor" and math.prod(scale_shape) != 1:
+            _fail(f"layer {name!r}: per-tensor plan but scale_shape {scale_shape}")
+        if plan["granularity"] == "per-channel" and shape[0] > 1 and not per_channel:
+            _fail(f"layer {name!r}: per-channel plan but scale_shape {scale_shape}")
+    average = plan.get("average_bits")
+    if not isinstance(average, int | float) or abs(average - average_bits(layers)) > 1e-4:
+        _fail(f"average_bits {average!r} does not match the layers ({average_bits(layers):.6f})")
+    return plan
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return validate(json.loads(path.read_text()))
+    except OSError as error:
+        raise BitPlanError(f"{path}: cannot read bit plan ({error.strerror or error})") from None
+    except json.JSONDecodeError as error:
+        raise BitPlanError(f"{path}: bit plan is not valid JSON ({error})") from None
+
+
+def loads(text: str) -> dict:
+    try:
+        return validate(json.loads(text))
+    except json.JSONDecodeError as error:
+        raise BitPlanError(f"bit plan is not valid JSON ({error})") from None
+
+
+def dumps(plan: dict) -> str:
+    return json.dumps(validate(plan), indent=1) + "\n"
+
+
+def model_bytes(plan: dict, total_parameters: int, bias_parameters: int,
+                others_bits: int = 8) -> float:
+    """Model size in bytes: planned layers at their bits, biases in fp32, every other parameter at
+    ``others_bits`` (8: the paper's accounting; 32: everything else kept in fp32). Scales are not
+    counted (one float per tensor or channel; export reports the real file size)."""
+    quantized = sum(math.prod(e["shape"]) for e in plan["layers"].values())
+    planned_bits = sum(e["bits"] * math.prod(e["shape"]) for e in plan["layers"].values())
+    others = total_parameters - quantized - bias_parameters
+    if others < 0:
+        raise BitPlanError("the plan covers more parameters than the model has")
+    return (planned_bits + others * others_bits + bias_parameters * 32) / 8

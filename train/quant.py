@@ -1,0 +1,92 @@
+"""Weight quantization math: small pure functions, used by the supernet and the baselines.
+
+Symmetric uniform quantizer with a signed grid [-2^(bits-1), 2^(bits-1) - 1] and zero point 0.
+``step`` (the scale) is a tensor that broadcasts over the weight: shape (1,)*rank per tensor, or
+(out, 1, ...) per output channel.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def qrange(bits: int) -> tuple[int, int]:
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def quantize(weight: torch.Tensor, step: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer codes (int8 tensor) of ``weight`` on the grid of ``bits``."""
+    low, high = qrange(bits)
+    return torch.clamp(torch.round(weight / step), low, high).to(torch.int8)
+
+
+def dequantize(codes: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    return codes.to(step.dtype) * step
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    # x + (round(x) - x) is exactly round(x) in floating point (Sterbenz: |x - round(x)| <= 0.5).
+    return x + (torch.round(x) - x).detach()
+
+
+class _GradScale(torch.autograd.Function):
+    """Identity forward (bit for bit); gradient multiplied by ``factor`` (LSQ's step gradient scale)."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+def fake_quant_ste(weight: torch.Tensor, step: torch.Tensor, bits: int,
+                   lsq_grad_scale: bool = True) -> torch.Tensor:
+    """Quantize-dequantize with straight-through rounding; gradients reach ``weight`` (inside the
+    clipping range) and ``step`` (LSQ). The forward value equals ``dequantize(quantize(...))``
+    bit for bit."""
+    low, high = qrange(bits)
+    if lsq_grad_scale and step.requires_grad:
+        per_step = weight.numel() // max(step.numel(), 1)
+        step = _GradScale.apply(step, 1.0 / (per_step * high) ** 0.5)
+    codes = torch.clamp(_round_ste(weight / step), low, high)
+    return codes * step
+
+
+def reduce_dims(weight: torch.Tensor, per_channel: bool) -> tuple[int, ...]:
+    return tuple(range(1, weight.dim())) if per_channel else tuple(range(weight.dim()))
+
+
+@torch.no_grad()
+def mse_step_size(weight: torch.Tensor, bits: int, per_channel: bool, iterations: int = 40) -> torch.Tensor:
+    """Step size minimising ||dequantize(quantize(w)) - w||^2, by golden-section search over the
+    clipping range (each output channel on its own when ``per_channel``).
+
+    Returns a tensor of shape (out, 1, ...) per channel or (1,)*rank per tensor.
+    """
+    weight = weight.detach().float()
+    dims = reduce_dims(weight, per_channel)
+    _, high = qrange(bits)
+    max_abs = weight.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12)
+
+    def error(step):
+        codes = torch.clamp(torch.round(weight / step), *qrange(bits))
+        return ((codes * step - weight) ** 2).sum(dim=dims, keepdim=True)
+
+    # Search the step over (max|w| / high) * [0.01, 1]: from heavy clipping to none.
+    lower, upper = max_abs / high * 0.01, max_abs / high
+    ratio = (5 ** 0.5 - 1) / 2
+    a, b = upper - ratio * (upper - lower), lower + ratio * (upper - lower)
+    error_a, error_b = error(a), error(b)
+    for _ in range(iterations):
+        left = error_a < error_b  # minimum lies in [lower, b]
+        upper = torch.where(left, b, upper)
+        lower = torch.where(left, lower, a)
+        new_a, new_b = upper - ratio * (upper - lower), lower + ratio * (upper - lower)
+        a, b = new_a, new_b
+        error_a, error_b = error(a), error(b)
+    best = (lower + upper) / 2
+    # Golden-section assumes one minimum; keep "no clipping" if it is better.
+    return torch.where(error(best) <= error(max_abs / high), best, max_abs / high)

@@ -1,0 +1,291 @@
+"""Mixed-precision supernet: every chosen weight gets one quantizer per candidate bit width.
+
+``prepare_supernet(model, cfg)`` attaches a ``WeightQuantizer`` to the ``weight`` of each selected
+``nn.Linear`` / ``nn.Conv1d`` through ``torch.nn.utils.parametrize``, so the module's own forward is
+untouched and does ONE matmul with the mixed quantized weight::
+
+    before:  y = x @ W.T + b
+    after:   W_mix = sum_i p_i * fake_quant(W, step_i, bits_i)   p = hard Gumbel-softmax (one-hot)
+             y = x @ W_mix.T + b
+
+``finalize(model)`` keeps each layer's argmax candidate; ``fix_bits(model, plan)`` fixes given bits
+(two-stage stage 2, Pass 2, uniform QAT). The float weight stays the trained parameter throughout.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from speechmpq.train.quant import fake_quant_ste, mse_step_size, quantize
+
+# q, k, v, out projections and the two FFN matrices of every transformer block, in all three
+# model families (wav2vec2, HuBERT, WavLM name them alike).
+TRANSFORMER_LINEARS = (r"re:(^|\.)encoder\.layers\.\d+\.(attention\.(q|k|v|out)_proj"
+                       r"|feed_forward\.(intermediate|output)_dense)$")
+MATRIX_TYPES = ("q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense")
+
+
+@dataclass
+class SupernetConfig:
+    candidates: tuple[int, ...] = (2, 4, 8)  # bit widths to choose from (any subset of 2..8)
+    granularity: str = "per-tensor"  # per-tensor (paper) or per-channel step sizes
+    learn_steps: bool = True  # step sizes trainable (LSQ) after their MSE initialisation
+    logit_init: tuple[float, ...] | None = None  # per candidate; None: 0 ... 0, 0.02 on the widest
+    # Ordered map, first match wins: exact module name or "re:<pattern>" -> "search", "fp" or a
+    # fixed bit width. Linear and Conv1d modules not matched stay in floating point.
+    layers: dict = field(default_factory=lambda: {TRANSFORMER_LINEARS: "search"})
+
+    def __post_init__(self):
+        self.candidates = tuple(sorted(int(b) for b in self.candidates))
+        if not self.candidates or len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(f"candidates must be distinct bit widths, got {self.candidates}")
+        if not all(2 <= b <= 8 for b in self.candidates):
+            raise ValueError(f"candidate bit widths must be in 2..8, got {self.candidates}")
+        if self.granularity not in ("per-tensor", "per-channel"):
+            raise ValueError(f"granularity must be per-tensor or per-channel, got {self.granularity!r}")
+        if self.logit_init is None:
+            self.logit_init = tuple([0.0] * (len(self.candidates) - 1) + [0.02])
+        self.logit_init = tuple(float(x) for x in self.logit_init)
+        if len(self.logit_init) != len(self.candidates):
+            raise ValueError("logit_init needs one value per candidate")
+        if not self.layers:
+            raise ValueError("layers must select at least one layer")
+        for key, value in self.layers.items():
+            if key.startswith("re:"):
+                try:
+                    re.compile(key[3:])
+                except re.error as error:
+                    raise ValueError(f"layers: bad pattern {key!r} ({error})") from None
+            if not (value in ("search", "fp") or (isinstance(value, int) and 2 <= value <= 8)):
+                raise ValueError(f"layers[{key!r}] must be 'search', 'fp' or bits in 2..8, got {value!r}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["candidates"], data["logit_init"] = list(self.candidates), list(self.logit_init)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SupernetConfig:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown SupernetConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+
+class WeightQuantizer(nn.Module):
+    """Parametrization W -> mixed fake-quantized W over ``candidates`` (one step size each)."""
+
+    def __init__(self, weight: torch.Tensor, candidates: tuple[int, ...], per_channel: bool,
+                 learn_steps: bool, logit_init: tuple[float, ...] | None, searched: bool):
+        super().__init__()
+        self.candidates = tuple(candidates)
+        self.per_channel = per_channel
+        self.searched = searched
+        self.weight_numel = weight.numel()
+        steps = torch.stack([mse_step_size(weight, bits, per_channel) for bits in self.candidates])
+        self.steps = nn.Parameter(steps, requires_grad=learn_steps)  # (n, out or 1, 1, ...)
+        self.logits = (nn.Parameter(torch.tensor(logit_init, dtype=torch.float32))
+                       if len(self.candidates) > 1 else None)
+        self.tau = 1.0
+        self.noise: torch.Tensor | None = None  # Gumbel noise for the next training forward
+
+    def probabilities(self) -> torch.Tensor:
+        """(n,) one-hot in the forward pass; in training, Gumbel-softmax gradients backward."""
+        if self.logits is None:
+            return torch.ones(1, device=self.steps.device)
+        if not self.training:
+            return nn.functional.one_hot(self.logits.argmax(), len(self.candidates)).float()
+        scores = self.logits if self.noise is None else self.logits + self.noise
+        soft = torch.softmax(scores / self.tau, dim=0)
+        hard = nn.functional.one_hot(soft.argmax(), len(self.candidates)).to(soft.dtype)
+        # Exactly one-hot forward (hard + 0), soft gradient backward.
+        return hard + (soft - soft.detach())
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.logits is None:
+            return fake_quant_ste(weight, self.steps[0], self.candidates[0])
+        probs = self.probabilities()
+        mixed = probs[0] * fake_quant_ste(weight, self.steps[0], self.candidates[0])
+        for i in range(1, len(self.candidates)):
+            mixed = mixed + probs[i] * fake_quant_ste(weight, self.steps[i], self.candidates[i])
+        return mixed
+
+    def chosen_index(self) -> int:
+        return 0 if self.logits is None else int(self.logits.argmax())
+
+    def expected_bits(self) -> torch.Tensor:
+        """E[bits] under softmax(logits): differentiable, for the size term."""
+        bits = torch.tensor(self.candidates, dtype=torch.float32, device=self.steps.device)
+        if self.logits is None:
+            return bits[0]
+        return (torch.softmax(self.logits, dim=0) * bits).sum()
+
+
+def quantizers(model: nn.Module) -> dict[str, WeightQuantizer]:
+    """Module name -> its WeightQuantizer, in model order."""
+    found = {}
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            for p in module.parametrizations.weight:
+                if isinstance(p, WeightQuantizer):
+                    found[name] = p
+    return found
+
+
+def float_weight(module: nn.Module) -> torch.Tensor:
+    return module.parametrizations.weight.original
+
+
+def resolve_layers(model: nn.Module, layers: dict) -> dict[str, str | int]:
+    """Module name -> "search" or bits, for every Linear/Conv1d a rule selects (first match wins).
+
+    Raises ValueError for an exact name that is not such a module or a pattern matching none.
+    """
+    candidates = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv1d)}
+    used = {key: False for key in layers}
+    resolved = {}
+    for name in candidates:
+        for key, value in layers.items():
+            hit = re.search(key[3:], name) if key.startswith("re:") else key == name
+            if hit:
+                used[key] = True
+                if value != "fp":
+                    resolved[name] = value
+                break
+    unused = [key for key, hit in used.items() if not hit]
+    if unused:
+        raise ValueError(f"layers: {unused} match no Linear/Conv1d module of this model")
+    if not resolved:
+        raise ValueError("layers: no module selected for quantization")
+    return resolved
+
+
+def _strip_weight_norm(module: nn.Module) -> None:
+    # The positional conv is weight-normalised; quantize its effective weight instead.
+    if parametrize.is_parametrized(module, "weight"):
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    elif hasattr(module, "weight_g"):
+        torch.nn.utils.remove_weight_norm(module)
+
+
+def prepare_supernet(model: nn.Module, cfg: SupernetConfig) -> dict[str, str | int]:
+    """Attach quantizers in place; returns the resolved layer map (name -> "search" or bits)."""
+    resolved = resolve_layers(model, cfg.layers)
+    modules = dict(model.named_modules())
+    for name, setting in resolved.items():
+        module = modules[name]
+        _strip_weight_norm(module)
+        searched = setting == "search"
+        candidates = cfg.candidates if searched else (int(setting),)
+        quantizer = WeightQuantizer(module.weight.detach(), candidates,
+                                    cfg.granularity == "per-channel", cfg.learn_steps,
+                                    cfg.logit_init if searched else None, searched)
+        parametrize.register_parametrization(module, "weight", quantizer.to(module.weight.device),
+                                             unsafe=True)
+    return resolved
+
+
+def _reduce_to(quantizer: WeightQuantizer, index: int) -> WeightQuantizer:
+    """Same quantizer with one candidate left (its step size kept)."""
+    quantizer.candidates = (quantizer.candidates[index],)
+    quantizer.steps = nn.Parameter(quantizer.steps.data[index: index + 1].clone(),
+                                   requires_grad=quantizer.steps.requires_grad)
+    quantizer.logits = None
+    quantizer.noise = None
+    return quantizer
+
+
+def current_bits(model: nn.Module) -> dict[str, int]:
+    """Each layer's bits now: its argmax candidate (searched) or its fixed width."""
+    return {name: q.candidates[q.chosen_index()] for name, q in quantizers(model).items()}
+
+
+def fix_bits(model: nn.Module, bits: dict[str, int]) -> None:
+    """Fix every quantizer to the given bits (must be one of its candidates)."""
+    table = quantizers(model)
+    missing = set(table) - set(bits)
+    if missing:
+        raise ValueError(f"no bits given for {sorted(missing)[:3]}...")
+    for name, quantizer in table.items():
+        if bits[name] not in quantizer.candidates:
+            raise ValueError(f"{name}: {bits[name]} bits is not among {quantizer.candidates}")
+        _reduce_to(quantizer, quantizer.candidates.index(bits[name]))
+
+
+def finalize(model: nn.Module) -> dict[str, int]:
+    """Each searched layer keeps its argmax candidate; returns name -> bits."""
+    bits = current_bits(model)
+    fix_bits(model, bits)
+    return bits
+
+
+def set_temperature(model: nn.Module, tau: float) -> None:
+    for quantizer in quantizers(model).values():
+        quantizer.tau = tau
+
+
+def draw_gumbel_noise(model: nn.Module, generator: torch.Generator) -> None:
+    """Fresh Gumbel noise for every searched layer, from ``generator`` (the same on every rank)."""
+    for quantizer in quantizers(model).values():
+        if quantizer.logits is not None:
+            uniform = torch.rand(len(quantizer.candidates), generator=generator).clamp(1e-10, 1 - 1e-7)
+            quantizer.noise = (-torch.log(-torch.log(uniform))).to(quantizer.logits.device)
+
+
+def tau_at(step: int, total: int, start: float = 0.5, end: float = 0.01) -> float:
+    """Cosine annealing from ``start`` (step 0) to ``end`` (last step)."""
+    progress = min(1.0, step / max(1, total - 1))
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def bits_summary(model: nn.Module) -> dict:
+    """Expected (differentiable) and hard average bits over searched layers, parameter-weighted."""
+    table = {n: q for n, q in quantizers(model).items() if q.searched}
+    if not table:
+        return {"expected": None, "hard": None}
+    sizes = {n: q.weight_numel for n, q in table.items()}
+    total = sum(sizes.values())
+    expected = sum(q.expected_bits() * sizes[n] for n, q in table.items()) / total
+    hard = sum(q.candidates[q.chosen_index()] * sizes[n] for n, q in table.items()) / total
+    return {"expected": expected, "hard": hard}
+
+
+def plan_layers(model: nn.Module) -> dict[str, dict]:
+    """Bit-plan layer entries (see speechmpq.bitplan) for the model's current bits."""
+    modules = dict(model.named_modules())
+    entries = {}
+    for name, quantizer in quantizers(model).items():
+        weight = float_weight(modules[name])
+        scale_shape = list(quantizer.steps.shape[1:])
+        entries[name] = {"bits": quantizer.candidates[quantizer.chosen_index()],
+                         "kind": "linear" if isinstance(modules[name], nn.Linear) else "conv1d",
+                         "shape": list(weight.shape), "scale_shape": scale_shape,
+                         "searched": quantizer.searched}
+    return entries
+
+
+@torch.no_grad()
+def integer_weights(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
+    """name -> (int8 codes, float32 scale broadcastable over the weight, bits), for fixed layers."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name, quantizer in quantizers(model).items():
+        if quantizer.logits is not None:
+            raise ValueError(f"{name} still has {len(quantizer.candidates)} candidates; finalize first")
+        step = quantizer.steps[0].detach().float()
+        codes = quantize(float_weight(modules[name]).detach().float(), step, quantizer.candidates[0])
+        out[name] = (codes.cpu(), step.cpu(), quantizer.candidates[0])
+    return out
+
+
+def layer_table(resolved: dict[str, str | int]) -> str:
+    """The resolved layer map as a small text table (printed once at the start of a run)."""
+    lines = [f"{'layer':<60} setting"]
+    lines += [f"{name:<60} {setting}" for name, setting in resolved.items()]
+    return "\n".join(lines)
