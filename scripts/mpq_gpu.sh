@@ -27,7 +27,7 @@ echo "corpus ready after $(( $(date +%s) - started )) s"
 left=$(( DEADLINE - ($(date +%s) - started) ))
 timeout "$left" python3 -m speechmpq.train.mpq_experiments --model models/demo --corpus data/synth-gpu \
   --out runs/mpq-gpu --steps "$STEPS" --pass2-steps "$PASS2" --batch-seconds 64 --device "$DEVICE" \
-  --eval-device "$DEVICE" --workers 3 --lanes "$LANES"
+  --eval-device "$DEVICE" --workers "${WORKERS:-2}" --lanes "$LANES"
 echo "experiments exit $? after $(( $(date +%s) - started )) s"
 python3 -m speechmpq.train.bench_supernet --model models/demo --data data/synth-gpu/dev \
   --device "$DEVICE" --batch-seconds 64 --out runs/mpq-gpu/step_time.json

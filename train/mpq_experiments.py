@@ -48,6 +48,11 @@ def systems() -> list[System]:
               for t in ONE_STAGE_TARGETS]
     table += [System(f"one-stage-{t}-pass2", ["--method", "one-stage", "--target-bits", str(t)],
                      after=f"one-stage-{t}") for t in ONE_STAGE_TARGETS]
+    # Per-output-channel step sizes instead of the paper's per-tensor ones, at one point each.
+    per_channel = ["--granularity", "per-channel"]
+    table += [System("uniform-3-per-channel", ["--method", "uniform", "--bits", "3", *per_channel]),
+              System("one-stage-3.0-per-channel", ["--method", "one-stage", "--target-bits", "3.0",
+                                                   *per_channel])]
     return table
 
 
