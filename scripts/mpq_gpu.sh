@@ -18,7 +18,7 @@ fi
 # The package without installing it: speechmpq/ plus its subpackages linked in.
 rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r speechmpq /tmp/pkg/
 for d in train export runtime edge_demo; do ln -s "$PWD/$d" "/tmp/pkg/speechmpq/$d"; done
-export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1
+export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1  # not the checkout's speechmpq/
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 [ -f data/synth-gpu/corpus.json ] || python3 -m speechmpq corpus --out data/synth-gpu --hours "$HOURS" \

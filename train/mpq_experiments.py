@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     finished: set[str] = set()
     # Longest first; a Pass-2 run waits for its search run.
-    pending = sorted(todo, key=lambda s: (s.after is not None, not s.name.startswith("two-stage-nas")))
+    pending = (sorted(todo, key=lambda s: cfg.only.index(s.name)) if cfg.only else
+               sorted(todo, key=lambda s: (s.after is not None, not s.name.startswith("two-stage-nas"))))
 
     def log(message: str) -> None:
         with lock:
