@@ -4,10 +4,13 @@
 # re-synthesized there (same seed -> same bytes as here, train split a prefix of the 30 h one).
 # Writes runs/mpq-gpu/ and, when $OUT is set, a tarball of everything but checkpoints into it.
 #   bash scripts/mpq_gpu.sh [STEPS] [PASS2_STEPS] [LANES] [DEADLINE_SECONDS]
+# Known problem (2026-11-26, H100): with 5 lanes no run logged a single step in 6 minutes, while a
+# single quantize process ran 40 steps of 64 s batches in 10 s (workers 0 or 2). Cause not found;
+# keep LANES=1 until it is. The committed results/mpq_demo.* were made on the CPU instead.
 set -uo pipefail
 STEPS=${1:-300}
 PASS2=${2:-60}
-LANES=${3:-4}
+LANES=${3:-1}
 DEADLINE=${4:-420}
 HOURS=${HOURS:-8}
 DEVICE=${DEVICE:-cuda}

@@ -93,7 +93,8 @@ def _cmd_quantize(args) -> int:
         target_bits=args.target_bits, window=args.window, search=args.search, supernet=supernet,
         steps=args.steps, pass2_steps=args.pass2_steps, stop_at_step=args.stop_at_step,
         batch_seconds=args.batch_seconds, max_utterance_seconds=args.max_utterance_seconds,
-        lr=args.lr, logits_lr=args.logits_lr, warmup_ratio=args.warmup_ratio,
+        min_batch_utterances=args.min_batch_utterances, lr=args.lr, logits_lr=args.logits_lr,
+        warmup_ratio=args.warmup_ratio,
         kl_weight=args.kl_weight, size_weight=args.size_weight, tau_start=args.tau_start,
         tau_end=args.tau_end, sensitivity_batches=args.sensitivity_batches, seed=args.seed,
         threads=args.threads, bf16=not args.no_bf16, device=args.device, workers=args.workers,
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="checkpoint and stop after this many steps; run again to continue")
     quant.add_argument("--batch-seconds", type=float, default=32.0)
     quant.add_argument("--max-utterance-seconds", type=float, default=16.0)
+    quant.add_argument("--min-batch-utterances", type=int, default=1,
+                       help="skip smaller global batches (at least the number of processes)")
     quant.add_argument("--lr", type=float, default=2e-4, help="weights and step sizes")
     quant.add_argument("--logits-lr", type=float, default=1e-2, help="bit-choice logits")
     quant.add_argument("--warmup-ratio", type=float, default=0.1)

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "sec_per_step": {k: v for k, v in times.items()}, "batch_seconds": args.batch_seconds,
         "steps_per_block": len(batches), "device": str(ctx.device),
         "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else None,
         "bf16": use_bf16, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
         "command": "python -m speechmpq.train.bench_supernet " + " ".join(argv or sys.argv[1:]),
     }  # fmt: skip

@@ -47,7 +47,9 @@ class SecondsBatchSampler(torch.utils.data.Sampler):
     run sees exactly the batches an uninterrupted one would have.
     """
 
-    def __init__(self, seconds: np.ndarray, batch_seconds: float, seed: int, shuffle: bool = True):
+    def __init__(self, seconds: np.ndarray, batch_seconds: float, seed: int, shuffle: bool = True,
+                 min_size: int = 1):
+        self.min_size = min_size  # batches with fewer utterances are left out
         self.seconds = np.asarray(seconds)
         self.batch_seconds = batch_seconds
         self.seed = seed
@@ -74,7 +76,7 @@ class SecondsBatchSampler(torch.utils.data.Sampler):
             batches.append(current)
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
+        return [b for b in batches if len(b) >= self.min_size]
 
     def __iter__(self):
         yield from self.batches(self.epoch)[self.start_batch:]

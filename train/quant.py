@@ -55,6 +55,23 @@ def fake_quant_ste(weight: torch.Tensor, step: torch.Tensor, bits: int,
     return codes * step
 
 
+def fake_quant_candidates_ste(weight: torch.Tensor, steps: torch.Tensor, bits: tuple[int, ...],
+                              lsq_grad_scale: bool = True) -> torch.Tensor:
+    """``fake_quant_ste`` for several bit widths at once: steps (n, *scale_shape) -> (n, *weight.shape).
+
+    Slice i equals ``fake_quant_ste(weight, steps[i], bits[i])`` bit for bit; one batched kernel
+    per operation instead of n, which keeps a supernet step close to a plain QAT step.
+    """
+    view = (len(bits),) + (1,) * weight.dim()
+    low = torch.tensor([qrange(b)[0] for b in bits], dtype=weight.dtype, device=weight.device).view(view)
+    high = torch.tensor([qrange(b)[1] for b in bits], dtype=weight.dtype, device=weight.device).view(view)
+    if lsq_grad_scale and steps.requires_grad:
+        per_step = weight.numel() // max(steps[0].numel(), 1)
+        steps = _GradScale.apply(steps, 1.0 / (per_step * high) ** 0.5)
+    codes = torch.clamp(_round_ste(weight.unsqueeze(0) / steps), low, high)
+    return codes * steps
+
+
 def reduce_dims(weight: torch.Tensor, per_channel: bool) -> tuple[int, ...]:
     return tuple(range(1, weight.dim())) if per_channel else tuple(range(weight.dim()))
 

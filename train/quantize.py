@@ -94,9 +94,6 @@ class _Context:
             dist.init_process_group("nccl" if use_cuda else "gloo")
         if use_cuda:
             torch.cuda.set_device(self.device)
-        if self.world > 1 and cfg.batch_seconds < self.world * cfg.max_utterance_seconds:
-            raise SpeechmpqError(f"batch_seconds must be >= {self.world} x max_utterance_seconds so "
-                                 "every process gets at least one utterance per batch")
 
     @property
     def main(self) -> bool:
@@ -227,7 +224,8 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
              "bf16": use_bf16, "parameters": parameter_breakdown(teacher),
              "train_utterances": len(utterances), "train_hours": float(seconds.sum() / 3600),
              "time": time.time()})
-    sampler = SecondsBatchSampler(seconds, cfg.batch_seconds, cfg.seed)
+    sampler = SecondsBatchSampler(seconds, cfg.batch_seconds, cfg.seed,
+                                  min_size=max(cfg.min_batch_utterances, ctx.world))
     dataset = SpeechDataset(utterances)
     stop_total = cfg.stop_at_step or math.inf
     model, previous_state = None, None

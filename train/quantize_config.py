@@ -31,6 +31,8 @@ class QuantizeConfig:
     stop_at_step: int | None = None  # checkpoint and stop after this many steps in all (resume later)
     batch_seconds: float = 32.0  # padded audio seconds per global batch
     max_utterance_seconds: float = 16.0  # longer training utterances are skipped
+    min_batch_utterances: int = 1  # global batches with fewer utterances are skipped (raised to
+    #                                the number of processes under torchrun, so none gets nothing)
     lr: float = 2e-4  # peak learning rate for weights and step sizes (AdamW)
     logits_lr: float = 1e-2  # learning rate of the bit-choice logits (Adam, no weight decay)
     warmup_ratio: float = 0.1  # linear warm-up share of each stage, then cosine decay
@@ -67,7 +69,8 @@ class QuantizeConfig:
                              f"{low}..{high}")
         if not 0 <= self.window < high - low + 1e-9 and self.method != "uniform":
             raise ValueError(f"window must be in [0, {high - low}], got {self.window}")
-        for name in ("steps", "checkpoint_every", "log_every", "sensitivity_batches"):
+        for name in ("steps", "checkpoint_every", "log_every", "sensitivity_batches",
+                     "min_batch_utterances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pass2_steps < 0:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from speechmpq.train.quant import fake_quant_ste, mse_step_size, quantize
+from speechmpq.train.quant import fake_quant_candidates_ste, fake_quant_ste, mse_step_size, quantize
 
 # q, k, v, out projections and the two FFN matrices of every transformer block, in all three
 # model families (wav2vec2, HuBERT, WavLM name them alike).
@@ -110,11 +110,10 @@ class WeightQuantizer(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.logits is None:
             return fake_quant_ste(weight, self.steps[0], self.candidates[0])
-        probs = self.probabilities()
-        mixed = probs[0] * fake_quant_ste(weight, self.steps[0], self.candidates[0])
-        for i in range(1, len(self.candidates)):
-            mixed = mixed + probs[i] * fake_quant_ste(weight, self.steps[i], self.candidates[i])
-        return mixed
+        probs = self.probabilities().view((-1,) + (1,) * weight.dim())
+        # (n, *W.shape): every candidate's quantized weight; the one-hot mix picks one exactly.
+        candidates = fake_quant_candidates_ste(weight, self.steps, self.candidates)
+        return (probs * candidates).sum(0)
 
     def chosen_index(self) -> int:
         return 0 if self.logits is None else int(self.logits.argmax())

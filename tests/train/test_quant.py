@@ -145,3 +145,20 @@ def test_knapsack_matches_brute_force_on_random_cases():
         assert sum(costs[n][b] for n, b in chosen.items()) == pytest.approx(best)
     with pytest.raises(ValueError, match="below"):
         knapsack(costs, sizes, 1.5)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_batched_candidates_equal_one_at_a_time_values_and_gradients(per_channel):
+    from speechmpq.train.quant import fake_quant_candidates_ste
+
+    bits = (2, 4, 8)
+    weight = torch.randn(12, 20, generator=torch.Generator().manual_seed(5), requires_grad=True)
+    steps = torch.stack([mse_step_size(weight, b, per_channel) for b in bits]).requires_grad_()
+    batched = fake_quant_candidates_ste(weight, steps, bits)
+    single = torch.stack([fake_quant_ste(weight, steps[i], b) for i, b in enumerate(bits)])
+    assert torch.equal(batched, single)
+    upstream = torch.randn_like(batched)
+    grads_batched = torch.autograd.grad((batched * upstream).sum(), (weight, steps))
+    grads_single = torch.autograd.grad((single * upstream).sum(), (weight, steps))
+    for a, b in zip(grads_batched, grads_single, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)

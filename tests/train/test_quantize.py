@@ -123,7 +123,8 @@ def test_impossible_settings_fail_with_one_line(tiny_corpus, tiny_model, tmp_pat
 def test_two_processes_match_one_on_the_same_global_batch(tiny_corpus, tmp_path):
     model_dir = _tiny_model_dir(tmp_path / "m", dropout=0.0)
     common = ["--model", str(model_dir), "--data", str(tiny_corpus / "train"), "--batch-seconds", "32",
-              "--workers", "0", "--quiet", "--no-bf16", "--steps", "4", "--threads", "1"]
+              "--workers", "0", "--quiet", "--no-bf16", "--steps", "4", "--threads", "1",
+              "--min-batch-utterances", "2", "--log-every", "1"]
     for method in (["--method", "uniform", "--bits", "4"], ["--method", "one-stage"]):
         name = method[1]
         assert main(["quantize", *common, *method, "--out", str(tmp_path / f"one-{name}")]) == 0
@@ -131,10 +132,19 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_corpus, tmp_path)
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
              "-m", "speechmpq", "quantize", *common, *method, "--out", str(tmp_path / f"two-{name}")],
             capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         one = bitplan.load(tmp_path / f"one-{name}" / "bitplan.json")
         two = bitplan.load(tmp_path / f"two-{name}" / "bitplan.json")
         assert one["layers"] == two["layers"]
+        logs = [(tmp_path / f"{n}-{name}" / "train_log.jsonl").read_text().splitlines()
+                for n in ("one", "two")]
+        records = [[r for r in map(json.loads, log) if "ctc" in r] for log in logs]
+        assert len(records[0]) == len(records[1]) == 4
+        for part in ("ctc", "kl"):
+            assert [r[part] for r in records[0]] == pytest.approx([r[part] for r in records[1]],
+                                                                  rel=1e-4, abs=1e-8)
+        # Adam turns float noise in near-zero gradients into +-lr steps on a few elements; a real
+        # mismatch (unaveraged or double-counted gradients) moves many by up to lr x steps = 8e-4.
         a, b = (load_model(tmp_path / f"{n}-{name}" / "model").state_dict() for n in ("one", "two"))
         for key in a:
-            assert torch.allclose(a[key], b[key], atol=1e-5), key
+            assert torch.allclose(a[key], b[key], atol=1e-4), key
