@@ -55,6 +55,25 @@ def _significance(fp32: dict, row: dict) -> dict:
     return out
 
 
+def steady_seconds(folder: Path, summary: dict) -> float | None:
+    """Compression time rebuilt from the median logged seconds per step of each phase (plus the
+    sensitivity stage as measured): robust to other jobs briefly sharing the machine."""
+    log = folder / "train_log.jsonl"
+    if not log.is_file() or not summary:
+        return None
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    total = summary["phase_seconds"].get("sensitivity", 0.0)
+    for phase in summary["phase_seconds"]:
+        if phase == "sensitivity":
+            continue
+        per_step = [r["sec_per_step"] for r in records if r.get("phase") == phase and "sec_per_step" in r]
+        steps = summary["pass2_steps"] if phase == "pass2" else summary["steps"]
+        if not per_step:
+            return None
+        total += statistics.median(per_step) * steps
+    return total
+
+
 def _test_wer(row: dict) -> float:
     words = sum(row["eval"][s]["ref_words"] for s in TEST_SPLITS)
     return sum(row["eval"][s]["wer"] * row["eval"][s]["ref_words"] for s in TEST_SPLITS) / words
@@ -81,6 +100,7 @@ def build(runs: Path) -> dict:
             "mb_fp32_others": (summary.get("bytes_fp32_others", fp32_bytes)) / 1e6,
             "compression_ratio": fp32_bytes / summary.get("bytes_paper", fp32_bytes),
             "compression_seconds": summary.get("compression_seconds"),
+            "compression_seconds_steady": steady_seconds(runs / row["system"], summary),
             "phase_seconds": summary.get("phase_seconds"),
             "window_repairs": summary.get("window_repairs"),
             "wer": {s: row["eval"][s]["wer"] for s in SPLITS},
@@ -107,9 +127,13 @@ def headline(table: list[dict]) -> dict:
     ratio = (best["one-stage"]["compression_ratio"] / best["uniform"]["compression_ratio"]
              if best["one-stage"] and best["uniform"] else None)
     seconds = {r["system"]: r["compression_seconds"] for r in table}
-    time_ratios = {str(t): seconds[f"two-stage-nas-{t}"] / seconds[f"one-stage-{t}"]
-                   for t in TWO_STAGE_TARGETS
-                   if seconds.get(f"two-stage-nas-{t}") and seconds.get(f"one-stage-{t}")}
+    steady = {r["system"]: r["compression_seconds_steady"] for r in table}
+
+    def ratios(times):
+        return {str(t): times[f"two-stage-nas-{t}"] / times[f"one-stage-{t}"] for t in TWO_STAGE_TARGETS
+                if times.get(f"two-stage-nas-{t}") and times.get(f"one-stage-{t}")}
+
+    time_ratios, steady_ratios = ratios(seconds), ratios(steady)
     return {
         "lowest_lossless_avg_bits": {m: (r["average_bits"] if r else None) for m, r in best.items()},
         "lossless_ratio_one_stage_over_uniform": ratio,
@@ -117,6 +141,7 @@ def headline(table: list[dict]) -> dict:
                                                       if time_ratios else None),
         "lowest_lossless_system": {m: (r["system"] if r else None) for m, r in best.items()},
         "compression_time_ratio_per_target": time_ratios,
+        "compression_time_ratio_per_target_steady": steady_ratios,
     }
 
 
@@ -144,7 +169,8 @@ def plots(report: dict, runs: Path, prefix: Path) -> dict[str, str]:
     rows = {r["system"]: r for r in report["rows"]}
     one_stage = [f"one-stage-{t}" for t in ONE_STAGE_TARGETS if f"one-stage-{t}" in rows]
     if one_stage:
-        fig, axes = plt.subplots(1, len(one_stage), figsize=(3.2 * len(one_stage), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(one_stage), figsize=(3.2 * len(one_stage) + 1, 3.6), squeeze=False,
+                                 layout="constrained")
         for ax, name in zip(axes[0], one_stage, strict=True):
             grid = _layer_grid(rows[name]["bits"])
             image = ax.imshow(grid, cmap="viridis", vmin=2, vmax=8, aspect="auto")
@@ -195,7 +221,8 @@ def plots(report: dict, runs: Path, prefix: Path) -> dict[str, str]:
 
 def _save(fig, prefix: Path, name: str) -> str:
     path = prefix.with_name(f"{prefix.name}_{name}.png")
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path.name
 
