@@ -30,7 +30,7 @@ def voice_groups(utterances: list[Utterance]) -> dict[str, str]:
             else "all" for u in utterances}
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -38,7 +38,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, json.dumps(data, indent=2) + "\n")
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def _rates(rows: list[dict]) -> dict:
@@ -83,7 +83,7 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
     if out is not None:
         lines = ["\t".join(TSV_COLUMNS)] + [
             "\t".join(str(r[c]) for c in TSV_COLUMNS) for r in rows]
-        _atomic_write(Path(out) / "utterances.tsv", "\n".join(lines) + "\n")
+        atomic_write(Path(out) / "utterances.tsv", "\n".join(lines) + "\n")
         write_json(Path(out) / "summary.json", summary)
     return summary
 

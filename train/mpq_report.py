@@ -138,15 +138,14 @@ def build(runs: Path) -> dict:
 
 
 def headline(table: list[dict]) -> dict:
-    def lowest(method):
+    def lowest(method, key):
         lossless = [r for r in table if r["method"] == method and r["lossless"]]
-        return min(lossless, key=lambda r: r["average_bits"]) if lossless else None
+        return min(lossless, key=lambda r: r[key]) if lossless else None
 
-    best = {m: lowest(m) for m in METHOD_NAMES}
+    best = {m: lowest(m, "average_bits") for m in METHOD_NAMES}
     ratio = (best["one-stage"]["compression_ratio"] / best["uniform"]["compression_ratio"]
              if best["one-stage"] and best["uniform"] else None)
-    lowest_stored = {m: min((r for r in table if r["method"] == m and r["lossless"]),
-                            key=lambda r: r["mb_containers"], default=None) for m in METHOD_NAMES}
+    lowest_stored = {m: lowest(m, "mb_containers") for m in METHOD_NAMES}
     ratio_stored = (lowest_stored["uniform"]["mb_containers"] / lowest_stored["one-stage"]["mb_containers"]
                     if lowest_stored["one-stage"] and lowest_stored["uniform"] else None)
     seconds = {r["system"]: r["compression_seconds"] for r in table}

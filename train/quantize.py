@@ -28,18 +28,16 @@ import torch.distributed as dist
 
 from speechmpq import bitplan as bitplan_lib
 from speechmpq.errors import SpeechmpqError
+from speechmpq.evaluation import atomic_write
 from speechmpq.train import supernet as sn
 from speechmpq.train.quantize_config import RESUMABLE_CHANGES, QuantizeConfig
 from speechmpq.train.run_folder import RunLock, append_log, save_checkpoint
 from speechmpq.train.sensitivity import frame_kl
+from speechmpq.train.trainer import warmup_cosine
 
 
 def lr_factor(step: int, steps: int, warmup_ratio: float) -> float:
-    warmup = int(round(warmup_ratio * steps))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return warmup_cosine(step, steps, int(round(warmup_ratio * steps)), 0.05)
 
 
 def size_term(summary: dict, cfg: QuantizeConfig) -> tuple[torch.Tensor | float, str]:
@@ -234,7 +232,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
         phase, steps = phases[state["phase"]]
         phase_start = time.time()
         if phase == "sensitivity":
-            model = _run_sensitivity(cfg, ctx, teacher, sampler, dataset, state, log, progress)
+            _run_sensitivity(cfg, ctx, teacher, sampler, dataset, state, log, progress)
             state["phase_seconds"][phase] = state["phase_seconds"].get(phase, 0.0) + time.time() - phase_start
             state.update(phase=state["phase"] + 1, step=0)
             if ctx.main:
@@ -272,8 +270,9 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
             for batch in loader:
                 step_start = time.time()
                 step_seed = [cfg.seed, state["phase"], state["step"]]
-                torch.manual_seed(int(np.random.SeedSequence(step_seed + [ctx.rank]).generate_state(1)[0]))
-                np.random.seed(np.random.SeedSequence(step_seed + [ctx.rank]).generate_state(1)[0])
+                rank_seed = int(np.random.SeedSequence(step_seed + [ctx.rank]).generate_state(1)[0])
+                torch.manual_seed(rank_seed)
+                np.random.seed(rank_seed)
                 model.train()
                 if searching:
                     sn.set_temperature(model, sn.tau_at(state["step"], steps, cfg.tau_start, cfg.tau_end))
@@ -397,7 +396,6 @@ def _run_sensitivity(cfg, ctx, teacher, sampler, dataset, state, log, progress):
     state["stage1_bits"] = state["bits"] = {**fixed, **chosen}
     table = {n: {str(b): v for b, v in s.items()} for n, s in sens.items()}
     log({"event": "sensitivity", "sensitivity": table, "bits": state["bits"], "time": time.time()})
-    return None
 
 
 def _finish(cfg, model, state, teacher, ctx, save_quantized) -> dict:
@@ -406,9 +404,8 @@ def _finish(cfg, model, state, teacher, ctx, save_quantized) -> dict:
 
     model.config.apply_spec_augment = teacher.config.apply_spec_augment
     layers = sn.plan_layers(model)
-    plan_method = "uniform" if cfg.method == "uniform" else cfg.method
     candidates = [cfg.bits] if cfg.method == "uniform" else list(cfg.supernet.candidates)
-    plan = bitplan_lib.make_plan(layers, plan_method, candidates, cfg.supernet.granularity,
+    plan = bitplan_lib.make_plan(layers, cfg.method, candidates, cfg.supernet.granularity,
                                  None if cfg.method == "uniform" else cfg.target_bits, cfg.window_range)
     total = sum(state["phase_seconds"].values())
     breakdown = parameter_breakdown(teacher)
@@ -428,12 +425,8 @@ def _finish(cfg, model, state, teacher, ctx, save_quantized) -> dict:
     if ctx.main:
         save_quantized(model, plan, cfg.out / "model", cfg.model,
                        extra_files={"quantize_summary.json": json.dumps(summary, indent=1) + "\n"})
-        tmp = cfg.out / ".bitplan.json.tmp"
-        tmp.write_text(bitplan_lib.dumps(plan))
-        tmp.replace(cfg.out / "bitplan.json")
-        tmp = cfg.out / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
-        tmp.replace(cfg.out / "summary.json")
+        atomic_write(cfg.out / "bitplan.json", bitplan_lib.dumps(plan))
+        atomic_write(cfg.out / "summary.json", json.dumps(summary, indent=1) + "\n")
         append_log(cfg.out / "train_log.jsonl", {"event": "done", **summary, "time": time.time()})
     if ctx.world > 1:
         dist.barrier()

@@ -89,12 +89,17 @@ class TrainConfig:
         return cls(**data)
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+def warmup_cosine(step: int, steps: int, warmup_steps: int, final_ratio: float) -> float:
+    """Learning-rate factor: linear warm-up over warmup_steps, then cosine decay to final_ratio."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * cosine
+    return final_ratio + (1 - final_ratio) * cosine
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    return warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio)
 
 
 def _check_resumable(saved: dict, cfg: TrainConfig, ckpt_path: Path) -> None:
