@@ -123,9 +123,42 @@ def _cmd_eval(args) -> int:
         return 0
     if not args.model or not args.data:
         raise SpeechmpqError("eval needs --model and --data (or --compare A.tsv B.tsv)")
+    session = None
+    if Path(args.model).suffix == ".onnx":
+        from speechmpq.runtime.session import SessionConfig
+
+        session = SessionConfig(threads=args.threads, accuracy_level=args.accuracy_level,
+                                optimization=args.optimization)
     summary = evaluation.evaluate(Path(args.model), Path(args.data), out=args.out,
-                                  progress=not args.quiet, table=args.table, device=args.device)
+                                  progress=not args.quiet, table=args.table, device=args.device,
+                                  session=session)
     print(json.dumps({k: v for k, v in summary.items() if k != "groups"}, indent=None))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    _need_train_extra()
+    from speechmpq.export.api import Source, export_onnx, write_summary
+    from speechmpq.export.config import ExportConfig
+
+    if args.model is None and args.preset is None:
+        raise SpeechmpqError("export needs a model directory or --preset NAME")
+    if args.model is not None and not Path(args.model).is_dir():
+        raise SpeechmpqError(f"{args.model}: not a model directory")
+    cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
+                       others=args.others, accuracy_level=args.accuracy_level, chunk_ms=args.chunk_ms,
+                       left_context_ms=args.left_ms, right_context_ms=args.right_ms)
+    source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
+                    model_type=args.model_type, seed=args.seed, plan=args.plan,
+                    plan_pattern=args.plan_pattern, peer=args.peer)
+    summary = export_onnx(source, args.out, cfg, progress=not args.quiet)
+    if summary.get("size"):
+        size = summary["size"]
+        print(f"weights {summary['average_bits']:.2f} bits on average over the plan; file "
+              f"{size['file_bytes'] / 1e6:.2f} MB = {size['computed_bytes'] / 1e6:.2f} MB computed from "
+              f"the plan + {size['overhead_bytes'] / 1e6:.2f} MB scales, graph and metadata")
+    if args.summary:
+        write_summary(summary, args.summary)
     return 0
 
 
@@ -236,8 +269,39 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--table", action="store_true", help="print the per-utterance table")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     evaluate.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch models)")
+    evaluate.add_argument("--threads", type=int, default=0, help="onnxruntime threads (.onnx models)")
+    evaluate.add_argument("--accuracy-level", type=int, default=None,
+                          help="MatMulNBits accuracy level 0..4 (.onnx; default: the model's)")
+    evaluate.add_argument("--optimization", default="all", help="ORT graph optimisation (.onnx)")
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_eval)
+
+    export = commands.add_parser("export", help="model directory -> one self-describing .onnx file")
+    export.add_argument("model", nargs="?", help="model directory (float or quantized)")
+    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument("--preset", default=None, help="instead of a directory: a preset shape with "
+                        "random weights (tiny, demo, w2v2-base, hubert-large)")
+    export.add_argument("--model-type", default=None, help="with --preset: wav2vec2, hubert or wavlm")
+    export.add_argument("--seed", type=int, default=0, help="with --preset: weight seed")
+    export.add_argument("--plan", type=Path, default=None,
+                        help="apply this bitplan.json to a float model (round to nearest, MSE steps)")
+    export.add_argument("--plan-pattern", type=Path, default=None,
+                        help="repeat this plan's per-matrix-type bits over the model's layers")
+    export.add_argument("--peer", default=None, choices=["ort-int8-dynamic", "ort-int4-rtn"],
+                        help="quantize the FP32 graph with onnxruntime's own tool instead")
+    export.add_argument("--others", default="fp32", choices=["fp32", "int8"],
+                        help="MatMul weights outside the plan (feature projection, CTC head)")
+    export.add_argument("--block-size", type=int, default=256, help="rows of K per stored scale")
+    export.add_argument("--opset", type=int, default=None, help="default: the lowest that fits")
+    export.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"])
+    export.add_argument("--accuracy-level", type=int, default=4,
+                        help="MatMulNBits accuracy level recommended to the runtime (0..4)")
+    export.add_argument("--chunk-ms", type=int, default=640, help="recommended streaming chunk")
+    export.add_argument("--left-ms", type=int, default=2560, help="recommended left context")
+    export.add_argument("--right-ms", type=int, default=320, help="recommended right look-ahead")
+    export.add_argument("--summary", type=Path, default=None, help="also write a JSON summary here")
+    export.add_argument("--quiet", action="store_true")
+    export.set_defaults(func=_cmd_export)
     return parser
 
 

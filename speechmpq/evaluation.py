@@ -50,13 +50,14 @@ def _rates(rows: list[dict]) -> dict:
 
 
 def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = True,
-             table: bool = False, device: str = "cpu") -> dict:
-    """Transcribe ``data`` with ``model`` (a model directory); returns the summary."""
+             table: bool = False, device: str = "cpu", session=None) -> dict:
+    """Transcribe ``data`` with ``model`` (a PyTorch model directory, or an exported .onnx file run
+    offline by onnxruntime with ``session``, a runtime SessionConfig); returns the summary."""
     utterances = read_dataset(data)
     started = time.time()
     if model.is_dir():
         try:
-            from speechmpq.train.evaluate import score_pairs, transcribe_torch
+            from speechmpq.train.evaluate import transcribe_torch
             from speechmpq.train.models import feature_settings, load_model, model_vocab
         except ImportError as error:
             raise SpeechmpqError(f"evaluating a PyTorch model directory needs the training extra "
@@ -65,8 +66,12 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
         hypotheses = transcribe_torch(load_model(model).to(device), utterances, progress=progress,
                                       tokens=model_vocab(model), do_normalize=settings["do_normalize"],
                                       attention_mask=settings["return_attention_mask"])
+    elif model.suffix == ".onnx":
+        hypotheses = transcribe_onnx(model, utterances, session, progress)
     else:
-        raise SpeechmpqError(f"{model}: not a model directory")
+        raise SpeechmpqError(f"{model}: not a model directory or .onnx file")
+    from speechmpq.train.evaluate import score_pairs
+
     scored = score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances],
                          hypotheses)
     groups = voice_groups(utterances)
@@ -86,6 +91,21 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
         atomic_write(Path(out) / "utterances.tsv", "\n".join(lines) + "\n")
         write_json(Path(out) / "summary.json", summary)
     return summary
+
+
+def transcribe_onnx(model: Path, utterances: list[Utterance], session=None,
+                    progress: bool = True) -> list[str]:
+    """Offline greedy transcripts through onnxruntime, one utterance at a time."""
+    from tqdm import tqdm
+
+    from speechmpq.audio import load_audio
+    from speechmpq.runtime.session import OnnxCTCModel
+
+    onnx_model = OnnxCTCModel(model, session)
+    for warning in onnx_model.info.warnings:
+        print(f"warning: {warning}")
+    return [onnx_model.transcribe(load_audio(u.path, onnx_model.info.sample_rate))
+            for u in tqdm(utterances, desc="transcribe", unit="utt", disable=not progress)]
 
 
 def format_table(rows: list[dict]) -> str:

@@ -1,0 +1,175 @@
+"""``export_onnx``: a model directory (float or quantized) or a preset shape -> one self-describing .onnx.
+
+    float dir          -> FP32 graph                     (speechmpq.weights = "fp32")
+    quantized dir      -> weight-only QDQ at plan bits   ("mpq", or "uniform-N" for uniform plans)
+    float + plan       -> the plan applied by round-to-nearest, then as above
+    FP32 graph + peer  -> onnxruntime's own quantizers   ("ort-int8-dynamic", "ort-int4-rtn")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, version_converter
+
+from speechmpq import bitplan as bitplan_lib
+from speechmpq.errors import ModelError, SpeechmpqError
+from speechmpq.export.config import PEERS, ExportConfig
+from speechmpq.export.fp32 import FP32_OPSET, export_fp32
+from speechmpq.export.metadata import model_metadata, set_metadata
+from speechmpq.export.qdq import QuantizedWeight, apply_quantized_weights, minimum_opset
+from speechmpq.export.save import save_checked
+
+
+@dataclass
+class Source:
+    """What to export: a model directory, or a preset shape with random weights."""
+
+    model_dir: Path | None = None
+    preset: str | None = None
+    model_type: str | None = None
+    seed: int = 0
+    plan: Path | None = None  # apply this bit plan (round to nearest) to a float model
+    plan_pattern: Path | None = None  # repeat this plan's per-matrix-type bits over the model's layers
+    peer: str | None = None  # one of PEERS, applied to the FP32 graph
+
+    def __post_init__(self):
+        if (self.model_dir is None) == (self.preset is None):
+            raise SpeechmpqError("give a model directory or a preset, not both or neither")
+        if self.plan is not None and self.plan_pattern is not None:
+            raise SpeechmpqError("--plan and --plan-pattern exclude each other")
+        if self.peer is not None and self.peer not in PEERS:
+            raise SpeechmpqError(f"unknown peer {self.peer!r}; choose from {PEERS}")
+
+
+def _load(source: Source):
+    """(model, vocab, do_normalize, quantized weights or [], plan or None)."""
+    from safetensors.numpy import load_file
+
+    from speechmpq.export.plans import pattern_plan, rtn_weights
+    from speechmpq.train.models import build_model, feature_settings, load_model, model_vocab
+
+    if source.model_dir is not None:
+        model = load_model(source.model_dir)
+        vocab = model_vocab(source.model_dir)
+        do_normalize = feature_settings(source.model_dir)["do_normalize"]
+    else:
+        model = build_model(source.preset, source.model_type, seed=source.seed).eval()
+        vocab, do_normalize = model_vocab(None), True
+    plan = getattr(model, "bitplan", None)
+    if plan is not None:
+        if source.plan or source.plan_pattern or source.peer:
+            raise SpeechmpqError(f"{source.model_dir} is already quantized; --plan, --plan-pattern "
+                                 f"and --peer need a float model")
+        tensors = load_file(str(Path(source.model_dir) / "model.safetensors"))
+        weights = [QuantizedWeight(name, entry["bits"], tensors[f"{name}.weight_int"],
+                                   tensors[f"{name}.weight_scale"].astype(np.float32), entry["kind"],
+                                   entry.get("searched", True)) for name, entry in plan["layers"].items()]
+        return model, vocab, do_normalize, weights, plan
+    if source.plan is not None or source.plan_pattern is not None:
+        try:
+            given = bitplan_lib.load(source.plan or source.plan_pattern)
+        except bitplan_lib.BitPlanError as error:
+            raise SpeechmpqError(str(error)) from None
+        plan = given if source.plan is not None else pattern_plan(model, given)
+        return model, vocab, do_normalize, rtn_weights(model, plan), plan
+    return model, vocab, do_normalize, [], None
+
+
+def _weights_label(plan: dict | None, peer: str | None) -> str:
+    if peer:
+        return peer
+    if plan is None:
+        return "fp32"
+    if plan["method"] == "uniform":
+        return f"uniform-{plan['layers'][next(iter(plan['layers']))]['bits']}"
+    return "mpq"
+
+
+def _set_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    if opset != FP32_OPSET:
+        model = version_converter.convert_version(model, opset)
+    # IR 10 is the first with INT4 and node metadata_props; INT2 needs the IR of opset 25.
+    needed = helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
+    model.ir_version = max(model.ir_version, needed, 10 if opset >= 21 else 0)
+    return model
+
+
+def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = True) -> dict:
+    """Export ``source`` to ``out``; returns a summary (files, bytes, per-layer records, timings)."""
+    from speechmpq.export.plans import other_int8_weights
+
+    started = time.time()
+    say = print if progress else (lambda *a, **k: None)
+    out = Path(out)
+    model, vocab, do_normalize, weights, plan = _load(source)
+    if len(vocab) != model.config.vocab_size:
+        raise ModelError(f"vocabulary has {len(vocab)} tokens but the model outputs "
+                         f"{model.config.vocab_size}")
+    others = []
+    if cfg.others == "int8" and weights:
+        others = other_int8_weights(model, {w.name for w in weights})
+    say(f"exporting {model.config.model_type} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        f"parameters) with the {cfg.exporter} exporter ...")
+    graph = export_fp32(model, cfg)
+    needed = minimum_opset(weights + others)
+    opset = cfg.opset or needed
+    if opset < needed:
+        raise SpeechmpqError(f"opset {opset} cannot hold these weights; {needed} or later is needed "
+                             f"(INT4/INT8 block scales: 21, INT2: 25)")
+    graph = _set_opset(graph, opset)
+    records = apply_quantized_weights(graph, weights + others, cfg.block_size)
+    label = _weights_label(plan, source.peer)
+    extra = {"speechmpq.others": cfg.others if weights else "fp32", "speechmpq.block_size": cfg.block_size,
+             "speechmpq.exporter": cfg.exporter, "speechmpq.accuracy_level": cfg.accuracy_level}
+    if source.peer is not None:
+        from speechmpq.export.peers import quantize_peer
+
+        graph = quantize_peer(graph, source.peer, cfg.accuracy_level)
+    set_metadata(graph, model_metadata(model.config, vocab, do_normalize, cfg, label, plan, extra))
+    files = save_checked(graph, out, cfg.external_data_threshold)
+    file_bytes = sum(f.stat().st_size for f in files)
+    summary = {
+        "out": str(out), "files": [str(f) for f in files], "bytes": file_bytes, "weights": label,
+        "opset": opset, "exporter": cfg.exporter, "config": cfg.to_dict(),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "average_bits": plan["average_bits"] if plan else None, "layers": records,
+        "seconds": round(time.time() - started, 2),
+    }  # fmt: skip
+    if plan is not None:
+        summary["size"] = size_accounting(model, plan, records, file_bytes)
+    say(f"wrote {out} ({file_bytes / 1e6:.2f} MB, {label}, opset {opset}) in {summary['seconds']:.0f} s")
+    return summary
+
+
+def size_accounting(model, plan: dict, records: list[dict], file_bytes: int) -> dict:
+    """Actual bytes vs the plan's: planned weights at their bits, everything else fp32."""
+    planned = {r["layer"]: r for r in records}
+    plan_weight_bytes = sum(e["bits"] * math.prod(e["shape"]) / 8 for e in plan["layers"].values())
+    container_bytes = sum(r["weight_bytes"] for r in records if r["layer"] in plan["layers"])
+    scale_bytes = sum(r["scale_bytes"] for r in records)
+    others_int8 = sum(r["weight_bytes"] for name, r in planned.items() if name not in plan["layers"])
+    others_replaced = sum(r["replaced_float_bytes"] for n, r in planned.items() if n not in plan["layers"])
+    float_bytes = (sum(p.numel() for p in model.parameters()) - sum(
+        math.prod(e["shape"]) for e in plan["layers"].values())) * 4 - others_replaced
+    computed = plan_weight_bytes + float_bytes + others_int8
+    return {
+        "plan_weight_bytes": round(plan_weight_bytes), "container_weight_bytes": container_bytes,
+        "container_padding_bytes": round(container_bytes - plan_weight_bytes), "scale_bytes": scale_bytes,
+        "other_int8_bytes": others_int8, "float_parameter_bytes": float_bytes,
+        "computed_bytes": round(computed), "file_bytes": file_bytes,
+        "overhead_bytes": round(file_bytes - computed),
+        "overhead_fraction": round((file_bytes - computed) / computed, 4),
+    }  # fmt: skip
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    from speechmpq.evaluation import atomic_write
+
+    atomic_write(path, json.dumps(summary, indent=1) + "\n")

@@ -1,0 +1,88 @@
+"""Bit plans applied at export time: a given plan on a float model (round-to-nearest with MSE step
+sizes), a plan's per-matrix-type pattern repeated over a deeper model, and the int8 "others"."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+from speechmpq import bitplan as bitplan_lib
+from speechmpq.errors import SpeechmpqError
+from speechmpq.export.qdq import QuantizedWeight
+from speechmpq.train.quant import mse_step_size, quantize
+from speechmpq.train.supernet import MATRIX_TYPES, _strip_weight_norm
+
+_LAYER = re.compile(r"(^|\.)encoder\.layers\.(\d+)\.(.+)$")
+
+
+def _module_weight(module) -> torch.Tensor:
+    _strip_weight_norm(module)
+    return module.weight.detach().float()
+
+
+def rtn_weights(model, plan: dict) -> list[QuantizedWeight]:
+    """Quantize ``model``'s planned weights (round to nearest, MSE step per tensor or channel), set
+    the model's float weights to codes x scale, and return them as QuantizedWeight."""
+    modules = dict(model.named_modules())
+    weights = []
+    for name, entry in plan["layers"].items():
+        module = modules.get(name)
+        if module is None or not hasattr(module, "weight"):
+            raise SpeechmpqError(f"bit plan layer {name} is not in the model")
+        weight = _module_weight(module)
+        if list(weight.shape) != entry["shape"]:
+            raise SpeechmpqError(f"bit plan layer {name}: shape {entry['shape']}, model has "
+                                 f"{list(weight.shape)}")
+        per_channel = entry["scale_shape"][0] != 1
+        step = mse_step_size(weight, entry["bits"], per_channel)
+        codes = quantize(weight, step, entry["bits"])
+        with torch.no_grad():
+            module.weight.copy_(codes.float() * step)
+        weights.append(QuantizedWeight(name, entry["bits"], codes.numpy(), step.numpy().astype(np.float32),
+                                       entry["kind"], entry.get("searched", True)))
+    return weights
+
+
+def other_int8_weights(model, planned: set[str]) -> list[QuantizedWeight]:
+    """int8 per-output-channel weights for every nn.Linear outside the plan (set in the model too)."""
+    weights = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name not in planned:
+            weight = module.weight.detach().float()
+            step = mse_step_size(weight, 8, per_channel=True)
+            codes = quantize(weight, step, 8)
+            with torch.no_grad():
+                module.weight.copy_(codes.float() * step)
+            weights.append(QuantizedWeight(name, 8, codes.numpy(), step.numpy(), "linear", False))
+    return weights
+
+
+def pattern_plan(model, reference: dict) -> dict:
+    """``reference``'s bits per matrix type, layer i of an L-layer model taking the reference's layer
+    floor(i * L_ref / L): the same average bits whenever L is a multiple of L_ref."""
+    by_type: dict[str, dict[int, int]] = {}
+    for name, entry in reference["layers"].items():
+        match = _LAYER.search(name)
+        if match and entry.get("searched", True):
+            by_type.setdefault(match.group(3), {})[int(match.group(2))] = entry["bits"]
+    if not by_type:
+        raise SpeechmpqError("the reference plan has no encoder.layers.N.* entries to repeat")
+    layers = {}
+    for name, module in model.named_modules():
+        match = _LAYER.search(name)
+        if not (match and isinstance(module, torch.nn.Linear) and match.group(3) in by_type):
+            continue
+        if not name.endswith(MATRIX_TYPES):
+            continue
+        source = by_type[match.group(3)]
+        depth = model.config.num_hidden_layers
+        reference_layer = sorted(source)[int(match.group(2)) * len(source) // depth]
+        shape = list(module.weight.shape)
+        layers[name] = {"bits": source[reference_layer], "kind": "linear", "shape": shape,
+                        "scale_shape": [shape[0], 1] if reference["granularity"] == "per-channel" else [1, 1],
+                        "searched": True}
+    return bitplan_lib.make_plan(layers, reference["method"], reference["candidates"],
+                                 reference["granularity"], reference.get("target_bits"),
+                                 reference.get("window"))

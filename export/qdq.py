@@ -1,0 +1,141 @@
+"""Graph rewrite: float weights -> integer initializers at their planned bit widths + DequantizeLinear.
+
+Before (as torch.onnx writes a Linear; the weight is folded to its transpose)::
+
+    x ──────────────► MatMul ──► Add(bias) ──►
+    W^T (float32, K x N) ─┘
+
+After (weight-only QDQ; ORT fuses DequantizeLinear -> MatMul into one MatMulNBits kernel)::
+
+    x ──────────────────────────────────────► MatMul ──► Add(bias) ──►
+    Wq (INT2/INT4/INT8, K x N) ─► DequantizeLinear ─┘
+    scales (float32, ceil(K/block) x N) ─┘  axis=0, block_size=block
+
+Conv weights in a plan become Wq ─► DequantizeLinear (per tensor or per output channel) ─► Conv,
+which ORT runs as written. The float weight is found by value (the quantized model's weight is exactly
+codes x scale), so the rewrite does not depend on how an exporter names initializers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from speechmpq.errors import SpeechmpqError
+from speechmpq.export.packing import CONTAINERS, container_bits, integer_initializer
+
+
+@dataclass
+class QuantizedWeight:
+    name: str  # module name, as in the bit plan
+    bits: int
+    codes: np.ndarray  # int8 codes in PyTorch layout: (out, in) linear, (out, in/groups, k) conv
+    scale: np.ndarray  # float32, broadcasts over codes: all ones but dim 0 (per channel) or all ones
+    kind: str  # "linear" or "conv1d"
+    searched: bool  # chosen by the search (False: fixed by the plan, or an "others" int8 layer)
+
+    def float_weight(self) -> np.ndarray:
+        """The float weight the PyTorch model computes with: codes x scale in float32."""
+        return self.codes.astype(np.float32) * self.scale.astype(np.float32)
+
+
+def _digest(array: np.ndarray) -> tuple:
+    return array.shape, hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _index_initializers(graph: onnx.GraphProto) -> dict[tuple, list[onnx.TensorProto]]:
+    index: dict[tuple, list[onnx.TensorProto]] = {}
+    for tensor in graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT:
+            index.setdefault(_digest(numpy_helper.to_array(tensor)), []).append(tensor)
+    return index
+
+
+def _consumers(graph: onnx.GraphProto, tensor_name: str) -> list[onnx.NodeProto]:
+    return [node for node in graph.node if tensor_name in node.input]
+
+
+def _set_metadata(node: onnx.NodeProto, weight: QuantizedWeight) -> None:
+    for key, value in (("speechmpq.layer", weight.name), ("speechmpq.bits", str(weight.bits)),
+                       ("speechmpq.searched", str(weight.searched).lower())):
+        node.metadata_props.add(key=key, value=value)
+
+
+def _scales(weight: QuantizedWeight, block_size: int, k: int) -> np.ndarray:
+    """Per-output-channel scales (N,) repeated over ceil(K/block) blocks -> (blocks, N)."""
+    out_channels = weight.codes.shape[0]
+    per_channel = np.broadcast_to(weight.scale.reshape(-1), (out_channels,)) if weight.scale.size in (
+        1, out_channels) else None
+    if per_channel is None:
+        raise SpeechmpqError(f"{weight.name}: scale of shape {weight.scale.shape} is neither per "
+                             f"tensor nor per output channel")
+    return np.tile(per_channel.astype(np.float32), (-(-k // block_size), 1))
+
+
+def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeight],
+                            block_size: int) -> list[dict]:
+    """Rewrite ``model`` in place; returns one record per layer (names, container, bytes)."""
+    graph = model.graph
+    index = _index_initializers(graph)
+    records, dequantizers = [], []
+    for weight in weights:
+        float_weight = weight.float_weight()
+        stored = float_weight.T if weight.kind == "linear" else float_weight
+        matches = index.get(_digest(stored), [])
+        if len(matches) != 1:
+            found = "not found" if not matches else f"found {len(matches)} times"
+            raise SpeechmpqError(f"{weight.name}: its weight is {found} in the exported graph; "
+                                 f"cannot place its DequantizeLinear")
+        original = matches[0]
+        consumers = _consumers(graph, original.name)
+        expected = "MatMul" if weight.kind == "linear" else "Conv"
+        if not consumers or any(node.op_type != expected or list(node.input).index(original.name) != 1
+                                for node in consumers):
+            raise SpeechmpqError(f"{weight.name}: its weight does not feed a {expected} as input B; "
+                                 f"unsupported graph pattern")
+        codes = weight.codes.T if weight.kind == "linear" else weight.codes
+        q_name, s_name, dq_name = (f"{weight.name}.weight_quantized", f"{weight.name}.weight_scale",
+                                   f"{weight.name}.weight_dequantized")
+        quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits)
+        if weight.kind == "linear":
+            scale = _scales(weight, block_size, codes.shape[0])
+            attributes = {"axis": 0, "block_size": block_size}
+        elif weight.scale.size == 1:
+            scale, attributes = weight.scale.reshape(()).astype(np.float32), {}
+        else:
+            scale, attributes = weight.scale.reshape(-1).astype(np.float32), {"axis": 0}
+        dequantize = helper.make_node("DequantizeLinear", [q_name, s_name], [dq_name],
+                                      name=f"{weight.name}/DequantizeLinear", **attributes)
+        _set_metadata(dequantize, weight)
+        for node in consumers:
+            node.input[1] = dq_name
+            _set_metadata(node, weight)
+        dequantizers.append(dequantize)
+        graph.initializer.remove(original)
+        graph.initializer.extend([quantized, numpy_helper.from_array(scale, s_name)])
+        records.append({
+            "layer": weight.name, "bits": weight.bits, "container": container_bits(weight.bits),
+            "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container_bits(weight.bits)][0]),
+            "searched": weight.searched, "initializer": q_name, "elements": int(codes.size),
+            "weight_bytes": len(quantized.raw_data), "scale_bytes": int(scale.size * 4),
+            "replaced_float_bytes": int(float_weight.size * 4),
+        })  # fmt: skip
+    # DequantizeLinear reads initializers only, so the graph stays topologically sorted with them first.
+    nodes = dequantizers + [_copy(node) for node in graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return records
+
+
+def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
+
+
+def minimum_opset(weights: list[QuantizedWeight]) -> int:
+    return max([CONTAINERS[container_bits(w.bits)][2] for w in weights], default=17)

@@ -1,0 +1,54 @@
+"""Write an ONNX model atomically, checked, with external data when it is too big for one protobuf."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import onnx
+
+from speechmpq.errors import SpeechmpqError
+
+
+def save_checked(model: onnx.ModelProto, out: Path, external_data_threshold: int) -> list[Path]:
+    """Save ``model`` to ``out`` (plus ``out.data`` above the threshold); returns the files written.
+
+    Everything is written into a staging folder beside ``out`` and checked there with
+    ``onnx.checker.check_model(full_check=True)``; only then is it renamed into place (the data file
+    first), so a failure or a kill never leaves a half-written model under the final name.
+    """
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise SpeechmpqError(f"{out}: the output must be a .onnx file")
+    if not out.parent.is_dir():
+        raise SpeechmpqError(f"{out.parent}: no such folder")
+    staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        external = model.ByteSize() > external_data_threshold
+        data_name = out.name + ".data"
+        staged = staging / out.name
+        if external:
+            onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024)
+        else:
+            onnx.save_model(model, str(staged))
+        onnx.checker.check_model(str(staged), full_check=True)
+        written = []
+        if external:
+            (staging / data_name).replace(out.with_name(data_name))
+            written.append(out.with_name(data_name))
+        elif out.with_name(data_name).exists():
+            out.with_name(data_name).unlink()  # a stale data file from an earlier, bigger export
+        staged.replace(out)
+        return [out, *written]
+    except OSError as error:
+        raise SpeechmpqError(f"{out}: cannot write ({error.strerror or error})") from None
+    except onnx.checker.ValidationError as error:
+        first = str(error).strip().splitlines()[0]
+        raise SpeechmpqError(f"{out}: the exported graph fails onnx.checker ({first})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+

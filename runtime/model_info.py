@@ -1,0 +1,87 @@
+"""What an exported model says about itself: its ``metadata_props`` parsed and checked.
+
+Files from other tools (no speechmpq metadata) still run: the missing keys take wav2vec2's values
+and ``ModelInfo.warnings`` says which were assumed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from speechmpq.errors import ModelError
+from speechmpq.vocab import BLANK_ID, VOCAB, WORD_DELIMITER
+
+FORMAT_VERSION = 1  # newest export metadata layout this runtime understands
+
+_DEFAULTS = {"sample_rate": "16000", "do_normalize": "true", "frame_stride_samples": "320",
+             "receptive_field_samples": "400", "blank_id": str(BLANK_ID), "word_delimiter": WORD_DELIMITER,
+             "speechmpq.chunk_ms": "640", "speechmpq.left_context_ms": "2560",
+             "speechmpq.right_context_ms": "320", "speechmpq.accuracy_level": "4"}  # fmt: skip
+
+
+@dataclass
+class ModelInfo:
+    tokens: list[str]  # id -> token
+    sample_rate: int
+    do_normalize: bool  # per-utterance zero mean, unit variance before the model
+    frame_stride_samples: int
+    receptive_field_samples: int
+    blank_id: int
+    word_delimiter: str
+    chunk_ms: int  # recommended streaming chunk and contexts
+    left_context_ms: int
+    right_context_ms: int
+    accuracy_level: int  # recommended session.qdq_matmulnbits_accuracy_level
+    weights: str  # fp32, mpq, uniform-N, ort-int8-dynamic, ort-int4-rtn, or "unknown"
+    source_model_type: str
+    bitplan: dict | None
+    format_version: int | None
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], path: str = "model") -> ModelInfo:
+        warnings = []
+        version = metadata.get("speechmpq.format_version")
+        if version is None:
+            warnings.append(f"{path}: no speechmpq metadata; assuming " + ", ".join(
+                f"{k}={v}" for k, v in _DEFAULTS.items() if k not in metadata) + " and the LibriSpeech "
+                "character vocabulary" * ("vocab" not in metadata))
+        try:
+            if version is not None and int(version) > FORMAT_VERSION:
+                raise ModelError(f"{path}: metadata format_version {version} is newer than this runtime "
+                                 f"understands ({FORMAT_VERSION}); upgrade speechmpq")
+            values = {**_DEFAULTS, **metadata}
+            tokens = list(VOCAB)
+            if "vocab" in metadata:
+                vocab = json.loads(metadata["vocab"])
+                tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: int(item[1]))]
+                if sorted(int(i) for i in vocab.values()) != list(range(len(vocab))):
+                    raise ValueError("vocab ids are not 0..N-1")
+            bitplan = json.loads(metadata["speechmpq.bitplan"]) if "speechmpq.bitplan" in metadata else None
+            info = cls(
+                tokens=tokens, sample_rate=int(values["sample_rate"]),
+                do_normalize=_boolean(values["do_normalize"]),
+                frame_stride_samples=int(values["frame_stride_samples"]),
+                receptive_field_samples=int(values["receptive_field_samples"]),
+                blank_id=int(values["blank_id"]), word_delimiter=values["word_delimiter"],
+                chunk_ms=int(values["speechmpq.chunk_ms"]),
+                left_context_ms=int(values["speechmpq.left_context_ms"]),
+                right_context_ms=int(values["speechmpq.right_context_ms"]),
+                accuracy_level=int(values["speechmpq.accuracy_level"]),
+                weights=metadata.get("speechmpq.weights", "unknown"),
+                source_model_type=metadata.get("speechmpq.source_model_type", "unknown"),
+                bitplan=bitplan, format_version=int(version) if version is not None else None,
+                warnings=warnings,
+            )  # fmt: skip
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ModelError(f"{path}: invalid speechmpq metadata ({error})") from None
+        if info.sample_rate <= 0 or info.frame_stride_samples <= 0 or not 0 <= info.blank_id < len(tokens):
+            raise ModelError(f"{path}: invalid speechmpq metadata (sample rate, frame stride or blank id)")
+        return info
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"do_normalize must be true or false, not {text!r}")
+    return text.lower() in ("true", "1")

@@ -1,0 +1,103 @@
+"""One onnxruntime session for a CTC model file, plus the model's metadata (numpy + ORT only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from speechmpq.errors import ModelError
+from speechmpq.runtime.model_info import ModelInfo
+from speechmpq.vocab import ctc_greedy_decode
+
+OPTIMIZATION_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+@dataclass
+class SessionConfig:
+    # intra-op threads; 0 lets onnxruntime choose (one per physical core)
+    threads: int = 0
+    # graph optimisation: disabled, basic, extended or all
+    optimization: str = "all"
+    # MatMulNBits accuracy level for fused DequantizeLinear->MatMul (4: int8 activations in the
+    # kernel, 0: float32); None takes the model's recommendation from its metadata
+    accuracy_level: int | None = None
+    # write the optimised graph here (op-type checks); None: do not
+    optimized_model_path: str | None = None
+
+    def __post_init__(self):
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, not {self.threads}")
+        if self.optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}")
+        if self.accuracy_level is not None and self.accuracy_level not in range(5):
+            raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
+
+
+class OnnxCTCModel:
+    """``logits(samples)`` and offline ``transcribe(samples)`` for one exported model file."""
+
+    def __init__(self, path: str | Path, config: SessionConfig | None = None):
+        self.path = Path(path)
+        self.config = config or SessionConfig()
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[self.config.optimization]
+        options.intra_op_num_threads = self.config.threads
+        options.log_severity_level = 3
+        if self.config.optimized_model_path:
+            options.optimized_model_filepath = str(self.config.optimized_model_path)
+        try:
+            self.accuracy_level = 4 if self.config.accuracy_level is None else self.config.accuracy_level
+            self.session = self._session(options)
+            metadata = self.session.get_modelmeta().custom_metadata_map
+            self.info = ModelInfo.from_metadata(metadata, str(self.path))
+            if self.config.accuracy_level is None and self.info.accuracy_level != self.accuracy_level:
+                self.accuracy_level = self.info.accuracy_level  # the model recommends another level
+                self.session = self._session(options)
+        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+                ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, RuntimeError) as error:
+            first = str(error).strip().splitlines()[0][:300]
+            raise ModelError(f"{self.path}: onnxruntime cannot load it ({first})") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 2:
+            raise ModelError(f"{self.path}: expected one input of shape (batch, samples)")
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        vocab_size = outputs[0].shape[-1]
+        if isinstance(vocab_size, int) and vocab_size != len(self.info.tokens):
+            raise ModelError(f"{self.path}: the vocabulary has {len(self.info.tokens)} tokens but the "
+                             f"model outputs {vocab_size}")
+
+    def _session(self, options: ort.SessionOptions) -> ort.InferenceSession:
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(self.accuracy_level))
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def prepare(self, samples: np.ndarray) -> np.ndarray:
+        """float32 mono samples at the model's rate -> the model input (normalised if it expects it)."""
+        samples = np.asarray(samples, dtype=np.float32)
+        if self.info.do_normalize:
+            samples = (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)
+        return samples.astype(np.float32)
+
+    def logits(self, values: np.ndarray) -> np.ndarray:
+        """(samples,) or (batch, samples) model input -> (batch, frames, vocab) float32."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim == 1:
+            values = values[None]
+        return self.session.run([self.output_name], {self.input_name: values})[0]
+
+    def transcribe(self, samples: np.ndarray) -> str:
+        """Greedy CTC transcript of one whole utterance (offline)."""
+        if samples.shape[-1] < self.info.receptive_field_samples:
+            return ""
+        ids = self.logits(self.prepare(samples))[0].argmax(-1)
+        return ctc_greedy_decode(ids, self.info.tokens, self.info.blank_id)
+
