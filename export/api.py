@@ -118,16 +118,17 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
     say(f"exporting {model.config.model_type} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
         f"parameters) with the {cfg.exporter} exporter ...")
     graph = export_fp32(model, cfg)
-    needed = minimum_opset(weights + others)
+    needed = minimum_opset(weights + others, cfg.min_container_bits)
     opset = cfg.opset or needed
     if opset < needed:
         raise SpeechmpqError(f"opset {opset} cannot hold these weights; {needed} or later is needed "
                              f"(INT4/INT8 block scales: 21, INT2: 25)")
     graph = _set_opset(graph, opset)
-    records = apply_quantized_weights(graph, weights + others, cfg.block_size)
+    records = apply_quantized_weights(graph, weights + others, cfg.block_size, cfg.min_container_bits)
     label = _weights_label(plan, source.peer)
     extra = {"speechmpq.others": cfg.others if weights else "fp32", "speechmpq.block_size": cfg.block_size,
-             "speechmpq.exporter": cfg.exporter, "speechmpq.accuracy_level": cfg.accuracy_level}
+             "speechmpq.exporter": cfg.exporter, "speechmpq.min_container_bits": cfg.min_container_bits,
+             "speechmpq.accuracy_level": cfg.accuracy_level}
     if source.peer is not None:
         from speechmpq.export.peers import quantize_peer
 

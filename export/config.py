@@ -23,10 +23,16 @@ class ExportConfig:
     # Weights outside the bit plan in MatMuls (feature projection, CTC head): fp32, or int8 weight-only
     # (per output channel, MSE step). Conv weights outside the plan always stay fp32.
     others: str = "fp32"
+    # Narrowest container used: 2 stores 2-bit weights as INT2 (smallest file); 4 stores them as INT4
+    # (twice the bytes for those layers, but ORT 1.32 has fast int8-activation kernels for 4 and 8
+    # bits only: its 2-bit MatMulNBits was measured slower than fp32 MatMul here).
+    min_container_bits: int = 2
     # onnxruntime MatMulNBits accuracy level recommended to the runtime (session option
-    # session.qdq_matmulnbits_accuracy_level) and baked into the ort-int4-rtn peer: 4 quantizes
-    # activations to int8 inside the kernel (faster), 0 keeps them float32.
-    accuracy_level: int = 4
+    # session.qdq_matmulnbits_accuracy_level) and baked into the ort-int4-rtn peer. 0 keeps
+    # activations float32: transcripts identical to PyTorch. 4 quantizes activations to int8 inside
+    # the kernel (ORT's default for the fusion): faster for 4/8-bit layers, changes ~10 % of the demo
+    # transcripts at no significant WER cost (results/export_demo.md).
+    accuracy_level: int = 0
     # Streaming defaults written to the metadata (the runtime reads them; milliseconds, rounded to
     # whole frames).
     chunk_ms: int = 640
@@ -45,6 +51,8 @@ class ExportConfig:
             raise ValueError(f"opset must be in 17..25, not {self.opset}")
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
             raise ValueError(f"block_size must be a power of two >= 16, not {self.block_size}")
+        if self.min_container_bits not in (2, 4, 8):
+            raise ValueError(f"min_container_bits must be 2, 4 or 8, not {self.min_container_bits}")
         if self.accuracy_level not in (0, 1, 2, 3, 4):
             raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
         if self.chunk_ms <= 0 or self.left_context_ms < 0 or self.right_context_ms < 0:

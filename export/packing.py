@@ -14,10 +14,12 @@ from onnx import TensorProto
 CONTAINERS = {2: (TensorProto.INT2, 2, 25), 4: (TensorProto.INT4, 4, 21), 8: (TensorProto.INT8, 8, 21)}
 
 
-def container_bits(bits: int) -> int:
-    """The narrowest ONNX integer container for ``bits``: 2 -> 2, 3..4 -> 4, 5..8 -> 8."""
+def container_bits(bits: int, minimum: int = 2) -> int:
+    """The narrowest ONNX integer container for ``bits`` of at least ``minimum`` bits:
+    2 -> 2, 3..4 -> 4, 5..8 -> 8."""
     if not 2 <= bits <= 8:
         raise ValueError(f"no ONNX integer container for {bits}-bit weights (2..8 supported)")
+    bits = max(bits, minimum)
     return 2 if bits <= 2 else 4 if bits <= 4 else 8
 
 
@@ -40,9 +42,9 @@ def pack(codes: np.ndarray, container: int) -> bytes:
     return packed.tobytes()
 
 
-def integer_initializer(name: str, codes: np.ndarray, bits: int) -> TensorProto:
+def integer_initializer(name: str, codes: np.ndarray, bits: int, minimum: int = 2) -> TensorProto:
     """A packed INT2/INT4/INT8 initializer holding ``codes`` (values on the ``bits`` grid)."""
-    container = container_bits(bits)
+    container = container_bits(bits, minimum)
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     if codes.size and (codes.min() < low or codes.max() > high):
         raise ValueError(f"{name}: codes outside the {bits}-bit grid [{low}, {high}]")

@@ -77,7 +77,7 @@ def _scales(weight: QuantizedWeight, block_size: int, k: int) -> np.ndarray:
 
 
 def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeight],
-                            block_size: int) -> list[dict]:
+                            block_size: int, min_container_bits: int = 2) -> list[dict]:
     """Rewrite ``model`` in place; returns one record per layer (names, container, bytes)."""
     graph = model.graph
     index = _index_initializers(graph)
@@ -100,7 +100,8 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
         codes = weight.codes.T if weight.kind == "linear" else weight.codes
         q_name, s_name, dq_name = (f"{weight.name}.weight_quantized", f"{weight.name}.weight_scale",
                                    f"{weight.name}.weight_dequantized")
-        quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits)
+        quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits,
+                                        min_container_bits)
         if weight.kind == "linear":
             scale = _scales(weight, block_size, codes.shape[0])
             attributes = {"axis": 0, "block_size": block_size}
@@ -117,9 +118,10 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
         dequantizers.append(dequantize)
         graph.initializer.remove(original)
         graph.initializer.extend([quantized, numpy_helper.from_array(scale, s_name)])
+        container = container_bits(weight.bits, min_container_bits)
         records.append({
-            "layer": weight.name, "bits": weight.bits, "container": container_bits(weight.bits),
-            "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container_bits(weight.bits)][0]),
+            "layer": weight.name, "bits": weight.bits, "container": container,
+            "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
             "searched": weight.searched, "initializer": q_name, "elements": int(codes.size),
             "weight_bytes": len(quantized.raw_data), "scale_bytes": int(scale.size * 4),
             "replaced_float_bytes": int(float_weight.size * 4),
@@ -137,5 +139,5 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
     return copy
 
 
-def minimum_opset(weights: list[QuantizedWeight]) -> int:
-    return max([CONTAINERS[container_bits(w.bits)][2] for w in weights], default=17)
+def minimum_opset(weights: list[QuantizedWeight], min_container_bits: int = 2) -> int:
+    return max([CONTAINERS[container_bits(w.bits, min_container_bits)][2] for w in weights], default=17)

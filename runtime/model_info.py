@@ -17,7 +17,7 @@ FORMAT_VERSION = 1  # newest export metadata layout this runtime understands
 _DEFAULTS = {"sample_rate": "16000", "do_normalize": "true", "frame_stride_samples": "320",
              "receptive_field_samples": "400", "blank_id": str(BLANK_ID), "word_delimiter": WORD_DELIMITER,
              "speechmpq.chunk_ms": "640", "speechmpq.left_context_ms": "2560",
-             "speechmpq.right_context_ms": "320", "speechmpq.accuracy_level": "4"}  # fmt: skip
+             "speechmpq.right_context_ms": "320", "speechmpq.accuracy_level": "0"}  # fmt: skip
 
 
 @dataclass

@@ -56,7 +56,7 @@ class OnnxCTCModel:
         if self.config.optimized_model_path:
             options.optimized_model_filepath = str(self.config.optimized_model_path)
         try:
-            self.accuracy_level = 4 if self.config.accuracy_level is None else self.config.accuracy_level
+            self.accuracy_level = 0 if self.config.accuracy_level is None else self.config.accuracy_level
             self.session = self._session(options)
             metadata = self.session.get_modelmeta().custom_metadata_map
             self.info = ModelInfo.from_metadata(metadata, str(self.path))

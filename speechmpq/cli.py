@@ -146,7 +146,8 @@ def _cmd_export(args) -> int:
     if args.model is not None and not Path(args.model).is_dir():
         raise SpeechmpqError(f"{args.model}: not a model directory")
     cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
-                       others=args.others, accuracy_level=args.accuracy_level, chunk_ms=args.chunk_ms,
+                       others=args.others, accuracy_level=args.accuracy_level,
+                       min_container_bits=args.min_container, chunk_ms=args.chunk_ms,
                        left_context_ms=args.left_ms, right_context_ms=args.right_ms)
     source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
@@ -294,8 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--block-size", type=int, default=256, help="rows of K per stored scale")
     export.add_argument("--opset", type=int, default=None, help="default: the lowest that fits")
     export.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"])
-    export.add_argument("--accuracy-level", type=int, default=4,
-                        help="MatMulNBits accuracy level recommended to the runtime (0..4)")
+    export.add_argument("--accuracy-level", type=int, default=0,
+                        help="MatMulNBits accuracy level recommended to the runtime: 0 exact (default), "
+                             "4 int8 activations (faster for 4/8-bit layers)")
+    export.add_argument("--min-container", type=int, default=2, choices=[2, 4, 8],
+                        help="narrowest container: 4 stores 2-bit weights as INT4 (faster ORT kernels)")
     export.add_argument("--chunk-ms", type=int, default=640, help="recommended streaming chunk")
     export.add_argument("--left-ms", type=int, default=2560, help="recommended left context")
     export.add_argument("--right-ms", type=int, default=320, help="recommended right look-ahead")
