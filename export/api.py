@@ -136,6 +136,11 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
     set_metadata(graph, model_metadata(model.config, vocab, do_normalize, cfg, label, plan, extra))
     files = save_checked(graph, out, cfg.external_data_threshold)
     file_bytes = sum(f.stat().st_size for f in files)
+    if cfg.audio_graph:
+        from speechmpq.export.audio_graph import audio_bytes_graph
+
+        audio_model = audio_bytes_graph(graph, 16000, do_normalize)
+        files += save_checked(audio_model, out.with_suffix(".audio.onnx"), cfg.external_data_threshold)
     summary = {
         "out": str(out), "files": [str(f) for f in files], "bytes": file_bytes, "weights": label,
         "opset": opset, "exporter": cfg.exporter, "config": cfg.to_dict(),

@@ -49,20 +49,14 @@ class OnnxCTCModel:
         self.config = config or SessionConfig()
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such model file")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = OPTIMIZATION_LEVELS[self.config.optimization]
-        options.intra_op_num_threads = self.config.threads
-        options.log_severity_level = 3
-        if self.config.optimized_model_path:
-            options.optimized_model_filepath = str(self.config.optimized_model_path)
         try:
             self.accuracy_level = 0 if self.config.accuracy_level is None else self.config.accuracy_level
-            self.session = self._session(options)
+            self.session = self._session()
             metadata = self.session.get_modelmeta().custom_metadata_map
             self.info = ModelInfo.from_metadata(metadata, str(self.path))
             if self.config.accuracy_level is None and self.info.accuracy_level != self.accuracy_level:
                 self.accuracy_level = self.info.accuracy_level  # the model recommends another level
-                self.session = self._session(options)
+                self.session = self._session()
         except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
                 ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, RuntimeError) as error:
             first = str(error).strip().splitlines()[0][:300]
@@ -76,7 +70,13 @@ class OnnxCTCModel:
             raise ModelError(f"{self.path}: the vocabulary has {len(self.info.tokens)} tokens but the "
                              f"model outputs {vocab_size}")
 
-    def _session(self, options: ort.SessionOptions) -> ort.InferenceSession:
+    def _session(self) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[self.config.optimization]
+        options.intra_op_num_threads = self.config.threads
+        options.log_severity_level = 3
+        if self.config.optimized_model_path:
+            options.optimized_model_filepath = str(self.config.optimized_model_path)
         options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(self.accuracy_level))
         return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 

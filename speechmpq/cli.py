@@ -147,8 +147,8 @@ def _cmd_export(args) -> int:
         raise SpeechmpqError(f"{args.model}: not a model directory")
     cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
                        others=args.others, accuracy_level=args.accuracy_level,
-                       min_container_bits=args.min_container, chunk_ms=args.chunk_ms,
-                       left_context_ms=args.left_ms, right_context_ms=args.right_ms)
+                       min_container_bits=args.min_container, audio_graph=args.audio_graph,
+                       chunk_ms=args.chunk_ms, left_context_ms=args.left_ms, right_context_ms=args.right_ms)
     source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
                     plan_pattern=args.plan_pattern, peer=args.peer)
@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--chunk-ms", type=int, default=640, help="recommended streaming chunk")
     export.add_argument("--left-ms", type=int, default=2560, help="recommended left context")
     export.add_argument("--right-ms", type=int, default=320, help="recommended right look-ahead")
+    export.add_argument("--audio-graph", action="store_true",
+                        help="also write NAME.audio.onnx: audio file bytes in (decoded in the graph by "
+                             "onnxruntime-extensions), logits and token ids out")
     export.add_argument("--summary", type=Path, default=None, help="also write a JSON summary here")
     export.add_argument("--quiet", action="store_true")
     export.set_defaults(func=_cmd_export)

@@ -219,3 +219,47 @@ def test_bad_exports_fail_with_one_line(tmp_path, exported, capsys):
         assert main([*argv, "--quiet"]) == 1, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err, (argv, err)
+
+
+def test_int4_container_option_keeps_values_and_changes_only_storage(tmp_path, exported):
+    out = tmp_path / "c4.onnx"
+    assert main(["export", str(exported["dir"]), "--out", str(out), "--min-container", "4", "--quiet"]) == 0
+    model = onnx.load(str(out))
+    inits = _initializers(model)
+    for node in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
+        bits = int({p.key: p.value for p in node.metadata_props}["speechmpq.bits"])
+        expected = onnx.TensorProto.INT4 if bits <= 4 else onnx.TensorProto.INT8
+        assert inits[node.input[0]].data_type == expected
+    assert model.opset_import[0].version == 21
+    audio = np.random.default_rng(0).standard_normal(11000).astype(np.float32)
+    exact = SessionConfig(optimization="disabled")
+    narrow = OnnxCTCModel(exported["onnx"], exact).logits(audio)
+    assert np.array_equal(OnnxCTCModel(out, exact).logits(audio), narrow)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_audio_bytes_graph_decodes_files_in_graph(tmp_path, normalize):
+    import onnxruntime as ort
+    import soundfile as sf
+    from onnxruntime_extensions import get_library_path
+
+    model_dir = save_model(build_model("tiny", seed=4), tmp_path / "fp", do_normalize=normalize)
+    export_onnx(Source(model_dir=model_dir), tmp_path / "m.onnx", ExportConfig(audio_graph=True),
+                progress=False)
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(get_library_path())
+    session = ort.InferenceSession(str(tmp_path / "m.audio.onnx"), options,
+                                   providers=["CPUExecutionProvider"])
+    plain = OnnxCTCModel(tmp_path / "m.onnx")
+    noise = np.random.default_rng(0).random(24000)
+    audio = (0.3 * np.sin(np.arange(24000) * 0.05) * noise).astype(np.float32)
+    for name, rate in (("a.wav", 16000), ("a.flac", 16000), ("b.wav", 22050)):
+        sf.write(tmp_path / name, audio if rate == 16000 else audio[: int(len(audio) * rate / 16000)], rate)
+        data = np.frombuffer((tmp_path / name).read_bytes(), np.uint8)[None]
+        logits, ids = session.run(None, {"audio_bytes": data})
+        assert ids.shape == logits.shape[:2] and np.array_equal(ids, logits.argmax(-1))
+        if rate == 16000:
+            samples = sf.read(tmp_path / name, dtype="float32")[0]
+            assert np.allclose(logits, plain.logits(plain.prepare(samples)), atol=1e-4)
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert metadata["speechmpq.input"] == "audio_bytes" and metadata["do_normalize"] == str(normalize).lower()
