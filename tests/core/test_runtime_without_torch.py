@@ -23,7 +23,8 @@ def test_blocker_really_blocks_torch():
 
 
 def test_runtime_and_shared_modules_import_without_torch():
-    code = ("import speechmpq.runtime, speechmpq.edge_demo, speechmpq.audio, speechmpq.datasets, "
+    code = ("import speechmpq.runtime, speechmpq.runtime.session, speechmpq.runtime.model_info, "
+            "speechmpq.edge_demo, speechmpq.audio, speechmpq.datasets, "
             "speechmpq.vocab, speechmpq.significance, speechmpq.evaluation, speechmpq.cli\n"
             "assert 'torch' not in sys.modules")
     result = _run(code)
