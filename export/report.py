@@ -6,7 +6,7 @@ through onnxruntime with the MAPSSWE verdict against the FP32 ONNX, and a rough 
 
 Writes ``<out>.json`` (top-level ``headline``), ``<out>.md`` and ``<out>_size_wer.png``. The proper
 latency/memory benchmark is ``speechmpq bench``; the milliseconds here are medians of 20 runs on one
-10 s input, enough to show what a choice costs.
+10 s input, enough to show what a choice costs (interleaved rounds, 48 runs per figure).
 """
 
 from __future__ import annotations
@@ -61,17 +61,30 @@ def _systems(runs: Path, fp32: Path, mpq_results: Path) -> list[dict]:
     return systems, best
 
 
-def _latency_ms(path: Path, seconds: float, accuracy_level: int | None = None, reps: int = 20) -> float:
-    model = OnnxCTCModel(path, SessionConfig(threads=2, accuracy_level=accuracy_level))
-    audio = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32) * 0.1
-    for _ in range(3):
-        model.logits(audio)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        model.logits(audio)
-        times.append(time.perf_counter() - start)
-    return round(1000 * float(np.median(times)), 2)
+def _latencies(jobs: list[tuple], rounds: int = 6, reps: int = 8) -> dict:
+    """Median and p90 milliseconds per job (key, path, accuracy level, input seconds).
+
+    Jobs are measured in interleaved rounds (A B C ... A B C ...) so machine drift hits all alike,
+    and each session is closed before the next opens: idle onnxruntime sessions keep threads
+    spinning, which would slow whichever model runs next.
+    """
+    import gc
+
+    samples: dict = {key: [] for key, *_ in jobs}
+    for _ in range(rounds):
+        for key, path, level, seconds in jobs:
+            model = OnnxCTCModel(path, SessionConfig(threads=2, accuracy_level=level))
+            audio = np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32) * 0.1
+            for _ in range(2):
+                model.logits(audio)
+            for _ in range(reps):
+                start = time.perf_counter()
+                model.logits(audio)
+                samples[key].append(1000 * (time.perf_counter() - start))
+            del model
+            gc.collect()
+    return {key: {"median": round(float(np.median(v)), 2), "p90": round(float(np.percentile(v, 90)), 2)}
+            for key, v in samples.items()}
 
 
 def _op_types(path: Path, accuracy_level: int | None) -> dict:
@@ -124,8 +137,7 @@ def run(args) -> dict:
                "bytes": summary["bytes"], "export_seconds": summary["seconds"],
                "average_bits": summary["average_bits"], "accuracy_level": level or info.accuracy_level,
                "ops_after_ort": _op_types(path, level), "wer": scored["wer"], "cer": scored["cer"],
-               "size": summary.get("size"), "latency_ms_10s": _latency_ms(path, 10.0, level),
-               "latency_ms_1s": _latency_ms(path, 1.0, level)}  # fmt: skip
+               "size": summary.get("size"), "path": str(path)}  # fmt: skip
         if system["name"] == "fp32":
             fp32_hyps = hyps
         row["vs_fp32_onnx"] = mapsswe(refs, fp32_hyps, hyps)
@@ -147,14 +159,24 @@ def run(args) -> dict:
         if summary["weights"] in ("mpq", "uniform-8") and system.get("torch") is not None:
             level4 = _transcribe(path, audios, 4)
             row["accuracy_level_4"] = {
-                "wer": score_pairs(ids, refs, level4)["wer"], "latency_ms_10s": _latency_ms(path, 10.0, 4),
-                "latency_ms_1s": _latency_ms(path, 1.0, 4), "vs_fp32_onnx": mapsswe(refs, fp32_hyps, level4),
+                "wer": score_pairs(ids, refs, level4)["wer"],
+                "vs_fp32_onnx": mapsswe(refs, fp32_hyps, level4),
                 "transcripts_identical_to_pytorch": float(np.mean(
                     [a == b for a, b in zip(level4, torch_hyps, strict=True)])),
             }  # fmt: skip
         rows.append(row)
-        tqdm.write(f"{row['system']}: {row['bytes'] / 1e6:.2f} MB, WER {100 * row['wer']:.2f} %, "
-                   f"{row['latency_ms_10s']} ms / 10 s")
+        tqdm.write(f"{row['system']}: {row['bytes'] / 1e6:.2f} MB, WER {100 * row['wer']:.2f} %")
+    jobs = [((r["system"], level, seconds), Path(r["path"]), level, seconds) for r in rows
+            for level in ([None, 4] if "accuracy_level_4" in r else [None]) for seconds in (10.0, 1.0)]
+    print(f"latency: {len(jobs)} measurements in interleaved rounds ...")
+    timing = _latencies(jobs)
+    for row in rows:
+        row["latency_ms_10s"] = timing[(row["system"], None, 10.0)]["median"]
+        row["latency_ms_1s"] = timing[(row["system"], None, 1.0)]["median"]
+        row["latency_p90_ms_10s"] = timing[(row["system"], None, 10.0)]["p90"]
+        if "accuracy_level_4" in row:
+            row["accuracy_level_4"]["latency_ms_10s"] = timing[(row["system"], 4, 10.0)]["median"]
+            row["accuracy_level_4"]["latency_ms_1s"] = timing[(row["system"], 4, 1.0)]["median"]
     fp32_row = next(r for r in rows if r["system"] == "fp32")
     for row in rows:
         row["file_ratio_fp32_over_this"] = round(fp32_row["bytes"] / row["bytes"], 3)
