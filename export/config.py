@@ -20,8 +20,9 @@ class ExportConfig:
     # DequantizeLinear -> MatMul into MatMulNBits only for blocks of 16..256 (powers of two); the
     # plan's per-tensor or per-channel scales are repeated per block, so any block size is exact.
     block_size: int = 256
-    # Weights outside the bit plan in MatMuls (feature projection, CTC head): fp32, or int8 weight-only
-    # (per output channel, MSE step). Conv weights outside the plan always stay fp32.
+    # Weights outside the bit plan (conv front end, positional conv, feature projection, CTC head):
+    # fp32, or int8 weight-only per output channel (MSE steps). MatMul weights then fuse into
+    # MatMulNBits; conv weights are dequantized by a DequantizeLinear on every run.
     others: str = "fp32"
     # Narrowest container used: 2 stores 2-bit weights as INT2 (smallest file); 4 stores them as INT4
     # (twice the bytes for those layers, but ORT 1.32 has fast int8-activation kernels for 4 and 8

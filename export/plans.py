@@ -46,16 +46,20 @@ def rtn_weights(model, plan: dict) -> list[QuantizedWeight]:
 
 
 def other_int8_weights(model, planned: set[str]) -> list[QuantizedWeight]:
-    """int8 per-output-channel weights for every nn.Linear outside the plan (set in the model too)."""
+    """int8 per-output-channel weights (MSE steps) for every nn.Linear and nn.Conv1d outside the plan;
+    the model's float weights are set to codes x scales too, so PyTorch and the graph agree."""
     weights = []
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and name not in planned:
-            weight = module.weight.detach().float()
-            step = mse_step_size(weight, 8, per_channel=True)
-            codes = quantize(weight, step, 8)
-            with torch.no_grad():
-                module.weight.copy_(codes.float() * step)
-            weights.append(QuantizedWeight(name, 8, codes.numpy(), step.numpy(), "linear", False))
+        kind = ("linear" if isinstance(module, torch.nn.Linear) else
+                "conv1d" if isinstance(module, torch.nn.Conv1d) else None)
+        if kind is None or name in planned:
+            continue
+        weight = _module_weight(module)
+        step = mse_step_size(weight, 8, per_channel=True)
+        codes = quantize(weight, step, 8)
+        with torch.no_grad():
+            module.weight.copy_(codes.float() * step)
+        weights.append(QuantizedWeight(name, 8, codes.numpy(), step.numpy(), kind, False))
     return weights
 
 

@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--peer", default=None, choices=["ort-int8-dynamic", "ort-int4-rtn"],
                         help="quantize the FP32 graph with onnxruntime's own tool instead")
     export.add_argument("--others", default="fp32", choices=["fp32", "int8"],
-                        help="MatMul weights outside the plan (feature projection, CTC head)")
+                        help="weights outside the plan (convolutions, feature projection, CTC head)")
     export.add_argument("--block-size", type=int, default=256, help="rows of K per stored scale")
     export.add_argument("--opset", type=int, default=None, help="default: the lowest that fits")
     export.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"])

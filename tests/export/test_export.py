@@ -263,3 +263,19 @@ def test_audio_bytes_graph_decodes_files_in_graph(tmp_path, normalize):
             assert np.allclose(logits, plain.logits(plain.prepare(samples)), atol=1e-4)
     metadata = session.get_modelmeta().custom_metadata_map
     assert metadata["speechmpq.input"] == "audio_bytes" and metadata["do_normalize"] == str(normalize).lower()
+
+
+def test_others_int8_quantizes_every_weight_outside_the_plan(tmp_path, exported):
+    out = tmp_path / "others.onnx"
+    summary = export_onnx(Source(model_dir=exported["dir"]), out, ExportConfig(others="int8"),
+                          progress=False)
+    extra = [r for r in summary["layers"] if r["layer"] not in exported["plan"]["layers"]]
+    kinds = {r["layer"].split(".")[-1] for r in extra}
+    assert extra and all(r["bits"] == 8 and not r["searched"] for r in extra)
+    assert {"conv", "projection"} <= kinds  # conv front end / positional conv, feature projection
+    model = onnx.load(str(out))
+    float_weights = [t for t in model.graph.initializer
+                     if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2
+                     and not t.name.endswith("weight_scale")]
+    assert not float_weights, [t.name for t in float_weights]
+    assert summary["size"]["file_bytes"] < exported["summary"]["size"]["file_bytes"]
