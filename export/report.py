@@ -216,10 +216,13 @@ def main(argv=None) -> int:
     parser.add_argument("--machine", default=None)
     parser.add_argument("--date", default=str(date.today()))
     parser.add_argument("--command", default="python -m speechmpq.export.report")
+    parser.add_argument("--render-only", action="store_true",
+                        help="redraw <out>.md and the plot from an existing <out>.json")
     args = parser.parse_args(argv)
     from speechmpq.export.report_format import write_report
 
-    write_report(run(args), args.out)
+    report = json.loads(args.out.with_suffix(".json").read_text()) if args.render_only else run(args)
+    write_report(report, args.out)
     return 0
 
 

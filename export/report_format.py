@@ -105,15 +105,20 @@ def plot(report: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for r in report["rows"]:
+    figure, axis = plt.subplots(figsize=(9, 5.5))
+    rows = sorted((r for r in report["rows"] if r["system"] != "fp32-dynamo"), key=lambda r: r["bytes"])
+    for index, r in enumerate(rows):
         colour = ("tab:red" if r["weights"] == "mpq" else "tab:gray" if r["weights"].startswith("ort")
                   else "tab:blue")
         axis.scatter(r["bytes"] / 1e6, 100 * r["wer"], color=colour)
         axis.annotate(r["system"], (r["bytes"] / 1e6, 100 * r["wer"]), fontsize=7,
-                      xytext=(3, 3), textcoords="offset points")
+                      xytext=(4, 9 if index % 2 else -11), textcoords="offset points")
     axis.set_xscale("log")
+    axis.xaxis.set_major_locator(FixedLocator([2, 3, 4, 5, 7, 10, 15, 20]))
+    axis.xaxis.set_minor_locator(NullLocator())
+    axis.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
     axis.set_xlabel("ONNX file size (MB, log scale)")
     axis.set_ylabel("WER % through onnxruntime (test-clean + test-other)")
     axis.set_title("Exported demo models: size vs WER (red: mixed precision, grey: ORT peers)")
