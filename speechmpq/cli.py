@@ -153,7 +153,7 @@ def _cmd_export(args) -> int:
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
                     plan_pattern=args.plan_pattern, peer=args.peer)
     summary = export_onnx(source, args.out, cfg, progress=not args.quiet)
-    if summary.get("size"):
+    if summary.get("size") and not args.quiet:
         size = summary["size"]
         print(f"weights {summary['average_bits']:.2f} bits on average over the plan; file "
               f"{size['file_bytes'] / 1e6:.2f} MB = {size['computed_bytes'] / 1e6:.2f} MB computed from "

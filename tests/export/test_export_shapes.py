@@ -1,6 +1,6 @@
 """Real-size shapes (random weights) with the demo plan's pattern repeated: sizes and ORT fusion.
 
-Slow: each export traces a 95 M / 316 M parameter model (about 1 and 4 minutes on 2 cores).
+Slow: each export traces a 95 M / 316 M parameter model (both together about 2 minutes on 2 cores).
 """
 
 import collections
