@@ -68,6 +68,10 @@ def _load(source: Source):
             raise SpeechmpqError(f"{source.model_dir} is already quantized; --plan, --plan-pattern "
                                  f"and --peer need a float model")
         tensors = load_file(str(Path(source.model_dir) / "model.safetensors"))
+        missing = [n for n in plan["layers"]
+                   if f"{n}.weight_int" not in tensors or f"{n}.weight_scale" not in tensors]
+        if missing:
+            raise ModelError(f"{source.model_dir}: bit plan layer {missing[0]} has no stored integer weights")
         weights = [QuantizedWeight(name, entry["bits"], tensors[f"{name}.weight_int"],
                                    tensors[f"{name}.weight_scale"].astype(np.float32), entry["kind"],
                                    entry.get("searched", True)) for name, entry in plan["layers"].items()]
@@ -88,7 +92,8 @@ def _weights_label(plan: dict | None, peer: str | None) -> str:
     if plan is None:
         return "fp32"
     if plan["method"] == "uniform":
-        return f"uniform-{plan['layers'][next(iter(plan['layers']))]['bits']}"
+        searched = [e["bits"] for e in plan["layers"].values() if e.get("searched", True)]
+        return f"uniform-{searched[0]}" if searched else "uniform"
     return "mpq"
 
 
@@ -112,6 +117,8 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
     if len(vocab) != model.config.vocab_size:
         raise ModelError(f"vocabulary has {len(vocab)} tokens but the model outputs "
                          f"{model.config.vocab_size}")
+    if model.config.pad_token_id is None:
+        raise ModelError("the model config has no pad_token_id (the CTC blank); cannot describe its output")
     others = []
     if cfg.others == "int8" and weights:
         others = other_int8_weights(model, {w.name for w in weights})

@@ -42,7 +42,7 @@ class ExportConfig:
     # Also write <name>.audio.onnx: file bytes (wav/flac/mp3) in, logits and greedy ids out, decoded in
     # the graph by onnxruntime-extensions' AudioDecoder (export/audio_graph.py).
     audio_graph: bool = False
-    # Save weights as external data (file.onnx.data beside the .onnx) above this many bytes; the
+    # Save weights as external data (file.onnx.<id>.data beside the .onnx) above this many bytes; the
     # protobuf limit is 2 GiB.
     external_data_threshold: int = 2_000_000_000
 

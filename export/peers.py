@@ -22,13 +22,22 @@ INT4_BLOCK_SIZE = 32
 def quantize_peer(model: onnx.ModelProto, peer: str, accuracy_level: int) -> onnx.ModelProto:
     import logging
 
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the ORT quantizers log every node, and advice, to the root logger
+    try:
+        return _quantize(model, peer, accuracy_level)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(model: onnx.ModelProto, peer: str, accuracy_level: int) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.matmul_nbits_quantizer import (
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
-    logging.getLogger().setLevel(logging.ERROR)  # the ORT quantizers log every node, and advice
     with tempfile.TemporaryDirectory(prefix="speechmpq-peer-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "peer.onnx"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import onnx
@@ -28,7 +29,8 @@ def save_checked(model: onnx.ModelProto, out: Path, external_data_threshold: int
     try:
         staging.mkdir()
         external = model.ByteSize() > external_data_threshold
-        data_name = out.name + ".data"
+        # a fresh data file name per export: the old graph keeps its own data until it is replaced
+        data_name = f"{out.name}.{uuid.uuid4().hex[:8]}.data"
         staged = staging / out.name
         if external:
             onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -40,13 +42,14 @@ def save_checked(model: onnx.ModelProto, out: Path, external_data_threshold: int
         if external:
             (staging / data_name).replace(out.with_name(data_name))
             written.append(out.with_name(data_name))
-        elif out.with_name(data_name).exists():
-            out.with_name(data_name).unlink()  # a stale data file from an earlier, bigger export
         staged.replace(out)
+        for stale in out.parent.glob(f"{out.name}.*.data"):  # earlier exports' data, now unreferenced
+            if stale.name != data_name:
+                stale.unlink()
         return [out, *written]
     except OSError as error:
         raise SpeechmpqError(f"{out}: cannot write ({error.strerror or error})") from None
-    except onnx.checker.ValidationError as error:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         first = str(error).strip().splitlines()[0]
         raise SpeechmpqError(f"{out}: the exported graph fails onnx.checker ({first})") from None
     finally:

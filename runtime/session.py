@@ -57,8 +57,9 @@ class OnnxCTCModel:
             if self.config.accuracy_level is None and self.info.accuracy_level != self.accuracy_level:
                 self.accuracy_level = self.info.accuracy_level  # the model recommends another level
                 self.session = self._session()
-        except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
-                ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, RuntimeError) as error:
+        except ModelError:
+            raise
+        except Exception as error:  # onnxruntime raises many unrelated types for unusable files
             first = str(error).strip().splitlines()[0][:300]
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
