@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from speechmpq.audio import normalize_waveform
 from speechmpq.errors import ModelError
 from speechmpq.runtime.model_info import ModelInfo
 from speechmpq.vocab import ctc_greedy_decode
@@ -85,7 +86,7 @@ class OnnxCTCModel:
         """float32 mono samples at the model's rate -> the model input (normalised if it expects it)."""
         samples = np.asarray(samples, dtype=np.float32)
         if self.info.do_normalize:
-            samples = (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)
+            samples = normalize_waveform(samples)
         return samples.astype(np.float32)
 
     def logits(self, values: np.ndarray) -> np.ndarray:

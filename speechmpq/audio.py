@@ -64,3 +64,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         return resample(to_mono_float32(samples), rate, sample_rate)
     except AudioError as error:
         raise AudioError(f"{path}: {error}") from None
+
+
+def normalize_waveform(samples: np.ndarray) -> np.ndarray:
+    """Per-utterance zero mean, unit variance, as transformers' Wav2Vec2FeatureExtractor does."""
+    return (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)

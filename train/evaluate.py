@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speechmpq.audio import normalize_waveform
 from speechmpq.datasets import Utterance
 from speechmpq.vocab import VOCAB, ctc_greedy_decode
 
@@ -44,11 +45,6 @@ def score_pairs(ids: list[str], references: list[str], hypotheses: list[str]) ->
         "word_errors": sum(r.word_errors for r in rows),
         "rows": rows,
     }
-
-
-def normalize_waveform(samples: np.ndarray) -> np.ndarray:
-    """Per-utterance zero mean, unit variance, as transformers' Wav2Vec2FeatureExtractor does."""
-    return (samples - samples.mean()) / np.sqrt(samples.var() + 1e-7)
 
 
 def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 120.0,
