@@ -29,8 +29,9 @@ from speechmpq.datasets import read_dataset
 from speechmpq.export.api import Source, export_onnx
 from speechmpq.export.config import ExportConfig
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+from speechmpq.scoring import score_pairs
 from speechmpq.significance import mapsswe
-from speechmpq.train.evaluate import score_pairs, transcribe_torch
+from speechmpq.train.evaluate import transcribe_torch
 from speechmpq.train.models import feature_settings, load_model, model_vocab
 
 TEST_SPLITS = ("test-clean", "test-other")

@@ -30,6 +30,8 @@ class SessionConfig:
     # MatMulNBits accuracy level for fused DequantizeLinear->MatMul (4: int8 activations in the
     # kernel, 0: float32); None takes the model's recommendation from its metadata
     accuracy_level: int | None = None
+    # onnxruntime's CPU memory arena: faster repeated allocation, but keeps its peak reserved
+    arena: bool = True
     # write the optimised graph here (op-type checks); None: do not
     optimized_model_path: str | None = None
 
@@ -77,6 +79,7 @@ class OnnxCTCModel:
         options.graph_optimization_level = OPTIMIZATION_LEVELS[self.config.optimization]
         options.intra_op_num_threads = self.config.threads
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = self.config.arena
         if self.config.optimized_model_path:
             options.optimized_model_filepath = str(self.config.optimized_model_path)
         options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(self.accuracy_level))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -123,16 +124,66 @@ def _cmd_eval(args) -> int:
         return 0
     if not args.model or not args.data:
         raise SpeechmpqError("eval needs --model and --data (or --compare A.tsv B.tsv)")
-    session = None
-    if Path(args.model).suffix == ".onnx":
-        from speechmpq.runtime.session import SessionConfig
-
-        session = SessionConfig(threads=args.threads, accuracy_level=args.accuracy_level,
-                                optimization=args.optimization)
+    recognizer = (_recognizer_config(args, streaming=args.streaming)
+                  if Path(args.model).suffix == ".onnx" else None)
     summary = evaluation.evaluate(Path(args.model), Path(args.data), out=args.out,
                                   progress=not args.quiet, table=args.table, device=args.device,
-                                  session=session)
+                                  recognizer=recognizer)
     print(json.dumps({k: v for k, v in summary.items() if k != "groups"}, indent=None))
+    return 0
+
+
+def _recognizer_config(args, streaming: bool = True):
+    """Runtime flags -> RecognizerConfig; without ``--streaming`` (eval) the input is one window."""
+    from speechmpq.runtime.session import SessionConfig
+    from speechmpq.runtime.stream import DecoderConfig, RecognizerConfig, StreamingConfig
+
+    chunking = (StreamingConfig(args.chunk_ms, args.left_ms, args.right_ms, args.normalization)
+                if streaming else StreamingConfig(chunk_ms=0, normalization=args.normalization))
+    return RecognizerConfig(
+        session=SessionConfig(threads=args.threads, accuracy_level=args.accuracy_level,
+                              optimization=args.optimization),
+        streaming=chunking, decoder=DecoderConfig(args.decoder, args.beam_size))
+
+
+def _add_runtime_flags(parser) -> None:
+    group = parser.add_argument_group("runtime (.onnx models)")
+    group.add_argument("--chunk-ms", type=int, default=None,
+                       help="new audio per model call (default: the model's metadata)")
+    group.add_argument("--left-ms", type=int, default=None, help="left context (default: metadata)")
+    group.add_argument("--right-ms", type=int, default=None, help="look-ahead (default: metadata)")
+    group.add_argument("--normalization", default="running", choices=["running", "window"],
+                       help="for models that expect normalised input: running statistics or per window")
+    group.add_argument("--decoder", default="greedy", choices=["greedy", "beam"], help="CTC decoding")
+    group.add_argument("--beam-size", type=int, default=8, help="with --decoder beam")
+    group.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
+    group.add_argument("--accuracy-level", type=int, default=None,
+                       help="MatMulNBits accuracy level 0..4 (default: the model's)")
+    group.add_argument("--optimization", default="all", help="ORT graph optimisation level")
+
+
+def _cmd_stream(args) -> int:
+    from speechmpq.runtime.cli import stream_files
+
+    return stream_files(args.model, args.audio, _recognizer_config(args), feed_ms=args.feed_ms,
+                        realtime=args.realtime, quiet=args.quiet)
+
+
+def _cmd_bench(args) -> int:
+    from speechmpq.runtime.bench import BenchConfig, run_bench
+
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [1, 2]
+    config = BenchConfig(models=args.models, data=args.data, out=args.out, threads=threads,
+                         repetitions=args.repetitions, chunk_ms=args.chunk_ms, left_ms=args.left_ms,
+                         right_ms=args.right_ms, stream_seconds=args.stream_seconds, wer=not args.no_wer,
+                         fp32=args.fp32, mpq=args.mpq, int8=args.int8, title=args.title)
+    report = run_bench(config, progress=not args.quiet)
+    from speechmpq.runtime.bench_report import markdown, write_report
+
+    command = "speechmpq " + shlex.join(args.argv)
+    written = write_report(report, args.out, command)
+    print(markdown({**report, "command": command}, command))
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -270,12 +321,41 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--table", action="store_true", help="print the per-utterance table")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     evaluate.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch models)")
-    evaluate.add_argument("--threads", type=int, default=0, help="onnxruntime threads (.onnx models)")
-    evaluate.add_argument("--accuracy-level", type=int, default=None,
-                          help="MatMulNBits accuracy level 0..4 (.onnx; default: the model's)")
-    evaluate.add_argument("--optimization", default="all", help="ORT graph optimisation (.onnx)")
+    evaluate.add_argument("--streaming", action="store_true",
+                          help=".onnx: decode chunk by chunk as the stream command does (default: offline)")
+    _add_runtime_flags(evaluate)
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_eval)
+
+    stream = commands.add_parser("stream", help="stream audio files through an exported .onnx model, "
+                                 "printing partial results as they change")
+    stream.add_argument("model", help="exported .onnx file")
+    stream.add_argument("audio", nargs="+", help="audio files (any rate and channel count)")
+    stream.add_argument("--feed-ms", type=int, default=100, help="audio handed to the stream per step")
+    stream.add_argument("--realtime", action="store_true", help="feed at the audio's own pace")
+    _add_runtime_flags(stream)
+    stream.add_argument("--quiet", action="store_true", help="final transcripts only")
+    stream.set_defaults(func=_cmd_stream)
+
+    bench = commands.add_parser("bench", help="latency, memory and WER of .onnx models side by side "
+                                "(each in a fresh process, interleaved repetitions)")
+    bench.add_argument("--models", nargs="+", required=True,
+                       help="LABEL=PATH or PATH: .onnx files, or a PyTorch model directory (eager row)")
+    bench.add_argument("--data", nargs="+", required=True, help="dataset folders (latency audio, WER)")
+    bench.add_argument("--out", type=Path, required=True, help="report prefix: OUT.json, OUT.md, OUT_*.png")
+    bench.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
+    bench.add_argument("--repetitions", type=int, default=3, help="interleaved repetitions")
+    bench.add_argument("--chunk-ms", type=int, default=None, help="default: each model's metadata")
+    bench.add_argument("--left-ms", type=int, default=None)
+    bench.add_argument("--right-ms", type=int, default=None)
+    bench.add_argument("--stream-seconds", type=float, default=30.0, help="audio per latency run")
+    bench.add_argument("--no-wer", action="store_true", help="latency and memory only (random weights)")
+    bench.add_argument("--fp32", default=None, help="label of the FP32 reference (default: by metadata)")
+    bench.add_argument("--mpq", default=None, help="label of the headline MPQ model (default: by metadata)")
+    bench.add_argument("--int8", default=None, help="label of the ORT int8 peer (default: by metadata)")
+    bench.add_argument("--title", default="", help="report title")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=_cmd_bench)
 
     export = commands.add_parser("export", help="model directory -> one self-describing .onnx file")
     export.add_argument("model", nargs="?", help="model directory (float or quantized)")
@@ -314,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     if getattr(args, "jobs", 0) is None:
         import os
 

@@ -50,9 +50,10 @@ def _rates(rows: list[dict]) -> dict:
 
 
 def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = True,
-             table: bool = False, device: str = "cpu", session=None) -> dict:
+             table: bool = False, device: str = "cpu", recognizer=None) -> dict:
     """Transcribe ``data`` with ``model`` (a PyTorch model directory, or an exported .onnx file run
-    offline by onnxruntime with ``session``, a runtime SessionConfig); returns the summary."""
+    by the runtime's Recognizer with ``recognizer``, a RecognizerConfig: offline by default);
+    returns the summary."""
     utterances = read_dataset(data)
     started = time.time()
     if model.is_dir():
@@ -67,10 +68,10 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
                                       tokens=model_vocab(model), do_normalize=settings["do_normalize"],
                                       attention_mask=settings["return_attention_mask"])
     elif model.suffix == ".onnx":
-        hypotheses = transcribe_onnx(model, utterances, session, progress)
+        hypotheses = transcribe_onnx(model, utterances, recognizer, progress)
     else:
         raise SpeechmpqError(f"{model}: not a model directory or .onnx file")
-    from speechmpq.train.evaluate import score_pairs
+    from speechmpq.scoring import score_pairs
 
     scored = score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances],
                          hypotheses)
@@ -93,18 +94,20 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
     return summary
 
 
-def transcribe_onnx(model: Path, utterances: list[Utterance], session=None,
+def transcribe_onnx(model: Path, utterances: list[Utterance], config=None,
                     progress: bool = True) -> list[str]:
-    """Offline greedy transcripts through onnxruntime, one utterance at a time."""
+    """Transcripts through the runtime's Recognizer with ``config`` (a RecognizerConfig; default:
+    offline, greedy), one utterance at a time."""
     from tqdm import tqdm
 
     from speechmpq.audio import load_audio
-    from speechmpq.runtime.session import OnnxCTCModel
+    from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
 
-    onnx_model = OnnxCTCModel(model, session)
-    for warning in onnx_model.info.warnings:
+    recognizer = Recognizer(model, config or RecognizerConfig(streaming=StreamingConfig(chunk_ms=0)))
+    for warning in recognizer.info.warnings:
         print(f"warning: {warning}")
-    return [onnx_model.transcribe(load_audio(u.path, onnx_model.info.sample_rate))
+    rate = recognizer.info.sample_rate
+    return [recognizer.transcribe(load_audio(u.path, rate), rate)
             for u in tqdm(utterances, desc="transcribe", unit="utt", disable=not progress)]
 
 

@@ -90,7 +90,8 @@ def level_robustness(model_dir: Path, corpus: Path, as_stored: dict) -> dict:
     rows show what that choice costs when the level of the input changes.
     """
     from speechmpq.datasets import read_dataset
-    from speechmpq.train.evaluate import score_pairs, transcribe_torch
+    from speechmpq.scoring import score_pairs
+    from speechmpq.train.evaluate import transcribe_torch
     from speechmpq.train.models import load_model
 
     utterances = read_dataset(corpus / "test-clean")

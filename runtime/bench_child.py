@@ -1,0 +1,126 @@
+"""One benchmark measurement in a fresh process: ``python -m speechmpq.runtime.bench_child SPEC``.
+
+SPEC is a JSON object; the result is one JSON line on stdout. The parent (``speechmpq bench``)
+starts one child per model and repetition, so no model's allocations or warm caches leak into
+another's figures.
+
+Tasks:
+- ``latency``: load the model (timed; RSS before and after), warm up, stream ``stream_audio`` chunk by
+  chunk (each ``decode`` that decodes one chunk is one latency sample), then for each of
+  ``eos_audio`` time ``input_finished`` + final ``decode`` (end of speech -> final result).
+- ``wer``: transcribe every utterance of ``data`` streaming and offline; returns the hypotheses.
+
+Peak memory is the child's own ``VmHWM`` (high-water RSS of this process image). ``ru_maxrss`` is
+reported beside it as a cross-check: on Linux it carries over the parent's peak across fork/exec,
+which is why the parent keeps its own footprint small.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _memory() -> dict:
+    return {"rss_mib": _status_kib("VmRSS") / 1024, "hwm_mib": _status_kib("VmHWM") / 1024,
+            "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _recognizer(spec: dict, backend=None, offline: bool = False):
+    from speechmpq.runtime.session import SessionConfig
+    from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+
+    streaming = (StreamingConfig(chunk_ms=0) if offline else
+                 StreamingConfig(spec.get("chunk_ms"), spec.get("left_ms"), spec.get("right_ms")))
+    session = SessionConfig(threads=spec["threads"], accuracy_level=spec.get("accuracy_level"),
+                            arena=spec.get("arena", True))
+    config = RecognizerConfig(session=session, streaming=streaming)
+    return Recognizer(backend if backend is not None else spec["model"], config)
+
+
+def measure_latency(spec: dict, make_backend=None) -> dict:
+    import numpy as np
+
+    from speechmpq.audio import load_audio
+
+    stream_audio = np.concatenate([load_audio(p) for p in spec["stream_audio"]])
+    eos_audio = [load_audio(p) for p in spec["eos_audio"]]
+    before = _memory()
+    started = time.perf_counter()
+    recognizer = _recognizer(spec, make_backend() if make_backend else None)
+    load_seconds = time.perf_counter() - started
+    after_load = _memory()
+    rate, chunk = recognizer.info.sample_rate, recognizer.geometry.chunk
+
+    def stream_through(samples: np.ndarray, record: list | None) -> float:
+        stream = recognizer.create_stream()
+        for position in range(0, samples.size, chunk):
+            stream.accept_waveform(samples[position: position + chunk], rate)
+            began = time.perf_counter()
+            calls = recognizer.decode(stream)
+            if record is not None and calls == 1:
+                record.append(time.perf_counter() - began)
+        stream.input_finished()
+        began = time.perf_counter()
+        recognizer.decode(stream)
+        return time.perf_counter() - began
+
+    for _ in range(spec.get("warmup", 1)):
+        stream_through(stream_audio[: rate * 5], None)
+    chunk_seconds: list[float] = []
+    stream_through(stream_audio, chunk_seconds)
+    eos_seconds = [stream_through(samples, None) for samples in eos_audio]
+    return {"task": "latency", "load_seconds": load_seconds, "memory_before_load": before,
+            "memory_after_load": after_load, "memory_end": _memory(),
+            "chunk_seconds": chunk_seconds, "stream_audio_seconds": stream_audio.size / rate,
+            "rtf": sum(chunk_seconds) / (len(chunk_seconds) * chunk / rate) if chunk_seconds else None,
+            "end_of_speech_seconds": eos_seconds, **_model_facts(recognizer)}
+
+
+def _model_facts(recognizer) -> dict:
+    info, model = recognizer.info, recognizer.model
+    return {"weights": info.weights, "accuracy_level": getattr(model, "accuracy_level", None),
+            "chunk_ms": 1000 * recognizer.geometry.chunk // info.sample_rate,
+            "left_ms": 1000 * recognizer.geometry.left // info.sample_rate,
+            "right_ms": 1000 * recognizer.geometry.right // info.sample_rate}
+
+
+def measure_wer(spec: dict, make_backend=None) -> dict:
+    from speechmpq.audio import load_audio
+    from speechmpq.datasets import read_dataset
+
+    utterances = [u for folder in spec["data"] for u in read_dataset(folder)]
+    streaming = _recognizer(spec, make_backend() if make_backend else None)
+    offline = _recognizer(spec, streaming.model, offline=True)
+    out = {"task": "wer", "ids": [], "references": [], "streaming": [], "offline": []}
+    for utterance in utterances:
+        samples = load_audio(utterance.path, streaming.info.sample_rate)
+        out["ids"].append(utterance.utt_id)
+        out["references"].append(utterance.transcript)
+        out["streaming"].append(streaming.transcribe(samples, streaming.info.sample_rate))
+        out["offline"].append(offline.transcribe(samples, offline.info.sample_rate))
+    return {**out, **_model_facts(streaming), "memory_end": _memory()}
+
+
+def run(spec: dict, make_backend=None) -> None:
+    """Measure ``spec`` and print the result as one JSON line (errors too, as ``{"error": ...}``)."""
+    try:
+        task = {"latency": measure_latency, "wer": measure_wer}[spec["task"]]
+        result = task(spec, make_backend)
+    except Exception as error:  # reported to the parent, which prints it next to the model's name
+        result = {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    run(json.loads(sys.argv[1]))
