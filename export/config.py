@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from speechmpq.runtime.model_info import STREAMING_DEFAULTS_MS
+
 EXPORTERS = ("torchscript", "dynamo")
 OTHERS = ("fp32", "int8")
 PEERS = ("ort-int8-dynamic", "ort-int4-rtn")
@@ -36,9 +38,9 @@ class ExportConfig:
     accuracy_level: int = 0
     # Streaming defaults written to the metadata (the runtime reads them; milliseconds, rounded to
     # whole frames).
-    chunk_ms: int = 640
-    left_context_ms: int = 2560
-    right_context_ms: int = 320
+    chunk_ms: int = STREAMING_DEFAULTS_MS["chunk"]
+    left_context_ms: int = STREAMING_DEFAULTS_MS["left"]
+    right_context_ms: int = STREAMING_DEFAULTS_MS["right"]
     # Also write <name>.audio.onnx: file bytes (wav/flac/mp3) in, logits and greedy ids out, decoded in
     # the graph by onnxruntime-extensions' AudioDecoder (export/audio_graph.py).
     audio_graph: bool = False

@@ -14,8 +14,7 @@ import onnx
 
 from speechmpq import __version__
 from speechmpq.export.config import ExportConfig
-
-FORMAT_VERSION = 1  # of this metadata layout; the runtime refuses newer ones
+from speechmpq.runtime.model_info import FORMAT_VERSION  # the runtime refuses newer layouts
 
 
 def conv_geometry(config) -> tuple[int, int]:

@@ -46,6 +46,8 @@ class BenchConfig:
     end_of_speech_utterances: int = 10
     # WER streaming and offline on every utterance of ``data`` (off for random-weight shapes)
     wer: bool = True
+    # also run onnxruntime's profiler per .onnx model: time per operator type per window
+    profile: bool = False
     # labels of the reference rows (None: the first model whose metadata says fp32 / mpq / ...)
     fp32: str | None = None
     mpq: str | None = None
@@ -58,8 +60,8 @@ class BenchConfig:
             raise ValueError("bench needs at least one model")
         if not self.threads or min(self.threads) < 1:
             raise ValueError(f"threads must be >= 1, not {self.threads}")
-        if self.repetitions < 1 or self.stream_seconds <= 0:
-            raise ValueError("repetitions and stream_seconds must be positive")
+        if self.repetitions < 1 or self.stream_seconds <= 0 or self.end_of_speech_utterances < 1:
+            raise ValueError("repetitions, stream_seconds and end_of_speech_utterances must be positive")
 
 
 def parse_models(entries: list[str]) -> dict[str, Path]:
@@ -111,7 +113,9 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     stream_files, eos_files, data = _audio(config)
     base = {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms}
     runs: dict[str, dict[int, list[dict]]] = {label: {t: [] for t in config.threads} for label in models}
-    total = config.repetitions * len(config.threads) * len(models) + config.wer * len(models)
+    onnx_models = {label: path for label, path in models.items() if path.suffix == ".onnx"}
+    total = (config.repetitions * len(config.threads) * len(models) + config.wer * len(models)
+             + config.profile * len(onnx_models))
     bar = tqdm(total=total, desc="bench", unit="run", disable=not progress)
     for repetition in range(config.repetitions):
         for threads in config.threads:
@@ -134,10 +138,22 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
                 raise SpeechmpqError(f"{label}: {result['error']}")
             wer[label] = result
             bar.update()
+    profiles = {}
+    for label, path in onnx_models.items() if config.profile else ():
+        bar.set_postfix_str(f"{label} profile")
+        threads = 2 if 2 in config.threads else max(config.threads)
+        result = _child(path, {**base, "task": "profile", "model": str(path), "threads": threads,
+                               "stream_audio": stream_files})
+        if "error" in result:
+            raise SpeechmpqError(f"{label}: {result['error']}")
+        profiles[label] = result
+        bar.update()
     bar.close()
     from speechmpq.runtime.bench_report import summarize
 
-    return summarize(config, models, runs, wer, machine_facts(), len(stream_files), len(eos_files))
+    report = summarize(config, models, runs, wer, machine_facts(), len(stream_files), len(eos_files))
+    report["profile"] = profiles
+    return report
 
 
 def machine_facts() -> dict:

@@ -9,6 +9,7 @@ Tasks:
   chunk (each ``decode`` that decodes one chunk is one latency sample), then for each of
   ``eos_audio`` time ``input_finished`` + final ``decode`` (end of speech -> final result).
 - ``wer``: transcribe every utterance of ``data`` streaming and offline; returns the hypotheses.
+- ``profile``: onnxruntime's profiler over a few full windows; milliseconds per operator type.
 
 Peak memory is the child's own ``VmHWM`` (high-water RSS of this process image). ``ru_maxrss`` is
 reported beside it as a cross-check: on Linux it carries over the parent's peak across fork/exec,
@@ -112,10 +113,51 @@ def measure_wer(spec: dict, make_backend=None) -> dict:
     return {**out, **_model_facts(streaming), "memory_end": _memory()}
 
 
+def measure_profile(spec: dict, make_backend=None) -> dict:
+    """onnxruntime's own profile of ``windows`` steady-state windows: milliseconds per window by
+    operator type (after fusion, so ``MatMulNBits`` and ``MatMulInteger`` show as themselves)."""
+    import os
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from speechmpq.audio import load_audio
+    from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+
+    folder = tempfile.mkdtemp(prefix="speechmpq-profile-")
+    model = OnnxCTCModel(spec["model"], SessionConfig(threads=spec["threads"],
+                                                      profile_prefix=os.path.join(folder, "ort")))
+    g = model.info.frame_stride_samples * 1000 // model.info.sample_rate
+    window_ms = sum(spec.get(k) or d for k, d in [("chunk_ms", model.info.chunk_ms),
+                                                  ("left_ms", model.info.left_context_ms),
+                                                  ("right_ms", model.info.right_context_ms)])
+    samples = np.concatenate([load_audio(p) for p in spec["stream_audio"]])
+    window = model.prepare(samples[: window_ms // g * model.info.frame_stride_samples])
+    model.logits(window)  # warm-up, not counted below
+    windows = spec.get("windows", 5)
+    for _ in range(windows):
+        model.logits(window)
+    path = model.session.end_profiling()
+    with open(path) as handle:
+        events = json.load(handle)
+    shutil.rmtree(folder)  # also a profile of the first session, if the model asked for a reload
+    by_op: dict[str, float] = {}
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + event["dur"] / 1000
+    scale = 1.0 / (windows + 1)
+    return {"task": "profile", "window_ms": window_ms, "windows": windows,
+            "run_ms": sum(e["dur"] for e in runs) / 1000 * scale,
+            "op_ms": {k: v * scale for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}}
+
+
 def run(spec: dict, make_backend=None) -> None:
     """Measure ``spec`` and print the result as one JSON line (errors too, as ``{"error": ...}``)."""
     try:
-        task = {"latency": measure_latency, "wer": measure_wer}[spec["task"]]
+        task = {"latency": measure_latency, "wer": measure_wer, "profile": measure_profile}[spec["task"]]
         result = task(spec, make_backend)
     except Exception as error:  # reported to the parent, which prints it next to the model's name
         result = {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"}

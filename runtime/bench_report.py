@@ -167,6 +167,17 @@ def markdown(report: dict, command: str) -> str:
                          f"{100 * row['streaming_minus_offline_wer']:+.2f} | "
                          f"{row['streaming_vs_offline_p']:.3f} | {p_fp32} |")
         lines.append("")
+    if report.get("profile"):
+        ops = []
+        for result in report["profile"].values():
+            ops += [op for op in list(result["op_ms"])[:6] if op not in ops]
+        lines += ["## onnxruntime profile (ms per full window, by operator type after fusion)", "",
+                  "| model | window ms | run | " + " | ".join(ops) + " |",
+                  "|---|---:|---:|" + "---:|" * len(ops)]
+        for label, result in report["profile"].items():
+            cells = " | ".join(f"{result['op_ms'].get(op, 0.0):.1f}" for op in ops)
+            lines.append(f"| {label} | {result['window_ms']} | {result['run_ms']:.1f} | {cells} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -184,8 +195,8 @@ def plots(report: dict, prefix: Path) -> list[Path]:
     labels = list(rows)
     written = []
     figure, axis = plt.subplots(figsize=(8, 0.5 + 0.45 * len(labels)))
-    axis.boxplot([rows[k]["chunk_latency_samples_ms"] for k in labels], vert=False, showfliers=True,
-                 flierprops={"markersize": 2})
+    axis.boxplot([rows[k]["chunk_latency_samples_ms"] for k in labels], orientation="horizontal",
+                 showfliers=True, flierprops={"markersize": 2})
     axis.set_yticks(range(1, len(labels) + 1), labels)
     axis.set_xlabel(f"per-chunk latency, ms ({report['headline']['threads']} threads)")
     axis.invert_yaxis()

@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from speechmpq.errors import ModelError
 from speechmpq.vocab import BLANK_ID, VOCAB, WORD_DELIMITER
 
-FORMAT_VERSION = 1  # newest export metadata layout this runtime understands
+FORMAT_VERSION = 1  # newest export metadata layout this runtime understands (exports write it)
+# Recommended streaming window (ms): exports write these unless told otherwise, files without them
+# get them. Right look-ahead chosen by measurement: results/streaming_sweep.md.
+STREAMING_DEFAULTS_MS = {"chunk": 640, "left": 2560, "right": 960}
 
 _DEFAULTS = {"sample_rate": "16000", "do_normalize": "true", "frame_stride_samples": "320",
              "receptive_field_samples": "400", "blank_id": str(BLANK_ID), "word_delimiter": WORD_DELIMITER,
-             "speechmpq.chunk_ms": "640", "speechmpq.left_context_ms": "2560",
-             "speechmpq.right_context_ms": "320", "speechmpq.accuracy_level": "0"}  # fmt: skip
+             "speechmpq.chunk_ms": str(STREAMING_DEFAULTS_MS["chunk"]),
+             "speechmpq.left_context_ms": str(STREAMING_DEFAULTS_MS["left"]),
+             "speechmpq.right_context_ms": str(STREAMING_DEFAULTS_MS["right"]),
+             "speechmpq.accuracy_level": "0"}  # fmt: skip
 
 
 @dataclass

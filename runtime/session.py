@@ -32,6 +32,8 @@ class SessionConfig:
     accuracy_level: int | None = None
     # onnxruntime's CPU memory arena: faster repeated allocation, but keeps its peak reserved
     arena: bool = True
+    # write onnxruntime's JSON profile (per-node timings) with this file prefix; None: do not
+    profile_prefix: str | None = None
     # write the optimised graph here (op-type checks); None: do not
     optimized_model_path: str | None = None
 
@@ -80,6 +82,9 @@ class OnnxCTCModel:
         options.intra_op_num_threads = self.config.threads
         options.log_severity_level = 3
         options.enable_cpu_mem_arena = self.config.arena
+        if self.config.profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = self.config.profile_prefix
         if self.config.optimized_model_path:
             options.optimized_model_filepath = str(self.config.optimized_model_path)
         options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(self.accuracy_level))

@@ -176,6 +176,7 @@ def _cmd_bench(args) -> int:
     config = BenchConfig(models=args.models, data=args.data, out=args.out, threads=threads,
                          repetitions=args.repetitions, chunk_ms=args.chunk_ms, left_ms=args.left_ms,
                          right_ms=args.right_ms, stream_seconds=args.stream_seconds, wer=not args.no_wer,
+                         end_of_speech_utterances=args.eos_utterances, profile=args.profile,
                          fp32=args.fp32, mpq=args.mpq, int8=args.int8, title=args.title)
     report = run_bench(config, progress=not args.quiet)
     from speechmpq.runtime.bench_report import markdown, write_report
@@ -196,10 +197,11 @@ def _cmd_export(args) -> int:
         raise SpeechmpqError("export needs a model directory or --preset NAME")
     if args.model is not None and not Path(args.model).is_dir():
         raise SpeechmpqError(f"{args.model}: not a model directory")
+    window = {name: value for name, value in [("chunk_ms", args.chunk_ms), ("left_context_ms", args.left_ms),
+                                              ("right_context_ms", args.right_ms)] if value is not None}
     cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
                        others=args.others, accuracy_level=args.accuracy_level,
-                       min_container_bits=args.min_container, audio_graph=args.audio_graph,
-                       chunk_ms=args.chunk_ms, left_context_ms=args.left_ms, right_context_ms=args.right_ms)
+                       min_container_bits=args.min_container, audio_graph=args.audio_graph, **window)
     source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
                     plan_pattern=args.plan_pattern, peer=args.peer)
@@ -349,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--left-ms", type=int, default=None)
     bench.add_argument("--right-ms", type=int, default=None)
     bench.add_argument("--stream-seconds", type=float, default=30.0, help="audio per latency run")
+    bench.add_argument("--eos-utterances", type=int, default=10,
+                       help="utterances timed from end of speech to final result")
+    bench.add_argument("--profile", action="store_true",
+                       help="also profile each .onnx model with onnxruntime (time per operator type)")
     bench.add_argument("--no-wer", action="store_true", help="latency and memory only (random weights)")
     bench.add_argument("--fp32", default=None, help="label of the FP32 reference (default: by metadata)")
     bench.add_argument("--mpq", default=None, help="label of the headline MPQ model (default: by metadata)")
@@ -380,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "4 int8 activations (faster for 4/8-bit layers)")
     export.add_argument("--min-container", type=int, default=2, choices=[2, 4, 8],
                         help="narrowest container: 4 stores 2-bit weights as INT4 (faster ORT kernels)")
-    export.add_argument("--chunk-ms", type=int, default=640, help="recommended streaming chunk")
-    export.add_argument("--left-ms", type=int, default=2560, help="recommended left context")
-    export.add_argument("--right-ms", type=int, default=320, help="recommended right look-ahead")
+    export.add_argument("--chunk-ms", type=int, default=None, help="recommended streaming chunk "
+                        "(default 640 ms)")
+    export.add_argument("--left-ms", type=int, default=None, help="recommended left context (2560 ms)")
+    export.add_argument("--right-ms", type=int, default=None, help="recommended look-ahead (960 ms)")
     export.add_argument("--audio-graph", action="store_true",
                         help="also write NAME.audio.onnx: audio file bytes in (decoded in the graph by "
                              "onnxruntime-extensions), logits and token ids out")

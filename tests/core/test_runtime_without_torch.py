@@ -24,6 +24,7 @@ def test_blocker_really_blocks_torch():
 
 def test_runtime_and_shared_modules_import_without_torch():
     code = ("import speechmpq.runtime, speechmpq.runtime.session, speechmpq.runtime.model_info, "
+            "speechmpq.runtime.stream, speechmpq.runtime.ctc, speechmpq.runtime.cli, speechmpq.scoring, "
             "speechmpq.edge_demo, speechmpq.audio, speechmpq.datasets, "
             "speechmpq.vocab, speechmpq.significance, speechmpq.evaluation, speechmpq.cli\n"
             "assert 'torch' not in sys.modules")
@@ -34,3 +35,30 @@ def test_runtime_and_shared_modules_import_without_torch():
 def test_cli_help_works_without_torch():
     result = _run("from speechmpq.cli import main; raise SystemExit(main(['--help']))")
     assert result.returncode == 0 and "corpus" in result.stdout
+
+
+def test_runtime_transcribes_without_torch(tiny_corpus):
+    """The device story: numpy + onnxruntime + soundfile, a committed .onnx, an audio file."""
+    from pathlib import Path
+
+    from speechmpq.audio import load_audio
+    from speechmpq.datasets import read_dataset
+    from speechmpq.runtime.stream import Recognizer
+
+    model = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
+    utterance = read_dataset(tiny_corpus / "test-clean")[0]
+    expected = Recognizer(model).transcribe(load_audio(utterance.path), 16000)
+    code = ("import speechmpq.runtime.stream as s, speechmpq.runtime.bench, speechmpq.runtime.bench_child, "
+            "speechmpq.runtime.bench_report, speechmpq.runtime.cli\n"
+            "from speechmpq.audio import load_audio\n"
+            f"r = s.Recognizer({str(model)!r})\n"
+            "stream = r.create_stream()\n"
+            f"samples = load_audio({str(utterance.path)!r})\n"
+            "for i in range(0, samples.size, 1600):\n"
+            "    stream.accept_waveform(samples[i:i + 1600], 16000); r.decode(stream)\n"
+            "stream.input_finished(); r.decode(stream)\n"
+            "assert 'torch' not in sys.modules\n"
+            "print(stream.result.text)")
+    result = _run(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected and expected
