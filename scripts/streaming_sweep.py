@@ -87,7 +87,8 @@ def main() -> None:
     atomic_write(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     lines = [f"# Streaming vs offline WER: {args.model}", "",
              f"{len(utterances)} utterances ({seconds / 3600:.2f} h) from {', '.join(args.data)}; "
-             f"greedy CTC; offline WER {100 * offline_wer:.2f} %. {result['date']}, onnxruntime "
+             f"greedy CTC; offline WER {100 * offline_wer:.2f} %. {result['date']}, {result['machine']}, "
+             "onnxruntime "
              f"{onnxruntime.__version__}, {args.threads} threads.", "", f"Command: `{result['command']}`", "",
              "| chunk ms | left ms | right ms | WER % | streaming − offline | MAPSSWE p | identical "
              "transcripts | chunk + right ms | model calls per s audio |",
