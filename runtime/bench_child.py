@@ -44,7 +44,7 @@ def _recognizer(spec: dict, backend=None, offline: bool = False):
     streaming = (StreamingConfig(chunk_ms=0) if offline else
                  StreamingConfig(spec.get("chunk_ms"), spec.get("left_ms"), spec.get("right_ms")))
     session = SessionConfig(threads=spec["threads"], accuracy_level=spec.get("accuracy_level"),
-                            arena=spec.get("arena", True))
+                            arena=spec.get("arena", True), profile_prefix=spec.get("profile_prefix"))
     config = RecognizerConfig(session=session, streaming=streaming)
     return Recognizer(backend if backend is not None else spec["model"], config)
 
@@ -123,17 +123,13 @@ def measure_profile(spec: dict, make_backend=None) -> dict:
     import numpy as np
 
     from speechmpq.audio import load_audio
-    from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 
     folder = tempfile.mkdtemp(prefix="speechmpq-profile-")
-    model = OnnxCTCModel(spec["model"], SessionConfig(threads=spec["threads"],
-                                                      profile_prefix=os.path.join(folder, "ort")))
-    g = model.info.frame_stride_samples * 1000 // model.info.sample_rate
-    window_ms = sum(spec.get(k) or d for k, d in [("chunk_ms", model.info.chunk_ms),
-                                                  ("left_ms", model.info.left_context_ms),
-                                                  ("right_ms", model.info.right_context_ms)])
+    recognizer = _recognizer({**spec, "profile_prefix": os.path.join(folder, "ort")})
+    model, g = recognizer.model, recognizer.geometry
+    window_ms = 1000 * (g.left + g.chunk + g.right) // model.info.sample_rate
     samples = np.concatenate([load_audio(p) for p in spec["stream_audio"]])
-    window = model.prepare(samples[: window_ms // g * model.info.frame_stride_samples])
+    window = model.prepare(samples[: g.left + g.chunk + g.right])
     model.logits(window)  # warm-up, not counted below
     windows = spec.get("windows", 5)
     for _ in range(windows):
