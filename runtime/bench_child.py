@@ -19,22 +19,10 @@ which is why the parent keeps its own footprint small.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _memory() -> dict:
-    return {"rss_mib": _status_kib("VmRSS") / 1024, "hwm_mib": _status_kib("VmHWM") / 1024,
-            "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+from speechmpq.runtime.memory import process_memory
 
 
 def _recognizer(spec: dict, backend=None, offline: bool = False):
@@ -56,11 +44,11 @@ def measure_latency(spec: dict, make_backend=None) -> dict:
 
     stream_audio = np.concatenate([load_audio(p) for p in spec["stream_audio"]])
     eos_audio = [load_audio(p) for p in spec["eos_audio"]]
-    before = _memory()
+    before = process_memory()
     started = time.perf_counter()
     recognizer = _recognizer(spec, make_backend() if make_backend else None)
     load_seconds = time.perf_counter() - started
-    after_load = _memory()
+    after_load = process_memory()
     rate, chunk = recognizer.info.sample_rate, recognizer.geometry.chunk
 
     def stream_through(samples: np.ndarray, record: list | None) -> float:
@@ -82,7 +70,7 @@ def measure_latency(spec: dict, make_backend=None) -> dict:
     stream_through(stream_audio, chunk_seconds)
     eos_seconds = [stream_through(samples, None) for samples in eos_audio]
     return {"task": "latency", "load_seconds": load_seconds, "memory_before_load": before,
-            "memory_after_load": after_load, "memory_end": _memory(),
+            "memory_after_load": after_load, "memory_end": process_memory(),
             "chunk_seconds": chunk_seconds, "stream_audio_seconds": stream_audio.size / rate,
             "rtf": sum(chunk_seconds) / (len(chunk_seconds) * chunk / rate) if chunk_seconds else None,
             "end_of_speech_seconds": eos_seconds, **_model_facts(recognizer)}
@@ -110,7 +98,7 @@ def measure_wer(spec: dict, make_backend=None) -> dict:
         out["references"].append(utterance.transcript)
         out["streaming"].append(streaming.transcribe(samples, streaming.info.sample_rate))
         out["offline"].append(offline.transcribe(samples, offline.info.sample_rate))
-    return {**out, **_model_facts(streaming), "memory_end": _memory()}
+    return {**out, **_model_facts(streaming), "memory_end": process_memory()}
 
 
 def measure_profile(spec: dict, make_backend=None) -> dict:

@@ -169,6 +169,13 @@ def _cmd_stream(args) -> int:
                         realtime=args.realtime, quiet=args.quiet)
 
 
+def _cmd_demo(args) -> int:
+    from speechmpq.edge_demo.terminal import demo
+
+    return demo(args.audio, args.model, _recognizer_config(args), realtime=args.realtime,
+                microphone=args.mic, device=args.device, feed_ms=args.feed_ms, seconds=args.seconds)
+
+
 def _cmd_bench(args) -> int:
     from speechmpq.runtime.bench import BenchConfig, run_bench
 
@@ -338,6 +345,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flags(stream)
     stream.add_argument("--quiet", action="store_true", help="final transcripts only")
     stream.set_defaults(func=_cmd_stream)
+
+    demo = commands.add_parser("demo", help="live streaming transcription in the terminal (a file, the "
+                               "bundled sample clips, or the microphone)")
+    demo.add_argument("audio", nargs="*", help="audio files (default: the bundled sample clips)")
+    demo.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
+    demo.add_argument("--realtime", action="store_true", help="feed files at their own pace")
+    demo.add_argument("--mic", action="store_true", help="the microphone (needs speechmpq[mic])")
+    demo.add_argument("--device", default=None, help="input device name or index for --mic")
+    demo.add_argument("--seconds", type=float, default=None, help="stop --mic after this long")
+    demo.add_argument("--feed-ms", type=int, default=100, help="audio handed to the stream per step")
+    _add_runtime_flags(demo)
+    demo.set_defaults(func=_cmd_demo)
 
     bench = commands.add_parser("bench", help="latency, memory and WER of .onnx models side by side "
                                 "(each in a fresh process, interleaved repetitions)")
