@@ -99,8 +99,8 @@ step "x86_64 reference (native)"
 NAMES=()
 for cpu in $CPUS; do
     step "arm64 QEMU_CPU=$cpu (emulated; no /proc, no /sys)"
-    env -i PATH=/usr/bin:/bin HOME=/root QEMU_CPU="$cpu" PYTHONPATH=/opt/speechmpq \
-        chroot "$ROOT" /opt/venv/bin/python -m speechmpq.edge_demo.arm_check run \
+    env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root QEMU_CPU="$cpu" PYTHONPATH=/opt/speechmpq \
+        "$(command -v chroot)" "$ROOT" /opt/venv/bin/python -m speechmpq.edge_demo.arm_check run \
         --model /opt/work/model.onnx --clips /opt/work/clip1.flac /opt/work/clip2.flac \
         --out "/opt/work/$cpu"
     cp -r "$ROOT/opt/work/$cpu" "$RUNS/$cpu"

@@ -93,6 +93,8 @@ def summarize(config, models: dict, runs: dict, wer: dict, machine: dict, stream
             reference = wer[fp32]
             entry["offline_vs_fp32_p"] = mapsswe(reference["references"], reference["offline"],
                                                  wer[label]["offline"])["p_value"]
+            entry["streaming_vs_fp32_p"] = mapsswe(reference["references"], reference["streaming"],
+                                                   wer[label]["streaming"])["p_value"]
     headline = {"threads": int(key), "fp32": fp32, "mpq": mpq, "ort_int8": int8}
     for name, numerator, denominator, field in [
             ("latency_ratio_mpq_over_fp32", mpq, fp32, "chunk_latency_ms_per_repetition"),

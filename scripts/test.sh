@@ -8,6 +8,6 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[train,dev]' torch==2.13.0
+"$VENV/bin/python" -m pip install --quiet -e '.[train,serve,dev]' torch==2.13.0
 "$VENV/bin/ruff" check .
 "$VENV/bin/python" -m pytest "$@"

@@ -176,6 +176,29 @@ def _cmd_demo(args) -> int:
                 microphone=args.mic, device=args.device, feed_ms=args.feed_ms, seconds=args.seconds)
 
 
+def _cmd_serve(args) -> int:
+    from speechmpq.edge_demo.server import serve
+
+    return serve(args.model, _recognizer_config(args), host=args.host, port=args.port,
+                 max_streams=args.max_streams)
+
+
+def _cmd_pipeline(args) -> int:
+    _need_train_extra()
+    from speechmpq.train.pipeline import PipelineConfig, format_table, run_pipeline
+
+    cfg = PipelineConfig(out=args.out, model=args.model, seed=args.seed, train_hours=args.train_hours,
+                         test_utterances=args.test_utterances, target_bits=args.target_bits,
+                         steps=args.steps, repetitions=args.repetitions, threads=args.threads,
+                         fresh=args.fresh, extra={"argv": args.argv})
+    result = run_pipeline(cfg, progress=not args.quiet)
+    print()
+    print(format_table(result["table"]))
+    print(f"\nwall time {result['seconds']['total'] / 60:.1f} min; report {args.out / 'pipeline.md'}, "
+          f"benchmark report with plots {result['bench_report']}")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from speechmpq.runtime.bench import BenchConfig, run_bench
 
@@ -346,6 +369,21 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--quiet", action="store_true", help="final transcripts only")
     stream.set_defaults(func=_cmd_stream)
 
+    pipe = commands.add_parser("pipeline", help="the whole job: corpus -> one-stage MPQ of the demo model -> "
+                               "ONNX -> streaming WER, latency and memory, FP32 vs MPQ in one table")
+    pipe.add_argument("--out", type=Path, default=Path("out/pipeline"), help="run folder (resumes)")
+    pipe.add_argument("--model", type=Path, default=Path("models/demo"), help="full-precision model dir")
+    pipe.add_argument("--seed", type=int, default=1, help="corpus seed")
+    pipe.add_argument("--train-hours", type=float, default=0.3, help="synthetic training speech")
+    pipe.add_argument("--test-utterances", type=int, default=300, help="clean test split size")
+    pipe.add_argument("--target-bits", type=float, default=3.0, help="average-bits budget")
+    pipe.add_argument("--steps", type=int, default=120, help="one-stage training steps")
+    pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
+    pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
+    pipe.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
+    pipe.add_argument("--quiet", action="store_true", help="no progress bars")
+    pipe.set_defaults(func=_cmd_pipeline)
+
     demo = commands.add_parser("demo", help="live streaming transcription in the terminal (a file, the "
                                "bundled sample clips, or the microphone)")
     demo.add_argument("audio", nargs="*", help="audio files (default: the bundled sample clips)")
@@ -357,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--feed-ms", type=int, default=100, help="audio handed to the stream per step")
     _add_runtime_flags(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    serve = commands.add_parser("serve", help="browser demo: a local page streams the microphone or a "
+                                "dropped file to the model (needs speechmpq[serve])")
+    serve.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-streams", type=int, default=16, help="concurrent streams (tabs) allowed")
+    _add_runtime_flags(serve)
+    serve.set_defaults(func=_cmd_serve)
 
     bench = commands.add_parser("bench", help="latency, memory and WER of .onnx models side by side "
                                 "(each in a fresh process, interleaved repetitions)")

@@ -301,7 +301,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                 state["phase_seconds"][phase] = seconds_so_far + time.time() - step_start
                 bar.update(1)
                 if searching:
-                    bar.set_postfix(bits=f"{float(bits['expected']):.2f}/{bits['hard']:.2f}",
+                    bar.set_postfix(bits=f"{float(bits['expected'].detach()):.2f}/{bits['hard']:.2f}",
                                     loss=f"{parts[0] / utts + parts[1] / frames:.3f}")
                 else:
                     bar.set_postfix(loss=f"{parts[0] / utts + parts[1] / frames:.3f}")
@@ -313,7 +313,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                               "lr": schedule.get_last_lr()[0],
                               "sec_per_step": (time.time() - window["start"]) / n, "time": time.time()}
                     if searching:
-                        record.update(tau=model_tau(model), expected_bits=float(bits["expected"]),
+                        record.update(tau=model_tau(model), expected_bits=float(bits["expected"].detach()),
                                       hard_bits=bits["hard"], size_direction=direction)
                     log(record)
                     window = {"ctc": 0.0, "kl": 0.0, "size": 0.0, "n": 0, "start": time.time()}

@@ -1,0 +1,209 @@
+"""``speechmpq serve``: the browser demo — one page, one WebSocket per stream, one shared recognizer.
+
+    GET  /            the page (static files packaged with speechmpq.edge_demo)
+    GET  /api/model   the model's name, size, weights and per-layer bit plan (from its metadata)
+    WS   /ws          one stream: binary frames of 16-bit little-endian mono PCM at the model's rate
+                      (16 kHz); text frames {"type": "end"} (input finished: final result) and
+                      {"type": "reset"}; the server answers {"type": "ready"}, {"type": "partial",
+                      "stable", "tentative", ...stats}, {"type": "final", "text", ...stats} and
+                      {"type": "error", "message"}.
+
+Every connection gets its own ``Stream`` on the one ``Recognizer`` (one onnxruntime session; ORT
+runs concurrent ``run`` calls safely); model calls run in a thread pool so the event loop keeps
+serving the other tabs. Binds 127.0.0.1 unless ``--host`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from speechmpq.errors import SpeechmpqError
+from speechmpq.runtime.memory import process_memory
+from speechmpq.runtime.stream import Recognizer, RecognizerConfig
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_MESSAGE_BYTES = 1 << 20  # one WebSocket message: ~32 s of 16 kHz int16
+MAX_STREAM_SECONDS = 3600.0  # audio per connection before the stream is closed
+
+
+def _import_aiohttp():
+    try:
+        from aiohttp import WSMsgType, web
+    except ImportError:
+        raise SpeechmpqError("speechmpq serve needs the optional aiohttp package: "
+                             "pip install 'speechmpq[serve]'") from None
+    return web, WSMsgType
+
+
+def _natural(name: str) -> list:
+    """Layer names in model order: encoder.layers.2 before encoder.layers.10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def model_summary(path: Path, recognizer: Recognizer) -> dict:
+    info, g, rate = recognizer.info, recognizer.geometry, recognizer.info.sample_rate
+    layers = []
+    if info.bitplan:
+        ordered = sorted(info.bitplan["layers"].items(), key=lambda item: _natural(item[0]))
+        layers = [{"name": name, "bits": layer["bits"], "shape": layer.get("shape")}
+                  for name, layer in ordered]
+    return {"name": path.name, "bytes": os.path.getsize(path), "weights": info.weights,
+            "average_bits": info.bitplan["average_bits"] if info.bitplan else None,
+            "candidates": info.bitplan.get("candidates") if info.bitplan else None, "layers": layers,
+            "sample_rate": rate, "chunk_ms": 1000 * g.chunk // rate, "left_ms": 1000 * g.left // rate,
+            "right_ms": 1000 * g.right // rate, "source_model_type": info.source_model_type}
+
+
+class DemoServer:
+    def __init__(self, model: str | Path, config: RecognizerConfig | None = None, workers: int = 2,
+                 max_streams: int = 16):
+        self.model_path = Path(model)
+        self.recognizer = Recognizer(self.model_path, config)
+        self.summary = model_summary(self.model_path, self.recognizer)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        self.max_streams = max_streams
+        self.active = 0
+
+    def app(self):
+        web, _ = _import_aiohttp()
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/api/model", self._model)
+        app.router.add_get("/ws", self._websocket)
+        app.router.add_static("/static/", STATIC, follow_symlinks=False)
+        app.on_shutdown.append(self._shutdown)
+        return app
+
+    async def _shutdown(self, app) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _index(self, request):
+        web, _ = _import_aiohttp()
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def _model(self, request):
+        web, _ = _import_aiohttp()
+        return web.json_response(self.summary)
+
+    async def _websocket(self, request):
+        web, WSMsgType = _import_aiohttp()
+        socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30)
+        await socket.prepare(request)
+        if self.active >= self.max_streams:
+            await socket.send_json({"type": "error", "message": f"server busy ({self.max_streams} streams)"})
+            await socket.close()
+            return socket
+        self.active += 1
+        session = _Session(self.recognizer)
+        loop = asyncio.get_running_loop()
+        await socket.send_json({"type": "ready", "sample_rate": self.recognizer.info.sample_rate})
+        try:
+            async for message in socket:
+                if message.type == WSMsgType.BINARY:
+                    if len(message.data) % 2:
+                        await socket.send_json({"type": "error", "message": "PCM frames must be 16-bit"})
+                        continue
+                    if session.audio_seconds > MAX_STREAM_SECONDS:
+                        await socket.send_json({"type": "error", "message": "stream too long"})
+                        break
+                    reply = await self._call(loop, session.accept, message.data)
+                    if reply:
+                        await socket.send_json(reply)
+                elif message.type == WSMsgType.TEXT:
+                    try:
+                        command = json.loads(message.data).get("type")
+                    except (ValueError, AttributeError):
+                        command = None
+                    if command == "end":
+                        await socket.send_json(await self._call(loop, session.finish))
+                    elif command == "reset":
+                        session = _Session(self.recognizer)
+                        await socket.send_json({"type": "ready",
+                                                "sample_rate": self.recognizer.info.sample_rate})
+                    else:
+                        await socket.send_json({"type": "error", "message": "unknown command"})
+                elif message.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.active -= 1
+        return socket
+
+
+    async def _call(self, loop, function, *arguments) -> dict | None:
+        """Run a model call in the pool; a failure is an error event on this stream only."""
+        try:
+            return await loop.run_in_executor(self.pool, function, *arguments)
+        except (SpeechmpqError, ValueError) as error:
+            return {"type": "error", "message": str(error)}
+
+
+class _Session:
+    """One WebSocket's stream and its figures."""
+
+    def __init__(self, recognizer: Recognizer):
+        self.recognizer = recognizer
+        self.stream = recognizer.create_stream()
+        self.rate = recognizer.info.sample_rate
+        self.audio_seconds = 0.0
+        self.compute = []
+        self.shown = None
+
+    def _stats(self) -> dict:
+        times = 1000 * np.array(self.compute or [0.0])
+        return {"chunks": len(self.compute), "chunk_ms": float(times[-1]),
+                "chunk_ms_p50": float(np.median(times)), "audio_seconds": self.audio_seconds,
+                "rtf": float(sum(self.compute) / self.audio_seconds) if self.audio_seconds else 0.0,
+                "peak_rss_mib": process_memory()["hwm_mib"]}
+
+    def accept(self, data: bytes) -> dict | None:
+        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        if self.stream.is_final:
+            return {"type": "error", "message": "stream already finished; send reset"}
+        self.stream.accept_waveform(samples, self.rate)
+        self.audio_seconds += samples.size / self.rate
+        calls = self.recognizer.decode(self.stream)
+        if not calls:
+            return None
+        self.compute.extend(list(self.stream.compute_seconds)[-calls:])
+        result = self.stream.result
+        if (result.stable, result.tentative) == self.shown:
+            return None
+        self.shown = (result.stable, result.tentative)
+        return {"type": "partial", "stable": result.stable, "tentative": result.tentative, **self._stats()}
+
+    def finish(self) -> dict:
+        self.stream.input_finished()
+        began = time.perf_counter()
+        calls = self.recognizer.decode(self.stream)
+        if calls:
+            self.compute.extend(list(self.stream.compute_seconds)[-calls:])
+        return {"type": "final", "text": self.stream.result.text,
+                "end_of_speech_ms": 1000 * (time.perf_counter() - began), **self._stats()}
+
+
+def serve(model: str | None, config: RecognizerConfig, host: str = "127.0.0.1", port: int = 8000,
+          max_streams: int = 16) -> int:
+    from speechmpq.edge_demo.terminal import default_model
+
+    web, _ = _import_aiohttp()
+    path = Path(model) if model else default_model()
+    server = DemoServer(path, config, max_streams=max_streams)
+    for warning in server.recognizer.info.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {host}: anyone who can reach this machine can use the demo",
+              file=sys.stderr)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"speechmpq serve: {path.name} ({server.summary['weights']}) at http://{shown}:{port}/ "
+          "(Ctrl-C to stop)", file=sys.stderr, flush=True)
+    web.run_app(server.app(), host=host, port=port, print=None, access_log=None)
+    return 0

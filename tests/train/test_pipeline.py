@@ -1,0 +1,53 @@
+"""``speechmpq pipeline``: config checks and the table in the default suite; a tiny full run is slow."""
+
+import json
+
+import pytest
+
+from speechmpq.cli import main
+from speechmpq.train.pipeline import PipelineConfig, format_table, results_table
+
+
+@pytest.mark.parametrize("field, value", [("train_hours", 0), ("test_utterances", 3), ("steps", 1),
+                                          ("target_bits", 9.0), ("repetitions", 0)])
+def test_impossible_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        PipelineConfig(**{field: value})
+
+
+def test_cli_refuses_a_missing_model_in_one_line(tmp_path, capsys):
+    assert main(["pipeline", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:") and "config.json" in err
+
+
+def _bench(fp32_wer, mpq_wer, p):
+    row = {"file_bytes": 20e6, "chunk_latency_ms": {"p50": 20.0}, "rtf": 0.03, "peak_rss_mib": 100.0}
+    return {"headline": {"threads": 2},
+            "latency": {"2": {"fp32": row, "mpq": {**row, "file_bytes": 4e6, "peak_rss_mib": 90.0}}},
+            "wer": {"fp32": {"streaming_wer": fp32_wer, "offline_wer": fp32_wer},
+                    "mpq": {"streaming_wer": mpq_wer, "offline_wer": mpq_wer, "streaming_vs_fp32_p": p}}}
+
+
+@pytest.mark.parametrize("mpq_wer, p, lossless", [(0.30, 0.01, False), (0.30, 0.40, True), (0.19, 0.01, True)])
+def test_lossless_verdict_follows_the_significance_test(mpq_wer, p, lossless):
+    table = results_table(_bench(0.20, mpq_wer, p), {"average_bits": 2.9})
+    assert table[1]["lossless"] is lossless
+    assert table[1]["size_ratio"] == pytest.approx(5.0) and table[1]["memory_ratio"] == pytest.approx(0.9)
+    text = format_table(table)
+    assert ("| NO |" in text) is (not lossless) and "2.90" in text and "5.0x smaller" in text
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["pipeline", "--out", str(out), "--train-hours", "0.02", "--test-utterances", "12", "--steps", "10",
+            "--repetitions", "1", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| FP32 |" in printed and "| MPQ |" in printed and "pipeline.md" in printed
+    result = json.loads((out / "pipeline.json").read_text())
+    mpq = result["table"][1]
+    assert 2.0 <= mpq["average_bits"] <= 8.0 and mpq["file_mb"] < result["table"][0]["file_mb"]
+    assert (out / "report" / "bench.md").exists() and list((out / "report").glob("bench_*.png"))
+    assert main(argv) == 0  # a second run finds every stage done and only reprints

@@ -1,0 +1,207 @@
+"""``speechmpq pipeline``: the whole job on the embedded default, start to finish, in one command.
+
+    corpus      a small synthetic corpus: a train split for quantization + the clean test split
+    quantize    one-stage mixed-precision QAT of the committed demo model (short schedule)
+    export      FP32 and MPQ to self-describing .onnx files
+    stream      both .onnx files through the streaming runtime: WER on the test split (streaming,
+                with MAPSSWE against FP32), per-chunk latency and peak memory in fresh processes
+    report      one table FP32 vs MPQ, plus the benchmark report with plots
+
+Each stage skips itself when its output is already there (a cut run resumes; quantization resumes
+from its checkpoint); ``--fresh`` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from speechmpq.evaluation import atomic_write, write_json
+
+ALPHA = 0.05  # MAPSSWE significance level of the lossless verdict
+
+
+@dataclass
+class PipelineConfig:
+    out: Path = Path("out/pipeline")  # everything the run writes
+    model: Path = Path("models/demo")  # full-precision model directory (Hugging Face format)
+    seed: int = 1  # corpus seed (1: the demo model's corpus; test sentences are disjoint from train)
+    train_hours: float = 0.3  # synthetic speech for quantization-aware training
+    test_utterances: int = 300  # clean test split size
+    target_bits: float = 3.0  # average-bits budget over the searched layers
+    steps: int = 120  # one-stage search + training steps
+    batch_seconds: float = 32.0  # audio per training batch
+    repetitions: int = 2  # interleaved latency/memory measurements per model
+    threads: int = 2  # onnxruntime threads for latency (and torch threads for training; 0: all)
+    fresh: bool = False  # delete OUT first instead of resuming
+    extra: dict = field(default_factory=dict)  # recorded with the results (e.g. the command line)
+
+    def __post_init__(self):
+        self.out, self.model = Path(self.out), Path(self.model)
+        if not self.train_hours > 0:
+            raise ValueError(f"train_hours must be > 0, not {self.train_hours}")
+        if self.test_utterances < 10:
+            raise ValueError(f"test_utterances must be >= 10 (significance test), not {self.test_utterances}")
+        if self.steps < 10:
+            raise ValueError(f"steps must be >= 10, not {self.steps}")
+        if self.repetitions < 1 or self.threads < 0:
+            raise ValueError("repetitions must be >= 1 and threads >= 0")
+        if not 1.0 < self.target_bits < 8.0:
+            raise ValueError(f"target_bits must be between the candidates 2 and 8, not {self.target_bits}")
+
+
+STAGES = ("corpus", "quantize", "export", "stream", "report")
+
+
+def _stage(index: int, name: str, detail: str) -> float:
+    print(f"\n[{index}/{len(STAGES)}] {name}: {detail}", file=sys.stderr, flush=True)
+    return time.perf_counter()
+
+
+def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from speechmpq.errors import SpeechmpqError
+
+    if not (cfg.model / "config.json").is_file():
+        raise SpeechmpqError(f"{cfg.model}: not a model directory (no config.json)")
+    if cfg.fresh and cfg.out.exists():
+        shutil.rmtree(cfg.out)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    started, seconds = time.perf_counter(), {}
+    data, qrun = cfg.out / "data", cfg.out / "quantize"
+    fp32_onnx, mpq_onnx = cfg.out / "fp32.onnx", cfg.out / "mpq.onnx"
+    bench_prefix = cfg.out / "report" / "bench"
+
+    t = _stage(1, "corpus", f"{cfg.train_hours} h train + {cfg.test_utterances} clean test utterances "
+               f"(seed {cfg.seed})")
+    if not all((data / split / "utterances.tsv").exists() for split in ("train", "test-clean")):
+        from speechmpq.train.corpus import CorpusConfig, build_corpus
+
+        build_corpus(CorpusConfig(out=data, hours=cfg.train_hours, seed=cfg.seed,
+                                  splits=("train", "test-clean"), eval_utterances=cfg.test_utterances,
+                                  overwrite=True), progress=progress)
+    seconds["corpus"] = time.perf_counter() - t
+
+    t = _stage(2, "quantize", f"one-stage MPQ of {cfg.model}, {cfg.steps} steps, target "
+               f"{cfg.target_bits} bits, candidates 2/4/8")
+    summary_path = qrun / "summary.json"
+    if not summary_path.exists():
+        from speechmpq.train.quantize import quantize
+        from speechmpq.train.quantize_config import QuantizeConfig
+
+        result = quantize(QuantizeConfig(model=cfg.model, train_data=data / "train", out=qrun,
+                                         method="one-stage", target_bits=cfg.target_bits, steps=cfg.steps,
+                                         batch_seconds=cfg.batch_seconds, threads=cfg.threads, device="cpu"),
+                          progress=progress)
+        if not result:
+            raise SpeechmpqError(f"quantization stopped early; run again to resume from {qrun}")
+    quantized = json.loads(summary_path.read_text())
+    seconds["quantize"] = time.perf_counter() - t
+
+    t = _stage(3, "export", f"{fp32_onnx.name} and {mpq_onnx.name} (MatMulNBits blocks of 128, "
+               "int8-activation kernels)")
+    from speechmpq.export.api import Source, export_onnx
+    from speechmpq.export.config import ExportConfig
+
+    jobs = [(fp32_onnx, Source(model_dir=cfg.model), ExportConfig()),
+            (mpq_onnx, Source(model_dir=qrun / "model"), ExportConfig(block_size=128, accuracy_level=4))]
+    for out, source, export_cfg in tqdm(jobs, desc="export", unit="model", disable=not progress):
+        if not out.exists():
+            export_onnx(source, out, export_cfg, progress=False)
+    seconds["export"] = time.perf_counter() - t
+
+    t = _stage(4, "stream", f"both models through the streaming runtime: WER on {cfg.test_utterances} "
+               f"utterances, latency and peak memory ({cfg.repetitions} interleaved runs each)")
+    from speechmpq.runtime.bench import BenchConfig, run_bench
+    from speechmpq.runtime.bench_report import write_report
+
+    bench_json = bench_prefix.with_suffix(".json")
+    if not bench_json.exists():
+        report = run_bench(BenchConfig(models=[f"fp32={fp32_onnx}", f"mpq={mpq_onnx}"],
+                                       data=[str(data / "test-clean")], out=bench_prefix,
+                                       threads=[cfg.threads or 2], repetitions=cfg.repetitions,
+                                       stream_seconds=20.0, end_of_speech_utterances=5, fp32="fp32",
+                                       mpq="mpq", title="speechmpq pipeline: FP32 vs one-stage MPQ"),
+                           progress=progress)
+        write_report(report, bench_prefix, "speechmpq " + " ".join(cfg.extra.get("argv", ["pipeline"])))
+    bench = json.loads(bench_json.read_text())
+    seconds["stream"] = time.perf_counter() - t
+
+    t = _stage(5, "report", str(cfg.out / "pipeline.md"))
+    table = results_table(bench, quantized)
+    seconds["report"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - started
+    result = {"table": table, "seconds": seconds, "config": {k: str(v) if isinstance(v, Path) else v
+                                                            for k, v in asdict(cfg).items()},
+              "quantize": {k: quantized.get(k) for k in ("average_bits", "bits", "compression_seconds")},
+              "machine": f"{platform.machine()}, {platform.processor() or ''}".strip(", "),
+              "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md"))}
+    write_json(cfg.out / "pipeline.json", result)
+    atomic_write(cfg.out / "pipeline.md", markdown(result))
+    return result
+
+
+def results_table(bench: dict, quantized: dict) -> list[dict]:
+    threads = str(bench["headline"]["threads"])
+    rows = []
+    for label in ("fp32", "mpq"):
+        latency, wer = bench["latency"][threads][label], bench["wer"][label]
+        row = {"system": label.upper(), "wer": 100 * wer["streaming_wer"],
+               "offline_wer": 100 * wer["offline_wer"], "file_mb": latency["file_bytes"] / 1e6,
+               "chunk_ms_p50": latency["chunk_latency_ms"]["p50"], "rtf": latency["rtf"],
+               "peak_rss_mib": latency["peak_rss_mib"], "average_bits": 32.0, "p": None, "lossless": True}
+        if label == "mpq":
+            fp32 = rows[0]
+            row["average_bits"] = quantized["average_bits"]
+            row["p"] = wer.get("streaming_vs_fp32_p")
+            row["lossless"] = row["wer"] <= fp32["wer"] or (row["p"] is not None and row["p"] >= ALPHA)
+            row["size_ratio"] = fp32["file_mb"] / row["file_mb"]
+            row["latency_ratio"] = row["chunk_ms_p50"] / fp32["chunk_ms_p50"]
+            row["memory_ratio"] = row["peak_rss_mib"] / fp32["peak_rss_mib"]
+        rows.append(row)
+    return rows
+
+
+def _with_ratio(text: str, row: dict, key: str, template: str) -> str:
+    return text + (template.format(row[key]) if key in row else "")
+
+
+def format_table(table: list[dict]) -> str:
+    lines = ["| system | WER % (streaming) | vs FP32 | lossless (MAPSSWE, α=0.05) | avg bits | file MB | "
+             "chunk p50 ms | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in table:
+        versus, verdict = "—", "reference"
+        if row["system"] != "FP32":
+            verdict = "yes" if row["lossless"] else "NO"
+            if row["p"] is not None:
+                versus = f"{row['wer'] - table[0]['wer']:+.2f} (p={row['p']:.3f})"
+        size = _with_ratio(f"{row['file_mb']:.2f}", row, "size_ratio", " ({:.1f}x smaller)")
+        latency = _with_ratio(f"{row['chunk_ms_p50']:.1f}", row, "latency_ratio", " ({:.2f}x)")
+        memory = _with_ratio(f"{row['peak_rss_mib']:.0f}", row, "memory_ratio", " ({:.2f}x)")
+        lines.append(f"| {row['system']} | {row['wer']:.2f} | {versus} | {verdict} | "
+                     f"{row['average_bits']:.2f} | {size} | {latency} | {row['rtf']:.3f} | {memory} |")
+    return "\n".join(lines)
+
+
+def markdown(result: dict) -> str:
+    cfg, s = result["config"], result["seconds"]
+    return "\n".join([
+        "# speechmpq pipeline: FP32 vs one-stage mixed precision", "",
+        f"Command: `speechmpq {' '.join(cfg['extra'].get('argv', ['pipeline']))}`  ",
+        f"Machine: {result['machine']}. Date: {result['date']}. Wall time {s['total'] / 60:.1f} min "
+        f"(corpus {s['corpus']:.0f} s, quantize {s['quantize']:.0f} s, export {s['export']:.0f} s, "
+        f"stream {s['stream']:.0f} s).", "",
+        f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches, "
+        f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
+        f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
+        "(greedy CTC, the model's recommended chunking); latency = model time per chunk and peak RSS in "
+        "fresh processes (medians over interleaved runs). Average bits are over the searched layers "
+        "(the transformer linears); file sizes are the .onnx files.", "",
+        format_table(result["table"]), "",
+        f"Benchmark report with plots: `{result['bench_report']}`.", ""])
