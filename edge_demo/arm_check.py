@@ -23,10 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-# Largest |logit difference| vs x86 accepted per accuracy level. Level 0 keeps fp32 activations
-# (differences are summation order only); level 4 quantizes activations to int8 per block, and the
-# arm64 and x86 kernels round differently (the issue measured up to ~5e-2 when it was tried here).
-TOLERANCE = {0: 1e-3, 4: 1e-1}
+# Largest |logit difference| vs x86 accepted at accuracy level 0: fp32 activations everywhere, so
+# the only differences are summation order. At levels 1-4 MatMulNBits may quantize activations to
+# int8 per block, and x86 and arm64 kernels round differently (or, without dotprod, do not quantize
+# at all); there the tolerance is twice the x86 run's own level-L vs level-0 difference on that clip:
+# two paths each within e of the exact product are within 2e of each other.
+LEVEL0_TOLERANCE = 1e-3
+
+
+def tolerance(reference_logits: dict, level: str, clip: str) -> tuple[float, float | None]:
+    """(tolerance, the x86 level-L vs level-0 difference it was derived from)."""
+    exact = reference_logits.get(f"0/{clip}")
+    if level == "0" or exact is None:
+        return LEVEL0_TOLERANCE, None
+    own = float(np.abs(reference_logits[f"{level}/{clip}"] - exact).max())
+    return max(2 * own, LEVEL0_TOLERANCE), own
 
 
 def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int) -> dict:
@@ -75,24 +86,27 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
 def compare(reference: Path, runs: list[Path]) -> dict:
     """Transcripts must match x86 exactly, logits within TOLERANCE of the level."""
     ref = json.loads((reference / "report.json").read_text())
-    ref_logits = np.load(reference / "logits.npz")
+    ref_logits = dict(np.load(reference / "logits.npz"))
     summary = {"reference": ref, "runs": [], "passed": True}
     for path in runs:
         other = json.loads((path / "report.json").read_text())
         logits = np.load(path / "logits.npz")
         entry = {"name": path.name, "report": other, "levels": {}}
         for level, data in ref["levels"].items():
-            tolerance = TOLERANCE.get(int(level), 1e-1)
             checks = {}
             for clip, values in data["clips"].items():
                 theirs = other["levels"][level]["clips"][clip]
                 key = f"{level}/{clip}"
                 a, b = ref_logits[key], logits[key]
                 difference = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+                limit, own = tolerance(ref_logits, level, clip)
+                versus_exact = (float(np.abs(ref_logits[f"0/{clip}"] - b).max())
+                                if f"0/{clip}" in ref_logits and a.shape == b.shape else None)
                 same_text = (theirs["offline_text"] == values["offline_text"]
                              and theirs["streaming_text"] == values["streaming_text"])
-                ok = same_text and difference <= tolerance
-                checks[clip] = {"max_logit_difference": difference, "tolerance": tolerance,
+                ok = same_text and difference <= limit
+                checks[clip] = {"max_logit_difference": difference, "tolerance": limit,
+                                "x86_level_vs_level0": own, "versus_x86_level0": versus_exact,
                                 "same_text": same_text, "passed": ok}
                 summary["passed"] &= ok
             entry["levels"][level] = checks
@@ -112,16 +126,19 @@ def markdown(summary: dict, command: str) -> str:
         lines.append(f"- **{entry['name']}**: QEMU_CPU={r['qemu_cpu'] or '(default)'}, "
                      f"machine {r['machine']}, Python {r['python']}, onnxruntime {r['onnxruntime']}, "
                      f"numpy {r['numpy']}")
-    lines += ["", f"Verdict: **{'PASS' if summary['passed'] else 'FAIL'}** — transcripts identical to "
-              "x86 and logits within the tolerance of the accuracy level "
-              f"({', '.join(f'level {k}: {v:g}' for k, v in TOLERANCE.items())}).", ""]
+    lines += ["", f"Verdict: **{'PASS' if summary['passed'] else 'FAIL'}** — transcripts (offline and "
+              "streaming) identical to x86, and logits within the tolerance of the accuracy level: "
+              f"{LEVEL0_TOLERANCE:g} at level 0 (fp32 activations: summation order only); at level 4 "
+              "twice the x86 run's own level-4 vs level-0 difference on that clip (int8 activations "
+              "on both sides, each within that error of the exact product).", ""]
     for level, data in ref["levels"].items():
         lines += [f"## Accuracy level {level}", "",
                   "| clip | machine | offline transcript | streaming = offline | max abs logit diff vs x86 "
-                  "| offline s | streaming s |", "|---|---|---|---|---|---|---|"]
+                  "(tolerance) | vs x86 level 0 | offline s | streaming s |",
+                  "|---|---|---|---|---|---|---|---|"]
         for clip, values in data["clips"].items():
             lines.append(f"| {clip} | x86_64 (native) | {values['offline_text']} | "
-                         f"{values['streaming_text'] == values['offline_text']} | — | "
+                         f"{values['streaming_text'] == values['offline_text']} | — | — | "
                          f"{values['offline_seconds']:.3f} | {values['streaming_seconds']:.3f} |")
             for entry in summary["runs"]:
                 theirs = entry["report"]["levels"][level]["clips"][clip]
@@ -129,15 +146,23 @@ def markdown(summary: dict, command: str) -> str:
                 text = theirs["offline_text"] if check["same_text"] else f"**{theirs['offline_text']}**"
                 lines.append(f"| {clip} | {entry['name']} (emulated) | {text} | "
                              f"{theirs['streaming_text'] == theirs['offline_text']} | "
-                             f"{check['max_logit_difference']:.2e} | {theirs['offline_seconds']:.3f} | "
+                             f"{check['max_logit_difference']:.2e} ({check['tolerance']:.2e}) | "
+                             f"{_maybe(check.get('versus_x86_level0'))} | {theirs['offline_seconds']:.3f} | "
                              f"{theirs['streaming_seconds']:.3f} |")
         lines.append("")
     lines += ["Timings on the arm64 rows are qemu user-mode emulation on the x86 host, not ARM speed; "
-              "they only show the runtime works there. The chroot has no /proc or /sys mounted "
-              "(onnxruntime would read the host's x86 CPU description and crash), so onnxruntime "
-              "picks its kernels from the emulated CPU's feature registers: neoverse-n1 has dotprod "
+              "they only show the runtime works there. 'vs x86 level 0' is the arm64 logits' distance from "
+              "the x86 fp32-activation logits: at level 4, a value near 1e-5 means that CPU computed "
+              "with fp32 activations (no int8 dot-product kernel was taken), a value near the x86 "
+              "level-4 error means it quantized activations as x86 does. The chroot has no /proc or "
+              "/sys mounted (onnxruntime would read the host's x86 CPU description and crash), so "
+              "onnxruntime picks its kernels from the emulated CPU's feature registers: neoverse-n1 has dotprod "
               "(int8 KleidiAI/MLAS dot-product kernels), cortex-a72 does not.", ""]
     return "\n".join(lines)
+
+
+def _maybe(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2e}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         for level, checks in entry["levels"].items():
             for clip, check in checks.items():
                 print(f"{entry['name']} level {level} {clip}: same text {check['same_text']}, max logit "
-                      f"diff {check['max_logit_difference']:.2e} (tol {check['tolerance']:g})")
+                      f"diff {check['max_logit_difference']:.2e} (tol {check['tolerance']:.2e})")
     print("PASS" if summary["passed"] else "FAIL")
     return 0 if summary["passed"] else 1
 

@@ -200,6 +200,8 @@ def test_browser_microphone_and_dropped_file_end_to_end(server, padded_wavs, tmp
         wait.until(lambda d: "mpq" in d.find_element(By.ID, "model").text)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#bitchart rect.bar")) == 36
         driver.find_element(By.ID, "start").click()
+        wait.until(lambda d: d.execute_script("return window.speechmpq.sentSeconds") >= seconds / 2)
+        driver.save_screenshot(str(tmp_path / "browser_demo_partial.png"))  # mid-utterance
         wait.until(lambda d: d.execute_script("return window.speechmpq.sentSeconds") >= seconds + 0.3)
         partial_seen = driver.execute_script("return document.getElementById('stable').textContent + "
                                              "document.getElementById('tentative').textContent")
@@ -215,7 +217,6 @@ def test_browser_microphone_and_dropped_file_end_to_end(server, padded_wavs, tmp
         cer = jiwer.cer(offline, shown)
         print(f"microphone: page {shown!r}; file offline {offline!r}; CER {cer:.3f}")
         assert cer < 0.25
-        driver.save_screenshot(str(tmp_path / "browser_demo_microphone.png"))
 
         file_path = padded_wavs[1]
         driver.find_element(By.ID, "file").send_keys(str(file_path))
@@ -231,5 +232,5 @@ def test_browser_microphone_and_dropped_file_end_to_end(server, padded_wavs, tmp
         driver.quit()
     keep = os.environ.get("SPEECHMPQ_SCREENSHOT_DIR")
     if keep:
-        for name in ("browser_demo.png", "browser_demo_microphone.png"):
+        for name in ("browser_demo.png", "browser_demo_partial.png"):
             shutil.copy(tmp_path / name, Path(keep) / name)

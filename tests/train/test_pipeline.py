@@ -29,7 +29,8 @@ def _bench(fp32_wer, mpq_wer, p):
                     "mpq": {"streaming_wer": mpq_wer, "offline_wer": mpq_wer, "streaming_vs_fp32_p": p}}}
 
 
-@pytest.mark.parametrize("mpq_wer, p, lossless", [(0.30, 0.01, False), (0.30, 0.40, True), (0.19, 0.01, True)])
+@pytest.mark.parametrize("mpq_wer, p, lossless",
+                         [(0.30, 0.01, False), (0.30, 0.40, True), (0.19, 0.01, True)])
 def test_lossless_verdict_follows_the_significance_test(mpq_wer, p, lossless):
     table = results_table(_bench(0.20, mpq_wer, p), {"average_bits": 2.9})
     assert table[1]["lossless"] is lossless
@@ -41,8 +42,8 @@ def test_lossless_verdict_follows_the_significance_test(mpq_wer, p, lossless):
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["pipeline", "--out", str(out), "--train-hours", "0.02", "--test-utterances", "12", "--steps", "10",
-            "--repetitions", "1", "--quiet"]
+    argv = ["pipeline", "--out", str(out), "--train-hours", "0.02", "--test-utterances", "12",
+            "--steps", "10", "--repetitions", "1", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| FP32 |" in printed and "| MPQ |" in printed and "pipeline.md" in printed

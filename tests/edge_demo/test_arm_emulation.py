@@ -1,0 +1,55 @@
+"""The aarch64 check (edge_demo/arm_emulation.sh): slow, needs root, apt and network to Debian and PyPI.
+
+Builds (or reuses) the Debian 12 arm64 chroot, runs the torch-free runtime there under qemu as
+neoverse-n1 and cortex-a72, and requires transcripts identical to x86 and logits within the
+accuracy level's tolerance. ~13 min on the 2-core CI machine from nothing.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechmpq.edge_demo import arm_check
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fake_run(path: Path, offset: float, text: str = "HELLO") -> None:
+    path.mkdir(parents=True)
+    report = {"machine": "x", "python": "3", "onnxruntime": "1", "numpy": "2", "qemu_cpu": "", "model": "m",
+              "threads": 1, "levels": {"0": {"load_seconds": 0.1, "clips": {"a.flac": {
+                  "audio_seconds": 1.0, "offline_text": text, "streaming_text": text, "offline_seconds": 0.1,
+                  "streaming_seconds": 0.1, "windows": 1}}}}}
+    (path / "report.json").write_text(json.dumps(report))
+    np.savez(path / "logits.npz", **{"0/a.flac": np.zeros((5, 3)) + offset})
+
+
+def test_compare_checks_text_and_tolerance(tmp_path):
+    _fake_run(tmp_path / "x86", 0.0)
+    _fake_run(tmp_path / "close", 1e-5)
+    _fake_run(tmp_path / "far", 1.0)
+    _fake_run(tmp_path / "other-text", 0.0, "HULLO")
+    assert arm_check.compare(tmp_path / "x86", [tmp_path / "close"])["passed"]
+    assert not arm_check.compare(tmp_path / "x86", [tmp_path / "far"])["passed"]
+    assert not arm_check.compare(tmp_path / "x86", [tmp_path / "other-text"])["passed"]
+    summary = arm_check.compare(tmp_path / "x86", [tmp_path / "close", tmp_path / "far"])
+    text = arm_check.markdown(summary, "cmd")
+    assert "FAIL" in text and "emulation" in text and "1.00e+00" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("apt-get"), reason="needs root and apt-get")
+def test_arm64_transcripts_match_x86(tmp_path):
+    out = tmp_path / "arm"
+    env = {**os.environ, "PYTHON": sys.executable}
+    completed = subprocess.run(["bash", str(ROOT / "edge_demo" / "arm_emulation.sh"), "--out", str(out)],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["passed"] and {run["name"] for run in summary["runs"]} == {"neoverse-n1", "cortex-a72"}
