@@ -156,7 +156,8 @@ def markdown(summary: dict, command: str) -> str:
               "with fp32 activations (no int8 dot-product kernel was taken), a value near the x86 "
               "level-4 error means it quantized activations as x86 does. The chroot has no /proc or "
               "/sys mounted (onnxruntime would read the host's x86 CPU description and crash), so "
-              "onnxruntime picks its kernels from the emulated CPU's feature registers: neoverse-n1 has dotprod "
+              "onnxruntime picks its kernels from the emulated CPU's feature registers: neoverse-n1 has "
+              "dotprod "
               "(int8 KleidiAI/MLAS dot-product kernels), cortex-a72 does not.", ""]
     return "\n".join(lines)
 

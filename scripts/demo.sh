@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: synthesize the clean test split (seed 1, the demo model's
-# corpus seed), transcribe it with the committed demo model, print WER/CER and the per-utterance
-# table. Results land in out/demo-eval/ (utterances.tsv, summary.json).
+# The main job on the embedded default, start to finish: a small synthetic corpus, one-stage
+# mixed-precision quantization of the committed demo model (short schedule), ONNX export of FP32 and
+# MPQ, both streamed through the onnxruntime runtime, one table FP32 vs MPQ (WER with the lossless
+# verdict, average bits, file size, latency, peak memory). Everything lands in out/pipeline/
+# (pipeline.md, pipeline.json, report/bench.md with plots). Extra flags go to `speechmpq pipeline`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${SPEECHMPQ_VENV:-.venv}"
 if [ ! -x "$VENV/bin/speechmpq" ]; then
+    echo "creating $VENV and installing speechmpq with torch==2.13.0 (CPU build) ..." >&2
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e '.[train]' torch==2.13.0
+    "$VENV/bin/python" -m pip install --quiet -e '.[train,serve]' torch==2.13.0
 fi
-"$VENV/bin/speechmpq" corpus --out out/demo-data --splits test-clean --seed 1 \
-    --eval-utterances 300 --overwrite
-"$VENV/bin/speechmpq" eval --model models/demo --data out/demo-data/test-clean \
-    --out out/demo-eval --table
+exec "$VENV/bin/speechmpq" pipeline "$@"
