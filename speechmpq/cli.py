@@ -189,7 +189,8 @@ def _cmd_pipeline(args) -> int:
 
     cfg = PipelineConfig(out=args.out, model=args.model, seed=args.seed, train_hours=args.train_hours,
                          test_utterances=args.test_utterances, target_bits=args.target_bits,
-                         steps=args.steps, repetitions=args.repetitions, threads=args.threads,
+                         steps=args.steps, pass2_steps=args.pass2_steps, repetitions=args.repetitions,
+                         threads=args.threads,
                          fresh=args.fresh, extra={"argv": args.argv})
     result = run_pipeline(cfg, progress=not args.quiet)
     print()
@@ -374,10 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--out", type=Path, default=Path("out/pipeline"), help="run folder (resumes)")
     pipe.add_argument("--model", type=Path, default=Path("models/demo"), help="full-precision model dir")
     pipe.add_argument("--seed", type=int, default=1, help="corpus seed")
-    pipe.add_argument("--train-hours", type=float, default=0.3, help="synthetic training speech")
+    pipe.add_argument("--train-hours", type=float, default=1.0, help="synthetic training speech")
     pipe.add_argument("--test-utterances", type=int, default=300, help="clean test split size")
     pipe.add_argument("--target-bits", type=float, default=3.0, help="average-bits budget")
-    pipe.add_argument("--steps", type=int, default=120, help="one-stage training steps")
+    pipe.add_argument("--steps", type=int, default=200, help="one-stage training steps")
+    pipe.add_argument("--pass2-steps", type=int, default=0, help="then fine-tune with the bits fixed")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
     pipe.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")

@@ -14,7 +14,6 @@ from its checkpoint); ``--fresh`` starts over.
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import sys
 import time
@@ -31,10 +30,11 @@ class PipelineConfig:
     out: Path = Path("out/pipeline")  # everything the run writes
     model: Path = Path("models/demo")  # full-precision model directory (Hugging Face format)
     seed: int = 1  # corpus seed (1: the demo model's corpus; test sentences are disjoint from train)
-    train_hours: float = 0.3  # synthetic speech for quantization-aware training
+    train_hours: float = 1.0  # synthetic speech for quantization-aware training
     test_utterances: int = 300  # clean test split size
     target_bits: float = 3.0  # average-bits budget over the searched layers
-    steps: int = 120  # one-stage search + training steps
+    steps: int = 200  # one-stage search + training steps
+    pass2_steps: int = 0  # then fine-tune with the bits fixed ("Pass 2")
     batch_seconds: float = 32.0  # audio per training batch
     repetitions: int = 2  # interleaved latency/memory measurements per model
     threads: int = 2  # onnxruntime threads for latency (and torch threads for training; 0: all)
@@ -47,6 +47,8 @@ class PipelineConfig:
             raise ValueError(f"train_hours must be > 0, not {self.train_hours}")
         if self.test_utterances < 10:
             raise ValueError(f"test_utterances must be >= 10 (significance test), not {self.test_utterances}")
+        if self.pass2_steps < 0:
+            raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
         if self.steps < 10:
             raise ValueError(f"steps must be >= 10, not {self.steps}")
         if self.repetitions < 1 or self.threads < 0:
@@ -97,6 +99,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
 
         result = quantize(QuantizeConfig(model=cfg.model, train_data=data / "train", out=qrun,
                                          method="one-stage", target_bits=cfg.target_bits, steps=cfg.steps,
+                                         pass2_steps=cfg.pass2_steps,
                                          batch_seconds=cfg.batch_seconds, threads=cfg.threads, device="cpu"),
                           progress=progress)
         if not result:
@@ -140,11 +143,19 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     result = {"table": table, "seconds": seconds, "config": {k: str(v) if isinstance(v, Path) else v
                                                             for k, v in asdict(cfg).items()},
               "quantize": {k: quantized.get(k) for k in ("average_bits", "bits", "compression_seconds")},
-              "machine": f"{platform.machine()}, {platform.processor() or ''}".strip(", "),
+              "machine": _machine(),
               "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md"))}
     write_json(cfg.out / "pipeline.json", result)
     atomic_write(cfg.out / "pipeline.md", markdown(result))
     return result
+
+
+def _machine() -> str:
+    from speechmpq.runtime.bench import machine_facts
+
+    facts = machine_facts()
+    return (f"{facts['cpu']}, {facts['cores']} cores, {facts['system']}, Python {facts['python']}, "
+            + ", ".join(f"{name} {version}" for name, version in facts["versions"].items() if version))
 
 
 def results_table(bench: dict, quantized: dict) -> list[dict]:
@@ -197,7 +208,8 @@ def markdown(result: dict) -> str:
         f"Machine: {result['machine']}. Date: {result['date']}. Wall time {s['total'] / 60:.1f} min "
         f"(corpus {s['corpus']:.0f} s, quantize {s['quantize']:.0f} s, export {s['export']:.0f} s, "
         f"stream {s['stream']:.0f} s).", "",
-        f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches, "
+        f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches"
+        + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
         f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
         f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
         "(greedy CTC, the model's recommended chunking); latency = model time per chunk and peak RSS in "
