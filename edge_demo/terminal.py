@@ -112,6 +112,18 @@ def _header(recognizer: Recognizer, model: Path) -> str:
             "Stable text bold, tentative dim.")
 
 
+def _feed(recognizer: Recognizer, stream: Stream, samples: np.ndarray, meter: Meter, view: LiveView) -> int:
+    """Hand samples (at the model's rate) to the stream, decode what is ready, redraw; model calls."""
+    stream.accept_waveform(samples, recognizer.info.sample_rate)
+    meter.audio_seconds += samples.size / recognizer.info.sample_rate
+    calls = recognizer.decode(stream)
+    meter.add(stream, calls)
+    if calls:
+        result = stream.result
+        view.update(result.stable, result.tentative, meter.line())
+    return calls
+
+
 def run_file(recognizer: Recognizer, path: str | Path, view: LiveView, realtime: bool = False,
              feed_ms: int = 100) -> tuple[str, Meter]:
     rate = recognizer.info.sample_rate
@@ -124,14 +136,7 @@ def run_file(recognizer: Recognizer, path: str | Path, view: LiveView, realtime:
     for position in range(0, samples.size, piece):
         if realtime:
             time.sleep(max(0.0, started + position / rate - time.perf_counter()))
-        chunk = samples[position: position + piece]
-        stream.accept_waveform(chunk, rate)
-        meter.audio_seconds += chunk.size / rate
-        calls = recognizer.decode(stream)
-        meter.add(stream, calls)
-        if calls:
-            result = stream.result
-            view.update(result.stable, result.tentative, meter.line())
+        _feed(recognizer, stream, samples[position: position + piece], meter, view)
     stream.input_finished()
     meter.add(stream, recognizer.decode(stream))
     view.clear()
@@ -167,17 +172,11 @@ def run_microphone(recognizer: Recognizer, view: LiveView, device: str | int | N
                     piece = pieces.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                stream.accept_waveform(piece, rate)
-                meter.audio_seconds += piece.size / rate
-                calls = recognizer.decode(stream)
-                meter.add(stream, calls)
-                if calls:
-                    result = stream.result
-                    view.update(result.stable, result.tentative, meter.line())
-                    if stream.is_endpoint and result.text.strip():
-                        view.clear()
-                        print(result.text, flush=True)
-                        stream.reset()
+                if _feed(recognizer, stream, piece, meter, view) and stream.is_endpoint \
+                        and stream.result.text.strip():
+                    view.clear()
+                    print(stream.result.text, flush=True)
+                    stream.reset()
     except KeyboardInterrupt:
         pass
     except sounddevice.PortAudioError as error:

@@ -46,9 +46,15 @@ def test_compare_checks_text_and_tolerance(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("apt-get"), reason="needs root and apt-get")
 def test_arm64_transcripts_match_x86(tmp_path):
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "register").exists() and subprocess.run(
+            ["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], capture_output=True).returncode:
+        pytest.skip("binfmt_misc cannot be mounted here (qemu user-mode emulation needs it)")
     out = tmp_path / "arm"
+    chroot = os.environ.get("SPEECHMPQ_ARM_ROOT", str(tmp_path / "chroot"))  # set it to reuse one
     env = {**os.environ, "PYTHON": sys.executable}
-    completed = subprocess.run(["bash", str(ROOT / "edge_demo" / "arm_emulation.sh"), "--out", str(out)],
+    completed = subprocess.run(["bash", str(ROOT / "edge_demo" / "arm_emulation.sh"), "--out", str(out),
+                                "--root", chroot],
                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     summary = json.loads(out.with_suffix(".json").read_text())
