@@ -234,3 +234,24 @@ def test_browser_microphone_and_dropped_file_end_to_end(server, padded_wavs, tmp
     if keep:
         for name in ("browser_demo.png", "browser_demo_partial.png"):
             shutil.copy(tmp_path / name, Path(keep) / name)
+
+
+def test_serve_on_a_busy_port_is_one_line(capsys):
+    from speechmpq.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", "--model", str(MODEL), "--port", str(busy.getsockname()[1])]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+
+
+def test_serve_warns_when_exposed(monkeypatch, capsys):
+    from aiohttp import web
+
+    from speechmpq.cli import main
+
+    monkeypatch.setattr(web, "run_app", lambda *args, **kwargs: None)  # do not actually listen
+    assert main(["serve", "--model", str(MODEL), "--host", "0.0.0.0"]) == 0
+    assert "warning: listening on 0.0.0.0" in capsys.readouterr().err
