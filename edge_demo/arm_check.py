@@ -114,11 +114,23 @@ def compare(reference: Path, runs: list[Path]) -> dict:
     return summary
 
 
+def _qemu_version() -> str:
+    import subprocess
+
+    try:
+        first = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True,
+                               timeout=10).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "qemu-user-static (version unknown)"
+    return first[0] if first else "qemu-user-static"
+
+
 def markdown(summary: dict, command: str) -> str:
     ref = summary["reference"]
     lines = ["# aarch64 under emulation: same transcripts as x86", "",
              f"Command: `{command}`  ", f"Date: {time.strftime('%Y-%m-%d')}. Host: x86_64 "
-             f"({platform.processor() or platform.machine()}), qemu-user-static, Debian 12 arm64 chroot.",
+             f"({platform.processor() or platform.machine()}), {_qemu_version()} (user mode), Debian 12 "
+             "arm64 chroot (debootstrap minbase + python3).",
              f"Model: `{ref['model']}`, {ref['threads']} thread(s). Host: Python {ref['python']}, "
              f"onnxruntime {ref['onnxruntime']}, numpy {ref['numpy']}.", ""]
     for entry in summary["runs"]:
