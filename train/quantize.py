@@ -65,7 +65,7 @@ def fit_window(model, window: list[float]) -> int:
         for name, q in table.items():
             index = q.chosen_index()
             if 0 <= index + direction < len(q.candidates):
-                margin = float(q.logits[index] - q.logits[index + direction])
+                margin = float((q.logits[index] - q.logits[index + direction]).detach())
                 options.append((margin, name, index + direction))
         if not options:
             return changes

@@ -25,7 +25,8 @@ def test_blocker_really_blocks_torch():
 def test_runtime_and_shared_modules_import_without_torch():
     code = ("import speechmpq.runtime, speechmpq.runtime.session, speechmpq.runtime.model_info, "
             "speechmpq.runtime.stream, speechmpq.runtime.ctc, speechmpq.runtime.cli, speechmpq.scoring, "
-            "speechmpq.edge_demo, speechmpq.audio, speechmpq.datasets, "
+            "speechmpq.edge_demo, speechmpq.edge_demo.terminal, speechmpq.edge_demo.server, "
+            "speechmpq.edge_demo.arm_check, speechmpq.runtime.memory, speechmpq.audio, speechmpq.datasets, "
             "speechmpq.vocab, speechmpq.significance, speechmpq.evaluation, speechmpq.cli\n"
             "assert 'torch' not in sys.modules")
     result = _run(code)
@@ -62,3 +63,16 @@ def test_runtime_transcribes_without_torch(tiny_corpus):
     result = _run(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected and expected
+
+
+def test_terminal_demo_runs_without_torch():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    clip, model = root / "edge_demo" / "clips" / "clip1.flac", root / "models" / "demo-mpq.onnx"
+    result = _run("from speechmpq.cli import main\n"
+                  f"code = main(['demo', {str(clip)!r}, '--model', {str(model)!r}])\n"
+                  "assert 'torch' not in sys.modules\n"
+                  "raise SystemExit(code)")
+    assert result.returncode == 0, result.stderr
+    assert "SCHOOLTEACHER" in result.stdout and "RTF" in result.stderr
