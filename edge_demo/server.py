@@ -72,6 +72,7 @@ class DemoServer:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self.max_streams = max_streams
         self.active = 0
+        self.sockets: set = set()
 
     def app(self):
         web, _ = _import_aiohttp()
@@ -84,6 +85,11 @@ class DemoServer:
         return app
 
     async def _shutdown(self, app) -> None:
+        """Ctrl-C: close every open stream (1001 going away) before the decode pool goes."""
+        from aiohttp import WSCloseCode
+
+        for socket in list(self.sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def _index(self, request):
@@ -103,47 +109,58 @@ class DemoServer:
             await socket.close()
             return socket
         self.active += 1
+        self.sockets.add(socket)
+        try:
+            await self._serve_stream(socket, WSMsgType)
+        except (ConnectionError, asyncio.CancelledError):
+            pass  # the tab went away mid-reply, or the server is stopping
+        finally:
+            self.active -= 1
+            self.sockets.discard(socket)
+        return socket
+
+    async def _serve_stream(self, socket, WSMsgType) -> None:
         session = _Session(self.recognizer)
         loop = asyncio.get_running_loop()
         await socket.send_json({"type": "ready", "sample_rate": self.recognizer.info.sample_rate})
-        try:
-            async for message in socket:
-                if message.type == WSMsgType.BINARY:
-                    if len(message.data) % 2:
-                        await socket.send_json({"type": "error", "message": "PCM frames must be 16-bit"})
-                        continue
-                    if session.audio_seconds > MAX_STREAM_SECONDS:
-                        await socket.send_json({"type": "error", "message": "stream too long"})
-                        break
-                    reply = await self._call(loop, session.accept, message.data)
-                    if reply:
-                        await socket.send_json(reply)
-                elif message.type == WSMsgType.TEXT:
-                    try:
-                        command = json.loads(message.data).get("type")
-                    except (ValueError, AttributeError):
-                        command = None
-                    if command == "end":
-                        await socket.send_json(await self._call(loop, session.finish))
-                    elif command == "reset":
-                        session = _Session(self.recognizer)
-                        await socket.send_json({"type": "ready",
-                                                "sample_rate": self.recognizer.info.sample_rate})
-                    else:
-                        await socket.send_json({"type": "error", "message": "unknown command"})
-                elif message.type == WSMsgType.ERROR:
+        async for message in socket:
+            if message.type == WSMsgType.BINARY:
+                if len(message.data) % 2:
+                    await socket.send_json({"type": "error", "message": "PCM frames must be 16-bit"})
+                    continue
+                if session.audio_seconds > MAX_STREAM_SECONDS:
+                    await socket.send_json({"type": "error", "message": "stream too long"})
                     break
-        finally:
-            self.active -= 1
-        return socket
+                reply = await self._call(loop, session.accept, message.data)
+                if reply:
+                    await socket.send_json(reply)
+            elif message.type == WSMsgType.TEXT:
+                try:
+                    command = json.loads(message.data).get("type")
+                except (ValueError, AttributeError):
+                    command = None
+                if command == "end":
+                    await socket.send_json(await self._call(loop, session.finish))
+                elif command == "reset":
+                    session = _Session(self.recognizer)
+                    await socket.send_json({"type": "ready",
+                                            "sample_rate": self.recognizer.info.sample_rate})
+                else:
+                    await socket.send_json({"type": "error", "message": "unknown command"})
+            elif message.type == WSMsgType.ERROR:
+                break
 
 
     async def _call(self, loop, function, *arguments) -> dict | None:
         """Run a model call in the pool; a failure is an error event on this stream only."""
         try:
             return await loop.run_in_executor(self.pool, function, *arguments)
-        except (SpeechmpqError, ValueError) as error:
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            raise asyncio.CancelledError from None
+        except SpeechmpqError as error:  # bad audio: an error event on this stream only
             return {"type": "error", "message": str(error)}
+        except Exception as error:  # an onnxruntime failure: also this stream only, named
+            return {"type": "error", "message": f"{type(error).__name__}: {error}"}
 
 
 class _Session:

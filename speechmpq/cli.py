@@ -172,8 +172,17 @@ def _cmd_stream(args) -> int:
 def _cmd_demo(args) -> int:
     from speechmpq.edge_demo.terminal import demo
 
+    device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
     return demo(args.audio, args.model, _recognizer_config(args), realtime=args.realtime,
-                microphone=args.mic, device=args.device, feed_ms=args.feed_ms, seconds=args.seconds)
+                microphone=args.mic, device=device, feed_ms=args.feed_ms, seconds=args.seconds)
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, not {text!r}")
+    return int(text)
 
 
 def _cmd_serve(args) -> int:
@@ -403,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--max-streams", type=int, default=16, help="concurrent streams (tabs) allowed")
     _add_runtime_flags(serve)
     serve.set_defaults(func=_cmd_serve)

@@ -60,6 +60,27 @@ class PipelineConfig:
 STAGES = ("corpus", "quantize", "export", "stream", "report")
 
 
+# settings that decide what the stages produce (resuming with other values would mix results)
+_RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "target_bits", "steps", "pass2_steps",
+                    "batch_seconds", "repetitions", "threads")
+
+
+def _check_settings(cfg: PipelineConfig) -> None:
+    from speechmpq.errors import SpeechmpqError
+
+    path = cfg.out / "settings.json"
+    settings = {key: str(getattr(cfg, key)) for key in _RESULT_SETTINGS}
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = [f"{key} {before.get(key)} -> {value}" for key, value in settings.items()
+                   if before.get(key) != value]
+        if changed:
+            raise SpeechmpqError(f"{cfg.out} holds a run made with other settings ({', '.join(changed)}); "
+                                 "add --fresh to start over there, or give another --out")
+    else:
+        write_json(path, settings)
+
+
 def _stage(index: int, name: str, detail: str) -> float:
     print(f"\n[{index}/{len(STAGES)}] {name}: {detail}", file=sys.stderr, flush=True)
     return time.perf_counter()
@@ -75,6 +96,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     if cfg.fresh and cfg.out.exists():
         shutil.rmtree(cfg.out)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    _check_settings(cfg)
     started, seconds = time.perf_counter(), {}
     data, qrun = cfg.out / "data", cfg.out / "quantize"
     fp32_onnx, mpq_onnx = cfg.out / "fp32.onnx", cfg.out / "mpq.onnx"

@@ -5,7 +5,9 @@ const RATE = 16000;
 let socket = null, audio = null, sentSeconds = 0, sending = false;
 // window.speechmpq is read by the end-to-end test; with ?record=1 the page also keeps every PCM piece
 // it sent (window.speechmpq.sent), so the test can check the server's transcript of exactly that audio.
-const RECORD = new URLSearchParams(location.search).has("record");
+const PARAMS = new URLSearchParams(location.search);
+const RECORD = PARAMS.has("record");
+const NATIVE_RATE = PARAMS.get("rate") === "native";  // capture at the device rate, downsample in the worklet
 window.speechmpq = { finals: [], sentSeconds: 0, state: "idle", errors: [], sent: [] };
 
 function setStatus(text) { $("status").textContent = text; window.speechmpq.state = text; }
@@ -85,8 +87,14 @@ function openSocket() {
         ws.close();
       } else if (m.type === "error") { window.speechmpq.errors.push(m.message); setStatus(`error: ${m.message}`); }
     };
+    let ready = false;
+    const opened = resolve;
+    resolve = (value) => { ready = true; opened(value); };
     ws.onerror = () => reject(new Error("cannot connect to the speechmpq server"));
-    ws.onclose = () => { if (socket === ws) socket = null; };
+    ws.onclose = () => {
+      if (socket === ws) socket = null;
+      if (!ready) reject(new Error(window.speechmpq.errors.slice(-1)[0] || "the server closed the connection"));
+    };
   });
 }
 
@@ -99,36 +107,62 @@ function send(pcm) {
   $("audio-s").textContent = `${sentSeconds.toFixed(1)} s`;
 }
 
+async function micContext(media) {
+  // A 16 kHz context lets the browser resample; where it cannot (Firefox refuses to connect a
+  // microphone to a context of another rate) the worklet downsamples from the device rate.
+  if (!NATIVE_RATE) {
+    let context = null;
+    try {
+      context = new AudioContext({ sampleRate: RATE });
+      return { context, source: context.createMediaStreamSource(media) };
+    } catch (error) { if (context) context.close(); }
+  }
+  const context = new AudioContext();
+  return { context, source: context.createMediaStreamSource(media) };
+}
+
 async function startMicrophone() {
   $("start").disabled = true;
+  let media = null;
   try {
+    media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false,
+      noiseSuppression: false, autoGainControl: false } });
+    const { context, source } = await micContext(media);
+    await context.audioWorklet.addModule("/static/worklet.js");
+    const node = new AudioWorkletNode(context, "pcm-downsampler", { processorOptions: { targetRate: RATE } });
     socket = await openSocket();
     sentSeconds = 0; window.speechmpq.sent = [];
-    const media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false,
-      noiseSuppression: false, autoGainControl: false } });
-    let context;
-    try { context = new AudioContext({ sampleRate: RATE }); } catch (e) { context = new AudioContext(); }
-    await context.audioWorklet.addModule("/static/worklet.js");
-    const source = context.createMediaStreamSource(media);
-    const node = new AudioWorkletNode(context, "pcm-downsampler", { processorOptions: { targetRate: RATE } });
-    node.port.onmessage = (event) => send(event.data);
+    node.port.onmessage = (event) => {
+      if (event.data === "flushed") { node.flushed = true; finishStream(); } else send(event.data);
+    };
     source.connect(node);
     audio = { context, media, node, source };
     $("stop").disabled = false;
     setStatus(`listening (${context.sampleRate} Hz -> 16 kHz)`);
   } catch (error) {
+    if (media) media.getTracks().forEach((t) => t.stop());
+    if (socket) { socket.close(); socket = null; }
     setStatus(`error: ${error.message}`); window.speechmpq.errors.push(error.message);
     $("start").disabled = false;
   }
 }
 
-function stop() {
-  if (audio) {
-    audio.source.disconnect(); audio.node.disconnect();
-    audio.media.getTracks().forEach((t) => t.stop()); audio.context.close(); audio = null;
-  }
+function finishStream() {
   if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify({ type: "end" })); setStatus("finishing…"); }
+}
+
+function stop() {
   $("stop").disabled = true; $("start").disabled = false;
+  if (!audio) { finishStream(); return; }
+  const { context, media, node, source } = audio;
+  audio = null;
+  source.disconnect(); media.getTracks().forEach((t) => t.stop());
+  // the worklet posts what it still holds, then "flushed"; only then is the stream ended
+  node.port.postMessage("flush");
+  setTimeout(() => {  // the worklet did not answer: end the stream anyway
+    node.disconnect(); context.close();
+    if (!node.flushed) finishStream();
+  }, 1000);
 }
 
 async function transcribeFile(file) {

@@ -1,6 +1,7 @@
 // AudioWorklet: microphone samples at the context's rate -> 16 kHz mono int16 PCM, posted in ~100 ms
-// pieces. Downsampling averages the input over each output sample's span (a box low-pass) and
-// interpolates linearly between spans, which is enough for speech at 16 kHz.
+// pieces. Downsampling averages the input over each output sample's span (a box low-pass), which is
+// enough for speech at 16 kHz; a context below 16 kHz is upsampled by linear interpolation. The
+// message "flush" posts what is still held, then "flushed".
 class PcmDownsampler extends AudioWorkletProcessor {
   constructor(options) {
     super();
@@ -10,6 +11,16 @@ class PcmDownsampler extends AudioWorkletProcessor {
     this.pending = new Float32Array(0);
     this.out = [];
     this.piece = Math.round(this.target / 10);
+    this.port.onmessage = (event) => {
+      if (event.data === "flush") { this.post(); this.port.postMessage("flushed"); }
+    };
+  }
+  post() {
+    if (!this.out.length) return;
+    const pcm = new Int16Array(this.out.length);
+    for (let i = 0; i < pcm.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(this.out[i] * 32768)));
+    this.port.postMessage(pcm.buffer, [pcm.buffer]);
+    this.out = [];
   }
   process(inputs) {
     const input = inputs[0];
@@ -24,7 +35,10 @@ class PcmDownsampler extends AudioWorkletProcessor {
       while (pos + this.step < joined.length) {
         let value;
         if (this.step === 1) value = joined[pos];
-        else {
+        else if (this.step < 1) {
+          const i = Math.floor(pos), t = pos - i;
+          value = joined[i] * (1 - t) + joined[Math.min(i + 1, joined.length - 1)] * t;
+        } else {
           const from = Math.max(0, Math.floor(pos - half + 0.5)), to = Math.min(joined.length, Math.floor(pos + half + 0.5));
           let sum = 0; for (let i = from; i < to; i++) sum += joined[i];
           value = sum / Math.max(1, to - from);
@@ -35,12 +49,7 @@ class PcmDownsampler extends AudioWorkletProcessor {
       const keep = Math.max(0, Math.floor(pos - half) - 1);
       this.pending = joined.slice(keep);
       this.position = pos - keep;
-      if (this.out.length >= this.piece) {
-        const pcm = new Int16Array(this.out.length);
-        for (let i = 0; i < pcm.length; i++) pcm[i] = Math.max(-32768, Math.min(32767, Math.round(this.out[i] * 32768)));
-        this.port.postMessage(pcm.buffer, [pcm.buffer]);
-        this.out = [];
-      }
+      if (this.out.length >= this.piece) this.post();
     }
     return true;
   }

@@ -167,6 +167,29 @@ def _streaming(samples: np.ndarray) -> str:
     return Recognizer(MODEL).transcribe(samples.astype(np.float32), 16000)
 
 
+def _microphone_take(driver, wait, seconds: float, screenshot=None) -> tuple[str, np.ndarray, str]:
+    """Start, let the fake microphone play the file, Stop; (final text on the page, PCM it sent,
+    the status line while listening)."""
+    from selenium.webdriver.common.by import By
+
+    finals = len(driver.execute_script("return window.speechmpq.finals"))
+    driver.find_element(By.ID, "start").click()
+    wait.until(lambda d: d.execute_script("return window.speechmpq.sentSeconds") >= seconds / 2)
+    listening = driver.find_element(By.ID, "status").text
+    if screenshot:
+        driver.save_screenshot(str(screenshot))  # mid-utterance
+    wait.until(lambda d: d.execute_script("return window.speechmpq.sentSeconds") >= seconds + 0.3)
+    partial = driver.execute_script("return document.getElementById('stable').textContent + "
+                                    "document.getElementById('tentative').textContent")
+    driver.find_element(By.ID, "stop").click()
+    wait.until(lambda d: len(d.execute_script("return window.speechmpq.finals")) == finals + 1)
+    assert driver.execute_script("return window.speechmpq.errors") == []
+    assert partial  # partials appeared while the audio played
+    sent = _sent_pcm(driver)
+    assert sent.size >= 16000 * seconds
+    return driver.find_elements(By.CSS_SELECTOR, "#finals li")[-1].text, sent, listening
+
+
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
 def test_browser_microphone_and_dropped_file_end_to_end(server, padded_wavs, tmp_path):
     """Microphone (Chromium's fake capture playing a WAV) and a chosen file, through the page.
@@ -199,21 +222,11 @@ def test_browser_microphone_and_dropped_file_end_to_end(server, padded_wavs, tmp
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: "mpq" in d.find_element(By.ID, "model").text)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#bitchart rect.bar")) == 36
-        driver.find_element(By.ID, "start").click()
-        wait.until(lambda d: d.execute_script("return window.speechmpq.sentSeconds") >= seconds / 2)
-        driver.save_screenshot(str(tmp_path / "browser_demo_partial.png"))  # mid-utterance
-        wait.until(lambda d: d.execute_script("return window.speechmpq.sentSeconds") >= seconds + 0.3)
-        partial_seen = driver.execute_script("return document.getElementById('stable').textContent + "
-                                             "document.getElementById('tentative').textContent")
-        driver.find_element(By.ID, "stop").click()
-        wait.until(lambda d: len(d.execute_script("return window.speechmpq.finals")) == 1)
-        shown = driver.find_element(By.CSS_SELECTOR, "#finals li").text
-        assert driver.execute_script("return window.speechmpq.errors") == []
-        assert partial_seen  # partials appeared while the audio played
-        sent = _sent_pcm(driver)
-        assert sent.size >= 16000 * seconds
-        assert shown == _streaming(sent / 32768.0)
         offline = _offline(wav)
+        partial_png = tmp_path / "browser_demo_partial.png"
+        shown, sent, listening = _microphone_take(driver, wait, seconds, partial_png)
+        assert "(16000 Hz -> 16 kHz)" in listening  # Chromium resamples into a 16 kHz context
+        assert shown == _streaming(sent / 32768.0)
         cer = jiwer.cer(offline, shown)
         print(f"microphone: page {shown!r}; file offline {offline!r}; CER {cer:.3f}")
         assert cer < 0.25
@@ -228,6 +241,16 @@ def test_browser_microphone_and_dropped_file_end_to_end(server, padded_wavs, tmp
         print(f"file: page {shown!r}; offline {_offline(file_path)!r}")
         assert float(driver.find_element(By.ID, "rtf").text) > 0
         driver.save_screenshot(str(tmp_path / "browser_demo.png"))
+
+        # the same microphone at the device's own rate: the page's AudioWorklet downsamples
+        driver.get(server + "/?record=1&rate=native")
+        wait.until(lambda d: "mpq" in d.find_element(By.ID, "model").text)
+        shown, sent, listening = _microphone_take(driver, wait, seconds)
+        assert "listening" in listening and "(16000 Hz" not in listening
+        assert shown == _streaming(sent / 32768.0)
+        cer = jiwer.cer(offline, shown)
+        print(f"microphone at the device rate, downsampled in the worklet: page {shown!r}; CER {cer:.3f}")
+        assert cer < 0.25
     finally:
         driver.quit()
     keep = os.environ.get("SPEECHMPQ_SCREENSHOT_DIR")
@@ -243,8 +266,39 @@ def test_serve_on_a_busy_port_is_one_line(capsys):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         assert main(["serve", "--model", str(MODEL), "--port", str(busy.getsockname()[1])]) == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err
+
+
+def test_ctrl_c_with_a_stream_open_stops_cleanly(padded_wavs):
+    """SIGINT while a tab is streaming: the server closes the stream and exits, no traceback."""
+    import signal
+
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "speechmpq", "serve", "--model", str(MODEL),
+                                "--port", str(port), "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"ws://127.0.0.1:{port}/ws"
+
+    async def stream_until_closed():
+        for _ in range(300):
+            try:
+                async with aiohttp.ClientSession() as client, client.ws_connect(url) as ws:
+                    await ws.receive_json()
+                    await ws.send_bytes(np.zeros(32000, "<i2").tobytes())
+                    process.send_signal(signal.SIGINT)
+                    while (message := await ws.receive(timeout=30)).type not in (
+                            aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                        pass
+                    return message.type
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        raise AssertionError("server never accepted a connection")
+
+    asyncio.run(stream_until_closed())
+    output = process.communicate(timeout=30)[0]
+    assert process.returncode is not None and "Traceback" not in output, output
 
 
 def test_serve_warns_when_exposed(monkeypatch, capsys):

@@ -52,3 +52,12 @@ def test_tiny_pipeline_end_to_end(tmp_path, capsys):
     assert 2.0 <= mpq["average_bits"] <= 8.0 and mpq["file_mb"] < result["table"][0]["file_mb"]
     assert (out / "report" / "bench.md").exists() and list((out / "report").glob("bench_*.png"))
     assert main(argv) == 0  # a second run finds every stage done and only reprints
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    from speechmpq.train.pipeline import _check_settings
+
+    _check_settings(PipelineConfig(out=tmp_path, steps=100))
+    _check_settings(PipelineConfig(out=tmp_path, steps=100))  # same settings: resumes
+    with pytest.raises(Exception, match="steps 100 -> 200.*--fresh"):
+        _check_settings(PipelineConfig(out=tmp_path, steps=200))
