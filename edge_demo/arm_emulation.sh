@@ -38,7 +38,7 @@ step() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 [ -x "$PYTHON" ] || { echo "error: $PYTHON: no Python with speechmpq installed (set PYTHON)" >&2; exit 2; }
 if ! command -v qemu-aarch64-static >/dev/null || ! command -v debootstrap >/dev/null; then
     step "installing qemu-user-static and debootstrap"
-    apt-get install -y -q qemu-user-static debootstrap >/dev/null
+    apt-get update -q >/dev/null && apt-get install -y -q qemu-user-static debootstrap >/dev/null
 fi
 
 # binfmt_misc: arm64 ELF files run through qemu-aarch64-static ("F": the interpreter is opened now,
