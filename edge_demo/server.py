@@ -33,6 +33,7 @@ from speechmpq.runtime.stream import Recognizer, RecognizerConfig
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_MESSAGE_BYTES = 1 << 20  # one WebSocket message: ~32 s of 16 kHz int16
 MAX_STREAM_SECONDS = 3600.0  # audio per connection before the stream is closed
+IDLE_SECONDS = 60.0  # a connection that sends nothing this long is closed
 
 
 def _import_aiohttp():
@@ -42,6 +43,14 @@ def _import_aiohttp():
         raise SpeechmpqError("speechmpq serve needs the optional aiohttp package: "
                              "pip install 'speechmpq[serve]'") from None
     return web, WSMsgType
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """The page's origin (scheme://host[:port]) names the host the request was sent to."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
 def _natural(name: str) -> list:
@@ -65,14 +74,17 @@ def model_summary(path: Path, recognizer: Recognizer) -> dict:
 
 class DemoServer:
     def __init__(self, model: str | Path, config: RecognizerConfig | None = None, workers: int = 2,
-                 max_streams: int = 16):
+                 max_streams: int = 16, idle_seconds: float = IDLE_SECONDS,
+                 max_stream_seconds: float = MAX_STREAM_SECONDS):
         self.model_path = Path(model)
         self.recognizer = Recognizer(self.model_path, config)
         self.summary = model_summary(self.model_path, self.recognizer)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         self.max_streams = max_streams
+        self.idle_seconds, self.max_stream_seconds = idle_seconds, max_stream_seconds
         self.active = 0
         self.sockets: set = set()
+        self.stopping = False
 
     def app(self):
         web, _ = _import_aiohttp()
@@ -88,6 +100,7 @@ class DemoServer:
         """Ctrl-C: close every open stream (1001 going away) before the decode pool goes."""
         from aiohttp import WSCloseCode
 
+        self.stopping = True
         for socket in list(self.sockets):
             await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -102,6 +115,10 @@ class DemoServer:
 
     async def _websocket(self, request):
         web, WSMsgType = _import_aiohttp()
+        origin = request.headers.get("Origin")
+        if origin is not None and not _same_origin(origin, request.host):
+            # a page from another site must not drive this server through the visitor's browser
+            return web.Response(status=403, text=f"origin {origin} not allowed\n")
         socket = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30)
         await socket.prepare(request)
         if self.active >= self.max_streams:
@@ -123,14 +140,24 @@ class DemoServer:
         session = _Session(self.recognizer)
         loop = asyncio.get_running_loop()
         await socket.send_json({"type": "ready", "sample_rate": self.recognizer.info.sample_rate})
-        async for message in socket:
+        while True:
+            try:
+                message = await socket.receive(timeout=self.idle_seconds)
+            except asyncio.TimeoutError:
+                await socket.send_json({"type": "error", "message": f"idle for {self.idle_seconds:g} s"})
+                await socket.close()
+                return
+            if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return
             if message.type == WSMsgType.BINARY:
                 if len(message.data) % 2:
                     await socket.send_json({"type": "error", "message": "PCM frames must be 16-bit"})
                     continue
-                if session.audio_seconds > MAX_STREAM_SECONDS:
-                    await socket.send_json({"type": "error", "message": "stream too long"})
-                    break
+                if session.audio_seconds + len(message.data) / 2 / session.rate > self.max_stream_seconds:
+                    await socket.send_json({"type": "error", "message": "stream too long "
+                                            f"(at most {self.max_stream_seconds:g} s per connection)"})
+                    await socket.close()
+                    return
                 reply = await self._call(loop, session.accept, message.data)
                 if reply:
                     await socket.send_json(reply)
@@ -155,8 +182,10 @@ class DemoServer:
         """Run a model call in the pool; a failure is an error event on this stream only."""
         try:
             return await loop.run_in_executor(self.pool, function, *arguments)
-        except RuntimeError:  # the pool is shut down: the server is stopping
-            raise asyncio.CancelledError from None
+        except RuntimeError as error:
+            if self.stopping:  # the pool is shut down
+                raise asyncio.CancelledError from None
+            return {"type": "error", "message": f"RuntimeError: {error}"}
         except SpeechmpqError as error:  # bad audio: an error event on this stream only
             return {"type": "error", "message": str(error)}
         except Exception as error:  # an onnxruntime failure: also this stream only, named

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechmpq.audio import load_audio
-from speechmpq.errors import AudioError, SpeechmpqError
+from speechmpq.errors import SpeechmpqError
 from speechmpq.runtime.memory import process_memory
 from speechmpq.runtime.stream import Recognizer, RecognizerConfig, Stream
 
@@ -126,17 +125,16 @@ def _feed(recognizer: Recognizer, stream: Stream, samples: np.ndarray, meter: Me
 
 def run_file(recognizer: Recognizer, path: str | Path, view: LiveView, realtime: bool = False,
              feed_ms: int = 100) -> tuple[str, Meter]:
+    from speechmpq.runtime.cli import pieces
+
     rate = recognizer.info.sample_rate
-    samples = load_audio(path, rate)
-    if samples.size == 0:
-        raise AudioError(f"{path}: no audio samples")
-    piece = max(1, rate * feed_ms // 1000)
     stream, meter = recognizer.create_stream(), Meter()
-    started = time.perf_counter()
-    for position in range(0, samples.size, piece):
+    started, position = time.perf_counter(), 0
+    for samples in pieces(path, rate, feed_ms):  # bounded memory, whatever the file's length
         if realtime:
             time.sleep(max(0.0, started + position / rate - time.perf_counter()))
-        _feed(recognizer, stream, samples[position: position + piece], meter, view)
+        position += samples.size
+        _feed(recognizer, stream, samples, meter, view)
     stream.input_finished()
     meter.add(stream, recognizer.decode(stream))
     view.clear()
@@ -172,10 +170,12 @@ def run_microphone(recognizer: Recognizer, view: LiveView, device: str | int | N
                     piece = pieces.get(timeout=0.5)
                 except queue.Empty:
                     continue
+                # an endpoint's segment is its committed text; the look-ahead past the silence
+                # belongs to the next segment
                 if _feed(recognizer, stream, piece, meter, view) and stream.is_endpoint \
-                        and stream.result.text.strip():
+                        and stream.result.stable.strip():
                     view.clear()
-                    print(stream.result.text, flush=True)
+                    print(stream.result.stable, flush=True)
                     stream.reset()
     except KeyboardInterrupt:
         pass

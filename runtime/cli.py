@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from speechmpq.audio import load_audio
+from speechmpq.audio import iter_audio
 from speechmpq.errors import SpeechmpqError
 from speechmpq.runtime.stream import Recognizer, RecognizerConfig
 
@@ -28,19 +28,30 @@ def _show_partial(stable: str, tentative: str, terminal: bool) -> None:
     sys.stderr.flush()
 
 
+def pieces(path, rate: int, feed_ms: int):
+    """The file as ``feed_ms`` pieces at ``rate``, read block by block (a microphone's view of it)."""
+    size, pending = max(1, rate * feed_ms // 1000), np.zeros(0, np.float32)
+    for block in iter_audio(path, rate):
+        pending = np.concatenate([pending, block])
+        while pending.size >= size:
+            yield pending[:size]
+            pending = pending[size:]
+    if pending.size:
+        yield pending
+
+
 def stream_file(recognizer: Recognizer, path: str, feed_ms: int = 100, realtime: bool = False,
                 quiet: bool = False) -> dict:
     """Stream one file; returns its final text and timings."""
     rate = recognizer.info.sample_rate
-    samples = load_audio(path, rate)
-    piece = max(1, rate * feed_ms // 1000)
     terminal = sys.stderr.isatty()
     stream, shown = recognizer.create_stream(), None
-    started = time.perf_counter()
-    for position in range(0, samples.size, piece):
+    started, position = time.perf_counter(), 0
+    for samples in pieces(path, rate, feed_ms):  # bounded memory, whatever the file's length
         if realtime:
             time.sleep(max(0.0, started + position / rate - time.perf_counter()))
-        stream.accept_waveform(samples[position: position + piece], rate)
+        position += samples.size
+        stream.accept_waveform(samples, rate)
         if recognizer.decode(stream) and not quiet:
             result = stream.result
             if (result.stable, result.tentative) != shown and result.text:
@@ -53,10 +64,10 @@ def stream_file(recognizer: Recognizer, path: str, feed_ms: int = 100, realtime:
     if terminal and shown and not quiet:
         sys.stderr.write(CLEAR_LINE)
     compute = np.array(stream.compute_seconds) if stream.compute_seconds else np.zeros(1)
-    return {"path": str(path), "text": stream.result.text, "audio_seconds": samples.size / rate,
+    return {"path": str(path), "text": stream.result.text, "audio_seconds": position / rate,
             "chunks": len(stream.compute_seconds), "chunk_ms_p50": 1000 * float(np.median(compute)),
             "chunk_ms_max": 1000 * float(compute.max()),
-            "rtf": float(compute.sum()) / max(samples.size / rate, 1e-9),
+            "rtf": float(compute.sum()) / max(position / rate, 1e-9),
             "end_of_speech_ms": 1000 * end_latency}
 
 

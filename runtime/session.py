@@ -46,6 +46,27 @@ class SessionConfig:
             raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
 
 
+def _check_plan_against_graph(path: Path, plan: dict) -> None:
+    """Every layer of the metadata's bit plan must have its packed weight in the graph
+    (``NAME.weight_quantized``, as speechmpq export writes it). onnxruntime does not list
+    initializers, so the names are read from the file's bytes in one pass (no onnx package)."""
+    import mmap
+    import re
+
+    layers = plan.get("layers") if isinstance(plan, dict) else None
+    if not isinstance(layers, dict):
+        raise ModelError(f"{path}: invalid speechmpq metadata (the bit plan has no layers)")
+    wanted, found = {name.encode("utf-8"): name for name in layers}, set()
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for match in re.finditer(rb"\.weight_quantized", data):  # names are length-prefixed strings
+            before = data[max(0, match.start() - 1024): match.start()]
+            found.update(name for key, name in wanted.items() if before.endswith(key))
+    missing = [name for name in layers if name not in found]
+    if missing:
+        raise ModelError(f"{path}: the bit plan in its metadata does not match the graph: no quantized "
+                         f"weight for {len(missing)} of its {len(layers)} layers (first: {missing[0]})")
+
+
 class OnnxCTCModel:
     """``logits(samples)`` and offline ``transcribe(samples)`` for one exported model file."""
 
@@ -71,6 +92,8 @@ class OnnxCTCModel:
         if len(inputs) != 1 or len(inputs[0].shape) != 2:
             raise ModelError(f"{self.path}: expected one input of shape (batch, samples)")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        if self.info.bitplan:
+            _check_plan_against_graph(self.path, self.info.bitplan)
         vocab_size = outputs[0].shape[-1]
         if isinstance(vocab_size, int) and vocab_size != len(self.info.tokens):
             raise ModelError(f"{self.path}: the vocabulary has {len(self.info.tokens)} tokens but the "

@@ -350,7 +350,9 @@ class Stream:
 
     def reset(self) -> None:
         """Start a new segment (typically after an endpoint): the text and the endpoint counters
-        start over; audio keeps flowing from where it is."""
+        start over; audio keeps flowing from where it is. Take the segment's text from
+        ``result.stable`` before: the tentative tail comes from look-ahead frames past the
+        silence, which may already hold the next utterance, and the next segment decodes them."""
         self._start_segment()
 
     @property

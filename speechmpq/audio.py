@@ -61,9 +61,59 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
     try:
-        return resample(to_mono_float32(samples), rate, sample_rate)
+        result = resample(to_mono_float32(samples), rate, sample_rate)
     except AudioError as error:
         raise AudioError(f"{path}: {error}") from None
+    if result.size == 0:  # e.g. one sample at 44.1 kHz resampled to 16 kHz
+        raise AudioError(f"{path}: too short ({samples.shape[0]} samples at {rate} Hz)")
+    return result
+
+
+def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 1.0):
+    """Stream a file of any length in blocks: mono float32 pieces at ``sample_rate``, in bounded
+    memory (one block and the resampler's state). Failures, also mid-file, are ``AudioError``s
+    naming the file."""
+    import soundfile
+    import soxr
+
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    try:
+        handle = soundfile.SoundFile(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+        raise AudioError(f"{path}: cannot read audio ({error})") from None
+    with handle:
+        rate, total, produced = handle.samplerate, 0, 0
+        if rate <= 0:
+            raise AudioError(f"{path}: invalid sample rate {rate}")
+        resampler = None if rate == sample_rate else soxr.ResampleStream(
+            rate, sample_rate, 1, dtype="float32", quality="HQ")
+        block = max(1, int(rate * block_seconds))
+        while True:
+            try:
+                data = handle.read(block, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+                raise AudioError(f"{path}: cannot read audio ({error})") from None
+            last = data.shape[0] < block
+            try:
+                mono = to_mono_float32(data)
+            except AudioError as error:
+                raise AudioError(f"{path}: {error}") from None
+            total += mono.size
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            if mono.size:
+                produced += mono.size
+                yield mono
+            if last:
+                break
+        if total == 0:
+            raise AudioError(f"{path}: contains no samples")
+        if produced == 0:
+            raise AudioError(f"{path}: too short ({total} samples at {rate} Hz)")
 
 
 def normalize_waveform(samples: np.ndarray) -> np.ndarray:

@@ -51,3 +51,34 @@ def test_empty_signal_and_nan_are_refused(tmp_path):
                     subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN"):
         load_audio(tmp_path / "nan.wav")
+
+
+def test_iter_audio_streams_the_same_samples_as_load_audio(tmp_path):
+    import soundfile
+
+    from speechmpq.audio import iter_audio
+
+    rng = np.random.default_rng(0)
+    for rate, channels in ((16000, 1), (44100, 2), (8000, 1)):
+        path = tmp_path / f"a{rate}.wav"
+        soundfile.write(path, rng.uniform(-0.5, 0.5, (int(rate * 2.3), channels)).astype(np.float32), rate)
+        whole = load_audio(path)
+        streamed = np.concatenate(list(iter_audio(path, block_seconds=0.37)))
+        assert abs(streamed.size - whole.size) <= 2  # the stream resampler's edge handling
+        n = min(streamed.size, whole.size)
+        assert np.abs(streamed[100:n - 100] - whole[100:n - 100]).max() < 2e-2
+
+
+def test_iter_audio_refuses_like_load_audio(tmp_path):
+    import soundfile
+
+    from speechmpq.audio import iter_audio
+
+    one = tmp_path / "one.wav"
+    soundfile.write(one, np.zeros(1, np.float32), 44100)
+    nan = tmp_path / "nan.wav"
+    soundfile.write(nan, np.array([0.1, np.nan] * 100, np.float32), 16000, subtype="FLOAT")
+    for path, message in ((one, "too short"), (nan, "NaN"), (tmp_path, "directory"),
+                          (tmp_path / "missing.wav", "no such file")):
+        with pytest.raises(AudioError, match=message):
+            list(iter_audio(path))

@@ -36,3 +36,24 @@ def test_plain_onnx_runs_with_stated_defaults():
 def test_broken_metadata_is_refused_with_a_reason(change, message):
     with pytest.raises(ModelError, match=message):
         ModelInfo.from_metadata({**GOOD, **change}, "bad.onnx")
+
+
+def test_bit_plan_that_does_not_match_the_graph_is_refused(tmp_path):
+    from pathlib import Path
+
+    import onnx
+
+    from speechmpq.runtime.session import OnnxCTCModel
+
+    source = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
+    graph = onnx.load(str(source))
+    for prop in graph.metadata_props:
+        if prop.key == "speechmpq.bitplan":
+            plan = json.loads(prop.value)
+            layers = plan["layers"]
+            layers["wav2vec2.encoder.layers.42.attention.q_proj"] = next(iter(layers.values()))
+            prop.value = json.dumps(plan)
+    onnx.save(graph, str(tmp_path / "bad.onnx"))
+    with pytest.raises(ModelError, match="does not match the graph.*layers.42"):
+        OnnxCTCModel(tmp_path / "bad.onnx")
+    assert OnnxCTCModel(source).info.bitplan  # the real one passes

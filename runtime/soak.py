@@ -1,0 +1,200 @@
+"""Soak test: hours of audio through one stream and through N concurrent streams on one recognizer.
+
+    python -m speechmpq.runtime.soak --model models/demo-mpq.onnx --data data/synth/test-clean \
+        --minutes 60 --streams 1 4 --out results/soak
+
+Audio is the dataset's utterances one after another (cycled until ``--minutes``), each followed by
+1.5 s of silence, read from disk as needed (the soak itself holds no more than one utterance per
+stream). Each stream is fed 100 ms pieces as fast as the model goes, decoded after every piece,
+and reset at every endpoint (the way a device runs for hours: one segment per utterance). Measured:
+process RSS every minute of audio (growth after the first ``--warmup-minutes``), per-chunk latency
+by the audio time it was taken at (p99 of the first vs the last 10 minutes), and the transcript:
+WER of all the segments against all the references (the same as the per-utterance streaming WER
+when nothing was lost or duplicated), the number of segments vs utterances.
+Writes OUT.json and OUT.md; exits 1 when a criterion fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from speechmpq.runtime.memory import process_memory
+
+PIECE_SECONDS = 0.1
+GAP_SECONDS = 1.5
+LIMITS = {"rss_growth": 0.05, "p99_drift": 0.20}
+
+
+@dataclass
+class StreamLog:
+    chunk_ms: list = field(default_factory=list)  # (audio seconds at the chunk, ms)
+    segments: list = field(default_factory=list)
+    references: list = field(default_factory=list)
+    audio_seconds: float = 0.0
+    error: str | None = None
+
+
+def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog) -> None:
+    from speechmpq.audio import load_audio
+
+    rate = recognizer.info.sample_rate
+    piece = int(rate * PIECE_SECONDS)
+    gap = np.zeros(int(rate * GAP_SECONDS), np.float32)
+    stream = recognizer.create_stream()
+    index = offset
+    try:
+        while log.audio_seconds < minutes * 60:
+            utterance = utterances[index % len(utterances)]
+            index += 1
+            samples = np.concatenate([load_audio(utterance.path, rate), gap])
+            log.references.append(utterance.transcript)
+            for start in range(0, samples.size, piece):
+                part = samples[start: start + piece]
+                stream.accept_waveform(part, rate)
+                log.audio_seconds += part.size / rate
+                calls = recognizer.decode(stream)
+                if calls:
+                    for seconds in list(stream.compute_seconds)[-calls:]:
+                        log.chunk_ms.append((log.audio_seconds, 1000 * seconds))
+                    # at an endpoint the segment is its committed text: the tentative tail comes
+                    # from look-ahead frames past the silence (the next utterance may start there),
+                    # which the next segment decodes again
+                    if stream.is_endpoint and stream.result.stable.strip():
+                        log.segments.append(stream.result.stable)
+                        stream.reset()
+        stream.input_finished()
+        recognizer.decode(stream)
+        if stream.result.text.strip():
+            log.segments.append(stream.result.text)
+    except Exception as error:  # noqa: BLE001 - reported, the soak fails
+        log.error = f"{type(error).__name__}: {error}"
+
+
+def run_soak(model: str, data: list[str], minutes: float, streams: int, threads: int = 0,
+             warmup_minutes: float = 5.0, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from speechmpq.datasets import read_dataset
+    from speechmpq.runtime.session import SessionConfig
+    from speechmpq.runtime.stream import Recognizer, RecognizerConfig
+    from speechmpq.scoring import score_pairs
+
+    utterances = [u for location in data for u in read_dataset(location)]
+    recognizer = Recognizer(model, RecognizerConfig(session=SessionConfig(threads=threads)))
+    logs = [StreamLog() for _ in range(streams)]
+    workers = [threading.Thread(target=_feed, args=(recognizer, utterances, minutes, 97 * i, log),
+                                daemon=True) for i, log in enumerate(logs)]
+    rss = []  # (audio minutes of the slowest stream, MiB)
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    bar = tqdm(total=int(minutes), desc=f"soak x{streams}", unit="audio min", disable=not progress)
+    shown = 0
+    while any(worker.is_alive() for worker in workers):
+        time.sleep(0.5)
+        done = min(log.audio_seconds for log in logs) / 60
+        if done >= len(rss):
+            rss.append((done, process_memory()["rss_mib"]))
+        bar.update(max(0, min(int(done), int(minutes)) - shown))
+        shown = max(shown, min(int(done), int(minutes)))
+    bar.close()
+    wall = time.perf_counter() - started
+    rss.append((min(log.audio_seconds for log in logs) / 60, process_memory()["rss_mib"]))
+    after_warmup = [mib for at, mib in rss if at >= warmup_minutes] or [rss[-1][1]]
+    baseline = after_warmup[0]
+    result = {"model": str(model), "streams": streams, "minutes": minutes, "threads": threads,
+              "wall_seconds": wall, "rss_mib": rss, "rss_baseline_mib": baseline,
+              "rss_max_after_warmup_mib": max(after_warmup),
+              "rss_growth": max(after_warmup) / baseline - 1, "per_stream": []}
+    for log in logs:
+        times = np.array(log.chunk_ms) if log.chunk_ms else np.zeros((0, 2))
+        first = times[times[:, 0] <= 600, 1] if times.size else np.zeros(0)
+        last = times[times[:, 0] >= log.audio_seconds - 600, 1] if times.size else np.zeros(0)
+        p99_first = float(np.percentile(first, 99)) if first.size else float("nan")
+        p99_last = float(np.percentile(last, 99)) if last.size else float("nan")
+        hypothesis, reference = " ".join(log.segments), " ".join(log.references)
+        wer = score_pairs(["all"], [reference], [hypothesis])["wer"] if reference else float("nan")
+        result["per_stream"].append({
+            "audio_seconds": log.audio_seconds, "chunks": int(times.shape[0]),
+            "utterances": len(log.references), "segments": len(log.segments), "wer": wer,
+            "p50_ms": float(np.median(times[:, 1])) if times.size else float("nan"),
+            "p99_first_10min_ms": p99_first, "p99_last_10min_ms": p99_last,
+            "p99_drift": p99_last / p99_first - 1 if first.size and last.size else None, "error": log.error})
+    result["passed"] = bool(result["rss_growth"] < LIMITS["rss_growth"] and all(
+        s["error"] is None and s["segments"] > 0 and s["p99_drift"] is not None
+        and abs(s["p99_drift"]) <= LIMITS["p99_drift"] for s in result["per_stream"]))
+    return result
+
+
+def markdown(results: list[dict], command: str, machine: str) -> str:
+    lines = ["# Soak: hours of audio through the streaming runtime", "", f"Command: `{command}`  ",
+             f"Machine: {machine}. Date: {time.strftime('%Y-%m-%d')}.", "",
+             "Criteria: RSS growth after warm-up < 5 %; per-chunk latency p99 of the last 10 minutes of "
+             "audio within 20 % of the first 10 minutes; the transcript complete (every utterance gives "
+             "a segment, WER of all segments against all references as in the per-utterance figures).",
+             "", "| streams | audio per stream | wall | RSS start → max after warm-up (growth) | stream | "
+             "chunks | p50 ms | p99 first 10 min | p99 last 10 min (drift) | utterances / segments | WER % "
+             "| verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        for index, stream in enumerate(result["per_stream"]):
+            head = " | | | "
+            if index == 0:
+                head = (f"{result['streams']} | {stream['audio_seconds'] / 60:.1f} min | "
+                        f"{result['wall_seconds'] / 60:.1f} min | {result['rss_baseline_mib']:.0f} → "
+                        f"{result['rss_max_after_warmup_mib']:.0f} MiB ({100 * result['rss_growth']:+.1f} %)")
+            drift = f"{100 * stream['p99_drift']:+.1f} %" if stream["p99_drift"] is not None else "—"
+            verdict = ("PASS" if result["passed"] else "FAIL") if index == 0 else ""
+            error = f" error: {stream['error']}" if stream["error"] else ""
+            first, last = stream["p99_first_10min_ms"], stream["p99_last_10min_ms"]
+            lines.append(f"| {head} | {index + 1} | {stream['chunks']} | {stream['p50_ms']:.1f} | "
+                         f"{first:.1f} | {last:.1f} ({drift}) | "
+                         f"{stream['utterances']} / {stream['segments']} | {100 * stream['wer']:.2f} | "
+                         f"{verdict} |{error}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m speechmpq.runtime.soak", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", nargs="+", required=True)
+    parser.add_argument("--minutes", type=float, default=60.0, help="audio per stream")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="one run per count")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads")
+    parser.add_argument("--warmup-minutes", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    from speechmpq.errors import SpeechmpqError
+    from speechmpq.evaluation import atomic_write
+    from speechmpq.runtime.bench import machine_facts
+
+    try:
+        results = [run_soak(args.model, args.data, args.minutes, count, args.threads, args.warmup_minutes,
+                            progress=not args.quiet) for count in args.streams]
+    except (SpeechmpqError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    facts = machine_facts()
+    machine = f"{facts['cpu']}, {facts['cores']} cores, onnxruntime {facts['versions']['onnxruntime']}"
+    command = "python -m speechmpq.runtime.soak " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = markdown(results, command, machine)
+    print(text)
+    if args.out:
+        atomic_write(args.out.with_suffix(".json"), json.dumps({"command": command, "machine": machine,
+                                                                "results": results}, indent=1) + "\n")
+        atomic_write(args.out.with_suffix(".md"), text)
+    return 0 if all(result["passed"] for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""The soak, short: minutes of audio through 1 and 2 concurrent streams (the full hour: results/soak.md)."""
+
+import pytest
+
+from speechmpq.runtime.soak import markdown, run_soak
+
+
+@pytest.mark.slow
+def test_short_soak_is_stable_and_complete(tiny_corpus):
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
+    results = [run_soak(str(model), [str(tiny_corpus / "test-clean")], minutes=3, streams=count,
+                        warmup_minutes=1, progress=False) for count in (1, 2)]
+    for result in results:
+        assert result["rss_growth"] < 0.05
+        for stream in result["per_stream"]:
+            assert stream["error"] is None and stream["audio_seconds"] >= 180
+            assert stream["segments"] == stream["utterances"]  # one segment per utterance, none lost
+    assert results[0]["per_stream"][0]["wer"] == pytest.approx(results[1]["per_stream"][0]["wer"])
+    assert "PASS" in markdown(results, "cmd", "machine") or "FAIL" in markdown(results, "cmd", "machine")
