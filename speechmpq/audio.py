@@ -41,6 +41,19 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) ->
     return soxr.resample(samples, from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
+# what soundfile raises for files it cannot read (also mid-file)
+_READ_ERRORS = (RuntimeError, ValueError, OSError)  # LibsndfileError is a RuntimeError
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    return path
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read any file libsndfile understands → mono float32 at ``sample_rate``.
 
@@ -49,14 +62,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """
     import soundfile
 
-    path = Path(path)
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
+    path = _existing_file(path)
     try:
         samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+    except _READ_ERRORS as error:
         raise AudioError(f"{path}: cannot read audio ({error})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: contains no samples")
@@ -76,14 +85,10 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: 
     import soundfile
     import soxr
 
-    path = Path(path)
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
+    path = _existing_file(path)
     try:
         handle = soundfile.SoundFile(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+    except _READ_ERRORS as error:
         raise AudioError(f"{path}: cannot read audio ({error})") from None
     with handle:
         rate, total, produced = handle.samplerate, 0, 0
@@ -95,7 +100,7 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: 
         while True:
             try:
                 data = handle.read(block, dtype="float32", always_2d=True)
-            except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+            except _READ_ERRORS as error:
                 raise AudioError(f"{path}: cannot read audio ({error})") from None
             last = data.shape[0] < block
             try:
