@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speechmpq.files import atomic_output, atomic_write
+
 # Largest |logit difference| vs x86 accepted at accuracy level 0: fp32 activations everywhere, so
 # the only differences are summation order. At levels 1-4 MatMulNBits may quantize activations to
 # int8 per block, and x86 and arm64 kernels round differently (or, without dotprod, do not quantize
@@ -78,8 +80,9 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
                 "streaming_text": stream.result.text, "offline_seconds": offline_seconds,
                 "streaming_seconds": streaming_seconds, "windows": len(stream.compute_seconds)}
         report["levels"][str(level)] = {"load_seconds": load_seconds, "clips": clips_report}
-    np.savez(out / "logits.npz", **arrays)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_output(out / "logits.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    atomic_write(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -203,12 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = compare(args.reference, args.runs)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         for suffix, text in ((".md", markdown(summary, args.command)),
                              (".json", json.dumps(summary, indent=2) + "\n")):
-            temporary = args.out.with_name(args.out.name + suffix + ".tmp")
-            temporary.write_text(text)
-            os.replace(temporary, args.out.with_name(args.out.name + suffix))
+            atomic_write(args.out.with_name(args.out.name + suffix), text)
     for entry in summary["runs"]:
         for level, checks in entry["levels"].items():
             for clip, check in checks.items():

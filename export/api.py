@@ -183,6 +183,6 @@ def size_accounting(model, plan: dict, records: list[dict], file_bytes: int) -> 
 
 
 def write_summary(summary: dict, path: Path) -> None:
-    from speechmpq.evaluation import atomic_write
+    from speechmpq.files import atomic_write
 
     atomic_write(path, json.dumps(summary, indent=1) + "\n")

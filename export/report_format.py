@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from speechmpq.evaluation import atomic_write
+from speechmpq.files import atomic_output, atomic_write
 
 
 def _ops(counts: dict, top: int = 6) -> str:
@@ -123,10 +123,9 @@ def plot(report: dict, path: Path) -> None:
     axis.set_ylabel("WER % through onnxruntime (test-clean + test-other)")
     axis.set_title("Exported demo models: size vs WER (red: mixed precision, grey: ORT peers)")
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=120)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=120, format="png")
     plt.close(figure)
-    tmp.replace(path)
 
 
 def write_report(report: dict, out: Path) -> None:

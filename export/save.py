@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import onnx
 
 from speechmpq.errors import SpeechmpqError
+from speechmpq.files import remove_stale_temporaries, temporary_name
 
 
 def save_checked(model: onnx.ModelProto, out: Path, external_data_threshold: int) -> list[Path]:
@@ -24,7 +24,8 @@ def save_checked(model: onnx.ModelProto, out: Path, external_data_threshold: int
         raise SpeechmpqError(f"{out}: the output must be a .onnx file")
     if not out.parent.is_dir():
         raise SpeechmpqError(f"{out.parent}: no such folder")
-    staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    remove_stale_temporaries(out, ".partial")  # left by an export that was killed
+    staging = temporary_name(out, ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir()
@@ -38,6 +39,7 @@ def save_checked(model: onnx.ModelProto, out: Path, external_data_threshold: int
         else:
             onnx.save_model(model, str(staged))
         onnx.checker.check_model(str(staged), full_check=True)
+        external = (staging / data_name).exists()  # no data file when every tensor is small
         written = []
         if external:
             (staging / data_name).replace(out.with_name(data_name))

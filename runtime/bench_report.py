@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from speechmpq.evaluation import atomic_write
+from speechmpq.files import atomic_output, atomic_write
 from speechmpq.scoring import score_pairs
 from speechmpq.significance import mapsswe
 
@@ -228,10 +227,9 @@ def plots(report: dict, prefix: Path) -> list[Path]:
 
 def _save(figure, prefix: Path, name: str) -> Path:
     path = prefix.with_name(f"{prefix.name}_{name}.png")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     figure.tight_layout()
-    figure.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
     import matplotlib.pyplot as plt
 
     plt.close(figure)

@@ -17,6 +17,7 @@ Writes OUT.json and OUT.md; exits 1 when a criterion fails.
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import sys
 import threading
@@ -35,7 +36,10 @@ LIMITS = {"rss_growth": 0.05, "p99_drift": 0.20}
 
 @dataclass
 class StreamLog:
-    chunk_ms: list = field(default_factory=list)  # (audio seconds at the chunk, ms)
+    # per chunk: audio seconds when it was taken, and its ms (flat arrays: the harness itself must not
+    # grow by a Python object per chunk, or it would show up in the RSS it measures)
+    chunk_at: array.array = field(default_factory=lambda: array.array("d"))
+    chunk_ms: array.array = field(default_factory=lambda: array.array("d"))
     segments: list = field(default_factory=list)
     references: list = field(default_factory=list)
     audio_seconds: float = 0.0
@@ -63,7 +67,8 @@ def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog) -
                 calls = recognizer.decode(stream)
                 if calls:
                     for seconds in list(stream.compute_seconds)[-calls:]:
-                        log.chunk_ms.append((log.audio_seconds, 1000 * seconds))
+                        log.chunk_at.append(log.audio_seconds)
+                        log.chunk_ms.append(1000 * seconds)
                     # at an endpoint the segment is its committed text: the tentative tail comes
                     # from look-ahead frames past the silence (the next utterance may start there),
                     # which the next segment decodes again
@@ -79,7 +84,7 @@ def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog) -
 
 
 def run_soak(model: str, data: list[str], minutes: float, streams: int, threads: int = 0,
-             warmup_minutes: float = 5.0, progress: bool = True) -> dict:
+             warmup_minutes: float = 5.0, progress: bool = True, arena: bool = True) -> dict:
     from tqdm import tqdm
 
     from speechmpq.datasets import read_dataset
@@ -88,7 +93,7 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
     from speechmpq.scoring import score_pairs
 
     utterances = [u for location in data for u in read_dataset(location)]
-    recognizer = Recognizer(model, RecognizerConfig(session=SessionConfig(threads=threads)))
+    recognizer = Recognizer(model, RecognizerConfig(session=SessionConfig(threads=threads, arena=arena)))
     logs = [StreamLog() for _ in range(streams)]
     workers = [threading.Thread(target=_feed, args=(recognizer, utterances, minutes, 97 * i, log),
                                 daemon=True) for i, log in enumerate(logs)]
@@ -110,12 +115,13 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
     rss.append((min(log.audio_seconds for log in logs) / 60, process_memory()["rss_mib"]))
     after_warmup = [mib for at, mib in rss if at >= warmup_minutes] or [rss[-1][1]]
     baseline = after_warmup[0]
-    result = {"model": str(model), "streams": streams, "minutes": minutes, "threads": threads,
+    result = {"model": str(model), "streams": streams, "minutes": minutes, "threads": threads, "arena": arena,
               "wall_seconds": wall, "rss_mib": rss, "rss_baseline_mib": baseline,
               "rss_max_after_warmup_mib": max(after_warmup),
               "rss_growth": max(after_warmup) / baseline - 1, "per_stream": []}
     for log in logs:
-        times = np.array(log.chunk_ms) if log.chunk_ms else np.zeros((0, 2))
+        times = np.stack([np.frombuffer(log.chunk_at), np.frombuffer(log.chunk_ms)], axis=1) \
+            if len(log.chunk_ms) else np.zeros((0, 2))
         first = times[times[:, 0] <= 600, 1] if times.size else np.zeros(0)
         last = times[times[:, 0] >= log.audio_seconds - 600, 1] if times.size else np.zeros(0)
         p99_first = float(np.percentile(first, 99)) if first.size else float("nan")
@@ -132,6 +138,15 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
         s["error"] is None and s["segments"] > 0 and s["p99_drift"] is not None
         and abs(s["p99_drift"]) <= LIMITS["p99_drift"] for s in result["per_stream"]))
     return result
+
+
+def _run_in_fresh_process(*args) -> dict:
+    """run_soak in a new interpreter, so that one count's memory does not start the next one's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_soak, *args).result()
 
 
 def markdown(results: list[dict], command: str, machine: str) -> str:
@@ -171,16 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="one run per count")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads")
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
+    parser.add_argument("--no-arena", dest="arena", action="store_false",
+                        help="turn off onnxruntime's CPU memory arena (see SessionConfig.arena)")
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     from speechmpq.errors import SpeechmpqError
-    from speechmpq.evaluation import atomic_write
+    from speechmpq.files import atomic_write
     from speechmpq.runtime.bench import machine_facts
 
     try:
-        results = [run_soak(args.model, args.data, args.minutes, count, args.threads, args.warmup_minutes,
-                            progress=not args.quiet) for count in args.streams]
+        results = [_run_in_fresh_process(args.model, args.data, args.minutes, count, args.threads,
+                                         args.warmup_minutes, not args.quiet, args.arena)
+                   for count in args.streams]
     except (SpeechmpqError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

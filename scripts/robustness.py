@@ -1,11 +1,16 @@
 """Bad input, one case at a time, through the real command line: what a user sees for each.
 
-    python scripts/robustness.py --out results/robustness [--long-hours 2]
+    python scripts/robustness.py --out results/robustness [--long-hours 2] [--tests]
 
 Every case runs `speechmpq ...` in a fresh process and records the exit status, the last line on
 stderr, whether a Python traceback appeared, the transcript (where one is expected) and the peak RSS
 of the process. A case passes when it gets what the "expect" column says: a transcript with exit 0,
 or a one-line `error:` message with a non-zero exit — never a traceback. Writes OUT.md and OUT.json.
+
+With --tests it also runs the reliability tests (bad input in the API, killed writers, SIGKILLed
+training runs, runtime faults, server hardening, the property-based tests, the short soak; slow ones
+included) and lists every test case with its outcome, and sums up the fuzz and soak results
+committed beside OUT (fuzz.md, soak.json).
 """
 
 from __future__ import annotations
@@ -251,13 +256,75 @@ def judge(case: dict) -> bool:
     return False
 
 
+RELIABILITY_TESTS = {  # file -> what its cases are
+    "tests/core/test_audio.py": "bad input (audio API)",
+    "tests/runtime/test_stream.py": "bad input (runtime API)",
+    "tests/runtime/test_model_info.py": "bad input (models)",
+    "tests/train/test_trainer_cli.py": "bad input (training configs)",
+    "tests/core/test_atomic_outputs.py": "fault: writer killed",
+    "tests/train/test_kill_resume.py": "fault: training SIGKILLed",
+    "tests/runtime/test_faults.py": "fault: runtime",
+    "tests/edge_demo/test_server_hardening.py": "server",
+    "tests/fuzz/test_properties.py": "property-based",
+    "tests/runtime/test_soak.py": "soak (short)",
+}
+
+
+def run_tests() -> list[dict]:
+    """Run the reliability test files (slow ones too) under pytest; one row per test case."""
+    import xml.etree.ElementTree as ElementTree
+
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "junit.xml"
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-m", "slow or not slow", f"--junitxml={report}", *RELIABILITY_TESTS],
+                       cwd=ROOT, check=False)
+        tree = ElementTree.parse(report)
+    rows = []
+    for case in tree.iter("testcase"):
+        module = case.get("classname", "").replace(".", "/") + ".py"
+        outcome = "passed"
+        for tag in ("failure", "error", "skipped"):
+            element = case.find(tag)
+            if element is not None:
+                outcome = tag if tag != "skipped" else f"skipped ({element.get('message', '')[:80]})"
+        rows.append({"group": RELIABILITY_TESTS.get(module, module), "file": module, "test": case.get("name"),
+                     "outcome": outcome, "seconds": float(case.get("time", 0))})
+    return rows
+
+
+def summaries(out: Path) -> list[str]:
+    """The fuzz and soak figures committed beside OUT, as lines for the counts section."""
+    import re
+
+    lines = []
+    fuzz = out.with_name("fuzz.md")
+    if fuzz.is_file():
+        text = fuzz.read_text()
+        passing = sum(int(n) for n in re.findall(r"(\d+) passing", text))
+        failing = sum(int(n) for n in re.findall(r"(\d+) failing", text))
+        lines.append(f"- Fuzz run ({fuzz.name}): {passing:,} generated cases passed, {failing} failed.")
+    soak = out.with_name("soak.json")
+    if soak.is_file():
+        data = json.loads(soak.read_text())
+        for result in data["results"]:
+            drifts = [s["p99_drift"] for s in result["per_stream"] if s["p99_drift"] is not None]
+            lines.append(
+                f"- Soak ({soak.name}), {result['streams']} stream(s) x {result['minutes']:g} min of audio: "
+                f"RSS growth after warm-up {100 * result['rss_growth']:+.1f} %, p99 drift "
+                f"{100 * min(drifts):+.1f} to {100 * max(drifts):+.1f} %, "
+                f"{'PASS' if result['passed'] else 'FAIL'}.")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("results/robustness"))
     parser.add_argument("--long-hours", type=float, default=2.0)
+    parser.add_argument("--tests", action="store_true", help="also run and list the reliability tests")
     args = parser.parse_args()
-    from speechmpq.evaluation import atomic_write
+    from speechmpq.files import atomic_write
     from speechmpq.train.corpus import CorpusConfig, build_corpus
 
     work = Path(tempfile.mkdtemp(prefix="speechmpq-robustness-"))
@@ -278,11 +345,13 @@ def main() -> int:
             print(f"{'ok  ' if full['passed'] else 'FAIL'} disk full: {full['stderr_last'][:100]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    tests = run_tests() if args.tests else []
     for case in cases:
         case["argv"] = " ".join(str(a).replace(str(work), "TMP").replace(sys.executable, "python")
                                 for a in case["argv"])
     lines = ["# Robustness: bad input through the command line", "",
-             f"Command: `python scripts/robustness.py --out {args.out} --long-hours {args.long_hours:g}`  ",
+             f"Command: `python scripts/robustness.py --out {args.out} --long-hours {args.long_hours:g}"
+             f"{' --tests' if args.tests else ''}`  ",
              f"Date: {time.strftime('%Y-%m-%d')}. Machine: {os.cpu_count()} cores, {sys.platform}. "
              f"{sum(c['passed'] for c in cases)} of {len(cases)} cases behave as expected.", "",
              "| group | case | expected | exit | what the user sees (last stderr line, or the transcript) | "
@@ -297,10 +366,26 @@ def main() -> int:
                      f"{seen.replace('|', '/')[:160]} | {'YES' if case['traceback'] else 'no'} | "
                      f"{case.get('peak_rss_mib') or 0:.0f} | {'yes' if case['passed'] else 'NO'} |")
     lines.append("")
+    if tests:
+        groups: dict[str, list[dict]] = {}
+        for row in tests:
+            groups.setdefault(row["group"], []).append(row)
+        passed = sum(row["outcome"] == "passed" for row in tests)
+        counts = ["## Counts", "",
+                  f"- Bad inputs through the command line: {len(cases)} (table above).",
+                  *(f"- {group}: {len(rows)} test cases, {sum(r['outcome'] == 'passed' for r in rows)} "
+                    "passed." for group, rows in groups.items()),
+                  *summaries(args.out), ""]
+        lines += [*counts, f"## Reliability tests ({passed} of {len(tests)} passed)", "",
+                  "Run by the same command (`--tests`: pytest, slow tests included).", "",
+                  "| group | test | outcome | seconds |", "|---|---|---|---|"]
+        lines += [f"| {r['group']} | `{r['test']}` | {r['outcome']} | {r['seconds']:.1f} |" for r in tests]
+        lines.append("")
     atomic_write(args.out.with_suffix(".md"), "\n".join(lines))
-    atomic_write(args.out.with_suffix(".json"), json.dumps(cases, indent=1) + "\n")
+    atomic_write(args.out.with_suffix(".json"), json.dumps({"cli": cases, "tests": tests}, indent=1) + "\n")
     print(f"wrote {args.out}.md: {sum(c['passed'] for c in cases)} of {len(cases)} as expected")
-    return 0 if all(c["passed"] for c in cases) else 1
+    broken = [t for t in tests if t["outcome"] in ("failure", "error")]
+    return 0 if all(c["passed"] for c in cases) and not broken else 1
 
 
 if __name__ == "__main__":

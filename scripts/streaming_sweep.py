@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
-from speechmpq.evaluation import atomic_write
+from speechmpq.files import atomic_write
 from speechmpq.runtime.session import SessionConfig
 from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
 from speechmpq.scoring import score_pairs

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from speechmpq.datasets import Utterance, corpus_metadata, read_dataset
 from speechmpq.errors import SpeechmpqError
+from speechmpq.files import atomic_write
 from speechmpq.significance import align_words, bootstrap_wer_difference, mapsswe
 
 TSV_COLUMNS = ("utt_id", "group", "ref_words", "word_errors", "ref_chars", "char_errors",
@@ -28,13 +28,6 @@ def voice_groups(utterances: list[Utterance]) -> dict[str, str]:
     rows = corpus_metadata(utterances)
     return {u.utt_id: ("seen" if rows[u.utt_id]["seen"] == "1" else "unseen") if u.utt_id in rows
             else "all" for u in utterances}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def write_json(path: Path, data: dict) -> None:

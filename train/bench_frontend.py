@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from speechmpq.files import atomic_write
 from speechmpq.train.model_report import machine
 
 
@@ -70,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": datetime.date.today().isoformat(), "machine": machine(),
               "torch_threads": torch.get_num_threads(), "batch": "16 x 4 s", "rows": rows,
               "command": "python -m speechmpq.train.bench_frontend " + " ".join(argv or sys.argv[1:])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     return 0
 
 

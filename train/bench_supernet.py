@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plain fake-quant QAT {statistics.median(times['plain']):.3f} s/step, supernet "
           f"{statistics.median(times['supernet']):.3f} s/step, ratio {result['supernet_over_plain']:.3f}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        from speechmpq.files import atomic_write
+
+        atomic_write(args.out, json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import SpeechmpqError
+from speechmpq.files import replace_folder
 from speechmpq.train import augment
 from speechmpq.train.espeak import ACCENTS, Prosody, get_engine
 from speechmpq.train.textgen import SentenceGenerator
@@ -276,10 +277,7 @@ def build_corpus(cfg: CorpusConfig, progress: bool = True) -> dict:
                                         unit="utt", disable=not progress):
                 durations[utt_id] = seconds
         _write_split(staging, split_plans, durations)
-        final = cfg.out / split
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
+        replace_folder(staging, cfg.out / split, sync=False)  # regenerable; thousands of files
         elapsed = time.time() - started
         seen = [p for p in split_plans if p.seen]
         stats["splits"][split] = {

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from speechmpq.evaluation import evaluate, write_json
+from speechmpq.files import atomic_write
 
 SPLITS = ("dev", "test-clean", "test-other")
 
@@ -177,13 +178,8 @@ device {facts['device']}, bf16 {facts['bf16']}) on {facts['train_hours']:.1f} h 
 
 {args.note}
 """
-    tmp = args.results.with_suffix(".md.tmp")
-    tmp.write_text(md)
-    tmp.replace(args.results.with_suffix(".md"))
-    card = args.model / "README.md"
-    tmp = card.with_suffix(".md.tmp")
-    tmp.write_text(model_card(report, md))
-    tmp.replace(card)
+    atomic_write(args.results.with_suffix(".md"), md)
+    atomic_write(args.model / "README.md", model_card(report, md))
     print(md)
     return 0
 

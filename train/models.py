@@ -8,10 +8,10 @@ files, exactly as ``transformers`` writes them, so real fine-tuned checkpoints l
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from speechmpq.errors import ModelError
+from speechmpq.files import replace_folder, staging_folder
 from speechmpq.vocab import VOCAB, vocab_dict
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
@@ -148,9 +148,7 @@ def save_model(model, model_dir: str | Path, do_normalize: bool = False) -> Path
 
     hf_logging.disable_progress_bar()
     model_dir = Path(model_dir)
-    staging = model_dir.with_name(model_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_folder(model_dir)
     model.save_pretrained(str(staging), safe_serialization=True)
     (staging / "vocab.json").write_text(json.dumps(vocab_dict(), indent=1) + "\n")
     tokenizer = Wav2Vec2CTCTokenizer(
@@ -163,15 +161,7 @@ def save_model(model, model_dir: str | Path, do_normalize: bool = False) -> Path
     )  # fmt: skip
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(str(staging))
     extractor.save_pretrained(str(staging))  # preprocessor_config.json, read by other tools too
-    if model_dir.exists():
-        backup = model_dir.with_name(model_dir.name + ".old")
-        shutil.rmtree(backup, ignore_errors=True)
-        model_dir.rename(backup)
-        staging.rename(model_dir)
-        shutil.rmtree(backup)
-    else:
-        staging.rename(model_dir)
-    return model_dir
+    return replace_folder(staging, model_dir)
 
 
 def parameter_breakdown(model) -> dict:

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechmpq.files import atomic_write
+
 SPLITS = ("dev", "test-clean", "test-other")
 UNIFORM_BITS = (8, 4, 3, 2)
 TWO_STAGE_TARGETS = (4.0, 3.5, 3.0)
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="further speechmpq quantize flags for every run (last)")
     cfg = parser.parse_args(argv)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "experiment.json").write_text(json.dumps(
+    atomic_write(cfg.out / "experiment.json", json.dumps(
         {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()}, indent=1) + "\n")
     todo = [s for s in systems() if cfg.only is None or s.name in cfg.only]
     lock = threading.Lock()

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from speechmpq.evaluation import read_tsv, write_json
+from speechmpq.files import atomic_write
 from speechmpq.significance import mapsswe
 from speechmpq.train.mpq_experiments import ONE_STAGE_TARGETS, SPLITS, TWO_STAGE_TARGETS, systems
 
@@ -246,7 +247,10 @@ def _save(fig, prefix: Path, name: str) -> str:
     path = prefix.with_name(f"{prefix.name}_{name}.png")
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from speechmpq.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     return path.name
 
 
@@ -320,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     files = plots(report, args.runs, args.out)
     write_json(args.out.with_suffix(".json"), {"headline": report["headline"], "meta": meta,
                                                "plots": files, "rows": report["rows"]})
-    args.out.with_suffix(".md").write_text(markdown(report, meta, files))
+    atomic_write(args.out.with_suffix(".md"), markdown(report, meta, files))
     print(json.dumps(report["headline"], indent=1))
     return 0
 

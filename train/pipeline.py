@@ -20,7 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from speechmpq.evaluation import atomic_write, write_json
+from speechmpq.evaluation import write_json
+from speechmpq.files import atomic_write
 
 ALPHA = 0.05  # MAPSSWE significance level of the lossless verdict
 

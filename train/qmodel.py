@@ -21,6 +21,7 @@ from pathlib import Path
 
 from speechmpq import bitplan as bitplan_lib
 from speechmpq.errors import ModelError
+from speechmpq.files import replace_folder, staging_folder
 
 SIDE_FILES = ("vocab.json", "preprocessor_config.json", "tokenizer_config.json",
               "special_tokens_map.json", "processor_config.json", "added_tokens.json")  # fmt: skip
@@ -47,9 +48,7 @@ def save_quantized(model, plan: dict, out_dir: str | Path, source_dir: str | Pat
             raise ValueError(f"{name}: plan says {plan['layers'][name]['bits']} bits, model has {bits}")
         tensors[f"{name}.weight_int"] = codes.contiguous()
         tensors[f"{name}.weight_scale"] = scale.contiguous()
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_folder(out_dir)
     model.config.to_json_file(str(staging / "config.json"))
     save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt",
                                                                       "speechmpq": "quantized"})
@@ -60,15 +59,7 @@ def save_quantized(model, plan: dict, out_dir: str | Path, source_dir: str | Pat
                 shutil.copy2(Path(source_dir) / name, staging / name)
     for name, text in (extra_files or {}).items():
         (staging / name).write_text(text)
-    if out_dir.exists():
-        backup = out_dir.with_name(out_dir.name + ".old")
-        shutil.rmtree(backup, ignore_errors=True)
-        out_dir.rename(backup)
-        staging.rename(out_dir)
-        shutil.rmtree(backup)
-    else:
-        staging.rename(out_dir)
-    return out_dir
+    return replace_folder(staging, out_dir)
 
 
 def load_quantized(model_dir: str | Path):

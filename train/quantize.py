@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from speechmpq import bitplan as bitplan_lib
 from speechmpq.errors import SpeechmpqError
-from speechmpq.evaluation import atomic_write
+from speechmpq.files import atomic_write
 from speechmpq.train import supernet as sn
 from speechmpq.train.quantize_config import RESUMABLE_CHANGES, QuantizeConfig
 from speechmpq.train.run_folder import RunLock, append_log, save_checkpoint

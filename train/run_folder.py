@@ -28,14 +28,22 @@ class RunLock:
 
 
 def append_log(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    """Append one JSON line; a torn last line (a run killed mid-write) is cut off first."""
+    with open(path, "a+b") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end:
+            handle.seek(end - 1)
+            if handle.read(1) != b"\n":
+                handle.seek(0)
+                handle.truncate(handle.read().rfind(b"\n") + 1)
+        handle.write((json.dumps(record) + "\n").encode())
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a torn checkpoint."""
     import torch
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from speechmpq.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
