@@ -257,6 +257,7 @@ def judge(case: dict) -> bool:
 
 
 RELIABILITY_TESTS = {  # file -> what its cases are
+    "tests/core/test_robustness_cases.py": "bad input (the CLI cases above, in process; 2-hour file)",
     "tests/core/test_audio.py": "bad input (audio API)",
     "tests/runtime/test_stream.py": "bad input (runtime API)",
     "tests/runtime/test_model_info.py": "bad input (models)",

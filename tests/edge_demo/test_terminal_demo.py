@@ -6,14 +6,17 @@ import re
 import select
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from speechmpq.audio import load_audio
 from speechmpq.cli import main
 from speechmpq.datasets import read_dataset
 from speechmpq.runtime.stream import Recognizer
+from speechmpq.scoring import score_pairs
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
 
@@ -101,3 +104,63 @@ def test_demo_microphone_without_sounddevice_says_how_to_get_it(monkeypatch, cap
 def test_demo_missing_model_is_one_line(tmp_path, capsys):
     assert main(["demo", "--model", str(tmp_path / "nope.onnx")]) == 1
     assert capsys.readouterr().err.count("error:") == 1
+
+
+class _FakeSounddevice(types.ModuleType):
+    """A stand-in for the sounddevice package: a 'microphone' that plays ``audio`` then silence."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, audio=None, devices=True, open_fails=False):
+        super().__init__("sounddevice")
+        self.audio, self.devices, self.open_fails = audio, devices, open_fails
+        fake = self
+
+        class InputStream:
+            def __init__(self, samplerate, channels, dtype, device, blocksize, callback):
+                assert samplerate == 16000 and channels == 1 and dtype == "float32"
+                self.blocksize, self.callback = blocksize, callback
+
+            def __enter__(self):
+                if fake.open_fails:
+                    raise fake.PortAudioError("Error opening InputStream: Device unavailable")
+                signal = np.concatenate([fake.audio, np.zeros(32000, np.float32)])
+                for start in range(0, signal.size - self.blocksize + 1, self.blocksize):
+                    self.callback(signal[start: start + self.blocksize, None], self.blocksize, None, None)
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        self.InputStream = InputStream
+
+    def query_devices(self, device=None, kind=None):
+        if not self.devices:
+            raise self.PortAudioError("Error querying device -1")
+        return {"name": "fake", "max_input_channels": 1}
+
+
+def test_demo_microphone_transcribes_what_the_device_delivers(utterance, monkeypatch, capsys):
+    audio = load_audio(utterance.path)
+    monkeypatch.setitem(sys.modules, "sounddevice", _FakeSounddevice(audio))
+    assert main(["demo", "--mic", "--seconds", "4", "--model", str(MODEL)]) == 0
+    captured = capsys.readouterr()
+    heard = " ".join(captured.out.split())
+    assert "listening" in captured.err and "Traceback" not in captured.err
+    offline = _expected(utterance.path)
+    assert heard, "nothing was printed"
+    assert score_pairs(["mic"], [offline], [heard])["cer"] <= 0.25
+
+
+@pytest.mark.parametrize("fake, message", [
+    (_FakeSounddevice(devices=False), "error: no microphone found"),
+    (_FakeSounddevice(np.zeros(0, np.float32), open_fails=True), "error: microphone: Error opening"),
+])
+def test_demo_microphone_without_a_device_is_one_line(fake, message, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    assert main(["demo", "--mic", "--seconds", "1", "--model", str(MODEL)]) == 1
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        next(line for line in err.splitlines() if line.startswith(message))]
+    assert "Traceback" not in err
