@@ -239,9 +239,11 @@ class _Session:
 def serve(model: str | None, config: RecognizerConfig, host: str = "127.0.0.1", port: int = 8000,
           max_streams: int = 16) -> int:
     from speechmpq.edge_demo.terminal import default_model
+    from speechmpq.runtime.memory import steady_allocator
 
     web, _ = _import_aiohttp()
     path = Path(model) if model else default_model()
+    steady_allocator()  # runs for hours: keep RSS from creeping up (see runtime/memory.py)
     server = DemoServer(path, config, max_streams=max_streams)
     for warning in server.recognizer.info.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import SpeechmpqError
-from speechmpq.runtime.memory import process_memory
+from speechmpq.runtime.memory import process_memory, steady_allocator
 from speechmpq.runtime.stream import Recognizer, RecognizerConfig, Stream
 
 BOLD, DIM, RESET, CLEAR = "\033[1m", "\033[2m", "\033[0m", "\033[K"
@@ -195,6 +195,8 @@ def demo(audio: list[str], model: str | None, config: RecognizerConfig, realtime
     if feed_ms <= 0:
         raise SpeechmpqError(f"--feed-ms must be > 0, not {feed_ms}")
     path = Path(model) if model else default_model()
+    if microphone:  # may run for hours: keep RSS from creeping up (see runtime/memory.py)
+        steady_allocator()
     recognizer = Recognizer(path, config)
     for warning in recognizer.info.warnings:
         print(f"warning: {warning}", file=sys.stderr)

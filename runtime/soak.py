@@ -1,7 +1,7 @@
 """Soak test: hours of audio through one stream and through N concurrent streams on one recognizer.
 
     python -m speechmpq.runtime.soak --model models/demo-mpq.onnx --data data/synth/test-clean \
-        --minutes 60 --streams 1 4 --out results/soak
+        --minutes 60 --streams 1 4 --compare-allocator --out results/soak
 
 Audio is the dataset's utterances one after another (cycled until ``--minutes``), each followed by
 1.5 s of silence, read from disk as needed (the soak itself holds no more than one utterance per
@@ -10,8 +10,10 @@ and reset at every endpoint (the way a device runs for hours: one segment per ut
 process RSS every minute of audio (growth after the first ``--warmup-minutes``), per-chunk latency
 by the audio time it was taken at (p99 of the first vs the last 10 minutes), and the transcript:
 WER of all the segments against all the references (the same as the per-utterance streaming WER
-when nothing was lost or duplicated), the number of segments vs utterances.
-Writes OUT.json and OUT.md; exits 1 when a criterion fails.
+when nothing was lost or duplicated), the number of segments vs utterances. Each stream count runs
+in a fresh process, with glibc's mmap threshold pinned the way `speechmpq serve` and `speechmpq demo
+--mic` pin it (runtime/memory.py; --glibc-default leaves it, --compare-allocator adds a run that
+does). Writes OUT.json, OUT.md and OUT.png (RSS and p99 over time); exits 1 when a criterion fails.
 """
 
 from __future__ import annotations
@@ -84,14 +86,20 @@ def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog) -
 
 
 def run_soak(model: str, data: list[str], minutes: float, streams: int, threads: int = 0,
-             warmup_minutes: float = 5.0, progress: bool = True, arena: bool = True) -> dict:
+             warmup_minutes: float = 5.0, progress: bool = True, arena: bool = True,
+             steady: bool = True) -> dict:
+    import os
+
     from tqdm import tqdm
 
     from speechmpq.datasets import read_dataset
+    from speechmpq.runtime.memory import steady_allocator
     from speechmpq.runtime.session import SessionConfig
     from speechmpq.runtime.stream import Recognizer, RecognizerConfig
     from speechmpq.scoring import score_pairs
 
+    # what `speechmpq serve` and `speechmpq demo --mic` do (or the user's own MALLOC_MMAP_THRESHOLD_)
+    steady = (steady_allocator() if steady else False) or bool(os.environ.get("MALLOC_MMAP_THRESHOLD_"))
     utterances = [u for location in data for u in read_dataset(location)]
     recognizer = Recognizer(model, RecognizerConfig(session=SessionConfig(threads=threads, arena=arena)))
     logs = [StreamLog() for _ in range(streams)]
@@ -116,9 +124,11 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
     after_warmup = [mib for at, mib in rss if at >= warmup_minutes] or [rss[-1][1]]
     baseline = after_warmup[0]
     result = {"model": str(model), "streams": streams, "minutes": minutes, "threads": threads, "arena": arena,
+              "allocator": "fixed mmap threshold" if steady else "glibc default",
               "wall_seconds": wall, "rss_mib": rss, "rss_baseline_mib": baseline,
               "rss_max_after_warmup_mib": max(after_warmup),
-              "rss_growth": max(after_warmup) / baseline - 1, "per_stream": []}
+              "rss_growth": max(after_warmup) / baseline - 1, "rss_end_growth": rss[-1][1] / baseline - 1,
+              "per_stream": []}
     for log in logs:
         times = np.stack([np.frombuffer(log.chunk_at), np.frombuffer(log.chunk_ms)], axis=1) \
             if len(log.chunk_ms) else np.zeros((0, 2))
@@ -128,7 +138,11 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
         p99_last = float(np.percentile(last, 99)) if last.size else float("nan")
         hypothesis, reference = " ".join(log.segments), " ".join(log.references)
         wer = score_pairs(["all"], [reference], [hypothesis])["wer"] if reference else float("nan")
-        result["per_stream"].append({
+        windows = []  # (audio minute the window starts at, p99 ms) per 5 minutes of audio
+        for start in range(0, int(log.audio_seconds) - 299, 300) if times.size else ():
+            inside = times[(times[:, 0] >= start) & (times[:, 0] < start + 300), 1]
+            windows.append((start / 60, float(np.percentile(inside, 99))))
+        result["per_stream"].append({"p99_per_5min": windows,
             "audio_seconds": log.audio_seconds, "chunks": int(times.shape[0]),
             "utterances": len(log.references), "segments": len(log.segments), "wer": wer,
             "p50_ms": float(np.median(times[:, 1])) if times.size else float("nan"),
@@ -149,22 +163,64 @@ def _run_in_fresh_process(*args) -> dict:
         return pool.submit(run_soak, *args).result()
 
 
+def plot(results: list[dict], path: Path) -> Path | None:
+    """RSS and the per-chunk p99 (5-minute windows) against audio time; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from speechmpq.files import atomic_output
+
+    figure, (memory, latency) = plt.subplots(1, 2, figsize=(11, 4))
+    for result in results:
+        label = f"{result['streams']} stream{'s' if result['streams'] > 1 else ''}, {result['allocator']}"
+        at, mib = zip(*result["rss_mib"], strict=True)
+        memory.plot(at, mib, label=label)
+        for index, stream in enumerate(result["per_stream"]):
+            if stream["p99_per_5min"]:
+                starts, p99 = zip(*stream["p99_per_5min"], strict=True)
+                latency.plot(starts, p99, marker=".", label=label if index == 0 else None,
+                             color=memory.lines[-1].get_color(), alpha=0.8)
+    memory.set_xlabel("audio minutes (slowest stream)")
+    memory.set_ylabel("process RSS, MiB")
+    memory.set_title("memory over the soak")
+    memory.legend(fontsize=8)
+    latency.set_xlabel("audio minute (start of a 5-minute window)")
+    latency.set_ylabel("per-chunk latency p99, ms")
+    latency.set_title("latency p99 per 5 minutes, every stream")
+    latency.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+    return path
+
+
 def markdown(results: list[dict], command: str, machine: str) -> str:
     lines = ["# Soak: hours of audio through the streaming runtime", "", f"Command: `{command}`  ",
              f"Machine: {machine}. Date: {time.strftime('%Y-%m-%d')}.", "",
              "Criteria: RSS growth after warm-up < 5 %; per-chunk latency p99 of the last 10 minutes of "
              "audio within 20 % of the first 10 minutes; the transcript complete (every utterance gives "
              "a segment, WER of all segments against all references as in the per-utterance figures).",
-             "", "| streams | audio per stream | wall | RSS start → max after warm-up (growth) | stream | "
-             "chunks | p50 ms | p99 first 10 min | p99 last 10 min (drift) | utterances / segments | WER % "
-             "| verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "RSS is sampled once per audio minute; 'start' is the first sample after the warm-up, the "
+             "verdict uses the highest sample after it, 'end' is the last sample.",
+             "", "| streams | allocator | audio per stream | wall | RSS start → max after warm-up (growth) "
+             "| RSS end | stream | chunks | p50 ms | p99 first 10 min | p99 last 10 min (drift) "
+             "| utterances / segments | WER % | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         for index, stream in enumerate(result["per_stream"]):
-            head = " | | | "
+            head = " | | | | | "
             if index == 0:
-                head = (f"{result['streams']} | {stream['audio_seconds'] / 60:.1f} min | "
+                head = (f"{result['streams']} | {result.get('allocator', '')} | "
+                        f"{stream['audio_seconds'] / 60:.1f} min | "
                         f"{result['wall_seconds'] / 60:.1f} min | {result['rss_baseline_mib']:.0f} → "
-                        f"{result['rss_max_after_warmup_mib']:.0f} MiB ({100 * result['rss_growth']:+.1f} %)")
+                        f"{result['rss_max_after_warmup_mib']:.0f} MiB "
+                        f"({100 * result['rss_growth']:+.1f} %) | "
+                        f"{result['rss_mib'][-1][1]:.0f} MiB ({100 * result['rss_end_growth']:+.1f} %)")
             drift = f"{100 * stream['p99_drift']:+.1f} %" if stream["p99_drift"] is not None else "—"
             verdict = ("PASS" if result["passed"] else "FAIL") if index == 0 else ""
             error = f" error: {stream['error']}" if stream["error"] else ""
@@ -186,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4], help="one run per count")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads")
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
+    parser.add_argument("--glibc-default", dest="steady", action="store_false",
+                        help="leave glibc's dynamic mmap threshold (see runtime/memory.py)")
+    parser.add_argument("--compare-allocator", action="store_true",
+                        help="then run the largest stream count again with glibc's default, for comparison")
     parser.add_argument("--no-arena", dest="arena", action="store_false",
                         help="turn off onnxruntime's CPU memory arena (see SessionConfig.arena)")
     parser.add_argument("--out", type=Path, help="write OUT.json and OUT.md")
@@ -197,8 +257,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = [_run_in_fresh_process(args.model, args.data, args.minutes, count, args.threads,
-                                         args.warmup_minutes, not args.quiet, args.arena)
+                                         args.warmup_minutes, not args.quiet, args.arena, args.steady)
                    for count in args.streams]
+        if args.compare_allocator and args.steady:
+            results.append(_run_in_fresh_process(
+                args.model, args.data, args.minutes, max(args.streams), args.threads, args.warmup_minutes,
+                not args.quiet, args.arena, False))
     except (SpeechmpqError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -207,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m speechmpq.runtime.soak " + " ".join(sys.argv[1:] if argv is None else argv)
     text = markdown(results, command, machine)
     print(text)
+    picture = plot(results, args.out.with_name(args.out.name + ".png")) if args.out else None
+    if picture:
+        text += f"\n![RSS and p99 latency over the soak]({picture.name})\n"
     if args.out:
         atomic_write(args.out.with_suffix(".json"), json.dumps({"command": command, "machine": machine,
                                                                 "results": results}, indent=1) + "\n")
