@@ -42,16 +42,18 @@ def steady_allocator(threshold: int = LONG_RUN_MMAP_THRESHOLD) -> bool:
     glibc raises its mmap threshold every time a large block is freed (up to 32 MiB); after that,
     the audio buffers and onnxruntime tensors of every chunk come from the heap, which fragments and
     is rarely given back, so RSS wanders upwards over hours of streaming. A fixed threshold (the
-    same as ``MALLOC_MMAP_THRESHOLD_=131072``) keeps large blocks in mmap, returned on free; the
-    measured difference is in results/soak.md. It changes the
-    whole process's allocator, so the library never calls it by itself: ``speechmpq serve``,
-    ``speechmpq demo`` and the soak do; an application embedding the runtime may. Returns False
-    where it does not apply (not glibc, or MALLOC_MMAP_THRESHOLD_ already set by the user).
+    same as ``MALLOC_MMAP_THRESHOLD_=131072``) keeps large blocks in mmap, returned on free. The
+    price is some latency (more page faults); results/soak.md measures both. It changes the whole
+    process's allocator, so the library never calls it by itself: ``speechmpq serve``, ``speechmpq
+    demo --mic`` and the soak do; an application embedding the runtime may. Returns False where it
+    does not apply: not glibc, MALLOC_MMAP_THRESHOLD_ already set by the user, or
+    SPEECHMPQ_STEADY_ALLOCATOR=0 (keep glibc's default).
     """
     import ctypes
     import os
 
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
+    if (os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("SPEECHMPQ_STEADY_ALLOCATOR") == "0"
+            or not sys.platform.startswith("linux")):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
