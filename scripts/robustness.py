@@ -311,7 +311,8 @@ def summaries(out: Path) -> list[str]:
         for result in data["results"]:
             drifts = [s["p99_drift"] for s in result["per_stream"] if s["p99_drift"] is not None]
             lines.append(
-                f"- Soak ({soak.name}), {result['streams']} stream(s) x {result['minutes']:g} min of audio: "
+                f"- Soak ({soak.name}), {result['streams']} stream(s) x {result['minutes']:g} min of audio, "
+                f"{result.get('allocator', 'glibc default')}: "
                 f"RSS growth after warm-up {100 * result['rss_growth']:+.1f} %, p99 drift "
                 f"{100 * min(drifts):+.1f} to {100 * max(drifts):+.1f} %, "
                 f"{'PASS' if result['passed'] else 'FAIL'}.")
