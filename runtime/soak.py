@@ -5,7 +5,8 @@
 
 Audio is the dataset's utterances one after another (cycled until ``--minutes``), each followed by
 1.5 s of silence, read from disk as needed (the soak itself holds no more than one utterance per
-stream). Each stream is fed 100 ms pieces as fast as the model goes, decoded after every piece,
+stream). Each stream is fed 100 ms pieces as fast as the model goes (or, with --realtime, at the
+pace of real audio, so that minutes of audio are minutes of the process's life), decoded after every piece,
 and reset at every endpoint (the way a device runs for hours: one segment per utterance). Measured:
 process RSS every minute of audio (growth after the first ``--warmup-minutes``), per-chunk latency
 by the audio time it was taken at (p99 of the first vs the last 10 minutes), and the transcript:
@@ -48,13 +49,15 @@ class StreamLog:
     error: str | None = None
 
 
-def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog) -> None:
+def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog,
+          realtime: bool = False) -> None:
     from speechmpq.audio import load_audio
 
     rate = recognizer.info.sample_rate
     piece = int(rate * PIECE_SECONDS)
     gap = np.zeros(int(rate * GAP_SECONDS), np.float32)
     stream = recognizer.create_stream()
+    started = time.perf_counter()
     index = offset
     try:
         while log.audio_seconds < minutes * 60:
@@ -66,6 +69,8 @@ def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog) -
                 part = samples[start: start + piece]
                 stream.accept_waveform(part, rate)
                 log.audio_seconds += part.size / rate
+                if realtime:  # as a microphone delivers it: no piece before its time
+                    time.sleep(max(0.0, log.audio_seconds - (time.perf_counter() - started)))
                 calls = recognizer.decode(stream)
                 if calls:
                     for seconds in list(stream.compute_seconds)[-calls:]:
@@ -87,7 +92,7 @@ def _feed(recognizer, utterances, minutes: float, offset: int, log: StreamLog) -
 
 def run_soak(model: str, data: list[str], minutes: float, streams: int, threads: int = 0,
              warmup_minutes: float = 5.0, progress: bool = True, arena: bool = True,
-             steady: bool = True) -> dict:
+             steady: bool = True, realtime: bool = False) -> dict:
     import os
 
     from tqdm import tqdm
@@ -103,7 +108,7 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
     utterances = [u for location in data for u in read_dataset(location)]
     recognizer = Recognizer(model, RecognizerConfig(session=SessionConfig(threads=threads, arena=arena)))
     logs = [StreamLog() for _ in range(streams)]
-    workers = [threading.Thread(target=_feed, args=(recognizer, utterances, minutes, 97 * i, log),
+    workers = [threading.Thread(target=_feed, args=(recognizer, utterances, minutes, 97 * i, log, realtime),
                                 daemon=True) for i, log in enumerate(logs)]
     rss = []  # (audio minutes of the slowest stream, MiB)
     started = time.perf_counter()
@@ -124,7 +129,7 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
     after_warmup = [mib for at, mib in rss if at >= warmup_minutes] or [rss[-1][1]]
     baseline = after_warmup[0]
     result = {"model": str(model), "streams": streams, "minutes": minutes, "threads": threads, "arena": arena,
-              "allocator": "fixed mmap threshold" if steady else "glibc default",
+              "allocator": "fixed mmap threshold" if steady else "glibc default", "realtime": realtime,
               "wall_seconds": wall, "rss_mib": rss, "rss_baseline_mib": baseline,
               "rss_max_after_warmup_mib": max(after_warmup),
               "rss_growth": max(after_warmup) / baseline - 1, "rss_end_growth": rss[-1][1] / baseline - 1,
@@ -244,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-minutes", type=float, default=5.0)
     parser.add_argument("--glibc-default", dest="steady", action="store_false",
                         help="leave glibc's dynamic mmap threshold (see runtime/memory.py)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="feed each stream at the pace of real audio (an hour takes an hour)")
     parser.add_argument("--compare-allocator", action="store_true",
                         help="then run the largest stream count again with glibc's default, for comparison")
     parser.add_argument("--no-arena", dest="arena", action="store_false",
@@ -257,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = [_run_in_fresh_process(args.model, args.data, args.minutes, count, args.threads,
-                                         args.warmup_minutes, not args.quiet, args.arena, args.steady)
+                                         args.warmup_minutes, not args.quiet, args.arena, args.steady,
+                                         args.realtime)
                    for count in args.streams]
         if args.compare_allocator and args.steady:
             results.append(_run_in_fresh_process(
                 args.model, args.data, args.minutes, max(args.streams), args.threads, args.warmup_minutes,
-                not args.quiet, args.arena, False))
+                not args.quiet, args.arena, False, args.realtime))
     except (SpeechmpqError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -37,3 +37,13 @@ def test_steady_allocator_applies_on_glibc_and_can_be_turned_off(monkeypatch):
     assert steady_allocator() is False
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     assert steady_allocator() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_realtime_soak_takes_as_long_as_its_audio(tiny_corpus):
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
+    result = run_soak(str(model), [str(tiny_corpus / "test-clean")], minutes=0.1, streams=1,
+                      warmup_minutes=0, progress=False, realtime=True)
+    audio = result["per_stream"][0]["audio_seconds"]
+    assert audio >= 6 and result["wall_seconds"] >= audio - 0.2 and result["realtime"]
