@@ -310,6 +310,7 @@ def summaries(out: Path) -> list[str]:
         data = json.loads(soak.read_text())
         for result in data["results"]:
             drifts = [s["p99_drift"] for s in result["per_stream"] if s["p99_drift"] is not None]
+            drifts = drifts or [float("nan")]
             lines.append(
                 f"- Soak ({soak.name}), {result['streams']} stream(s) x {result['minutes']:g} min of audio, "
                 f"{result.get('allocator', 'glibc default')}: "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -95,17 +95,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def _exchange(first: Path, second: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported.
+
+    Any other failure (a path gone, no permission) raises OSError: the caller must not go on to
+    the two-rename fallback then.
+    """
     try:
-        renameat2 = ctypes.CDLL(name, use_errno=True).renameat2
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
     at_fdcwd, rename_exchange = -100, 2
-    result = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange)
-    return result == 0
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first))
 
 
 def staging_folder(final: str | Path) -> Path:
@@ -136,7 +141,11 @@ def replace_folder(staging: Path, final: str | Path, sync: bool = True) -> Path:
         backup = final.with_name(final.name + ".old")
         shutil.rmtree(backup, ignore_errors=True)
         final.rename(backup)
-        staging.rename(final)  # a kill between the two renames is undone by restore_folder
+        try:
+            staging.rename(final)  # a kill between the two renames is undone by restore_folder
+        except OSError:
+            backup.rename(final)
+            raise
         shutil.rmtree(backup)
     else:
         staging.rename(final)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import SpeechmpqError
-from speechmpq.files import replace_folder
+from speechmpq.files import replace_folder, restore_folder
 from speechmpq.train import augment
 from speechmpq.train.espeak import ACCENTS, Prosody, get_engine
 from speechmpq.train.textgen import SentenceGenerator
@@ -245,6 +245,8 @@ def build_corpus(cfg: CorpusConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     cfg.out.mkdir(parents=True, exist_ok=True)
+    for split in cfg.splits:  # a replacement cut between two renames (no atomic exchange here)
+        restore_folder(cfg.out / split)
     existing = [s for s in cfg.splits if (cfg.out / s).exists()]
     if existing and not cfg.overwrite:
         raise SpeechmpqError(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from speechmpq.evaluation import evaluate, write_json
 from speechmpq.files import atomic_write
+from speechmpq.train.run_folder import read_log
 
 SPLITS = ("dev", "test-clean", "test-other")
 
@@ -54,7 +55,7 @@ def wall_seconds(records: list[dict]) -> float:
 
 def training_facts(run: Path) -> dict:
     """Start config, steps, wall time and train hours from a run's train_log.jsonl."""
-    records = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    records = read_log(run / "train_log.jsonl")
     start = next(r for r in records if r.get("event") == "start")
     steps = [r for r in records if "loss" in r]
     devs = [r for r in records if "dev_cer" in r]

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechmpq.files import atomic_write
+from speechmpq.files import atomic_output, atomic_write
 
 SPLITS = ("dev", "test-clean", "test-other")
 UNIFORM_BITS = (8, 4, 3, 2)
@@ -74,8 +74,9 @@ def run_system(system: System, cfg: argparse.Namespace, log) -> None:
     if system.quantized:
         if system.after and not (folder / "checkpoint.pt").exists():
             source = cfg.out / system.after
-            for name in ("checkpoint.pt", "train_log.jsonl"):
-                shutil.copy2(source / name, folder / name)
+            for name in ("train_log.jsonl", "checkpoint.pt"):  # the checkpoint last, whole or not at all
+                with atomic_output(folder / name) as tmp:
+                    shutil.copy2(source / name, tmp)
         steps = ["--steps", str(cfg.steps)] + (
             ["--pass2-steps", str(cfg.pass2_steps)] if system.after else [])
         command = python + ["quantize", "--model", str(cfg.model), "--data", str(cfg.corpus / "train"),

@@ -21,6 +21,7 @@ from speechmpq.evaluation import read_tsv, write_json
 from speechmpq.files import atomic_write
 from speechmpq.significance import mapsswe
 from speechmpq.train.mpq_experiments import ONE_STAGE_TARGETS, SPLITS, TWO_STAGE_TARGETS, systems
+from speechmpq.train.run_folder import read_log
 
 TEST_SPLITS = ("test-clean", "test-other")
 METHOD_NAMES = ("one-stage", "two-stage", "uniform")
@@ -62,7 +63,7 @@ def steady_seconds(folder: Path, summary: dict) -> float | None:
     log = folder / "train_log.jsonl"
     if not log.is_file() or not summary:
         return None
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+    records = read_log(log)
     total = summary["phase_seconds"].get("sensitivity", 0.0)
     for phase in summary["phase_seconds"]:
         if phase == "sensitivity":
@@ -224,7 +225,7 @@ def plots(report: dict, runs: Path, prefix: Path) -> dict[str, str]:
     ax.set_title("WER vs size (✗: significantly worse than FP32)")
     ax.legend(fontsize=8)
     files["wer_vs_size"] = _save(fig, prefix, "wer_vs_size")
-    logs = {n: [json.loads(x) for x in (runs / n / "train_log.jsonl").read_text().splitlines()]
+    logs = {n: read_log(runs / n / "train_log.jsonl")
             for n in one_stage if (runs / n / "train_log.jsonl").is_file()}
     if logs:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -25,6 +26,16 @@ class RunLock:
         if not self._handle.closed:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a JSONL log; a torn last line (a run killed mid-write) is left out."""
+    lines = Path(path).read_text().splitlines()
+    records = [json.loads(line) for line in lines[:-1]]
+    if lines:
+        with contextlib.suppress(json.JSONDecodeError):
+            records.append(json.loads(lines[-1]))
+    return records
 
 
 def append_log(path: Path, record: dict) -> None:

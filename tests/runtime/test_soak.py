@@ -24,19 +24,23 @@ def test_short_soak_is_stable_and_complete(tiny_corpus):
     assert [line.split("|")[-2].strip() for line in table] == ["PASS", "PASS", ""]  # a row per stream
 
 
-def test_steady_allocator_applies_on_glibc_and_can_be_turned_off(monkeypatch):
+def test_steady_allocator_applies_on_glibc_and_can_be_turned_off():
+    """In child processes: mallopt would stay in force for the rest of this test session."""
+    import os
     import platform
+    import subprocess
+    import sys
 
-    from speechmpq.runtime.memory import steady_allocator
+    def applied(**env) -> str:
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("MALLOC_MMAP_THRESHOLD_", "SPEECHMPQ_STEADY_ALLOCATOR")}
+        code = "from speechmpq.runtime.memory import steady_allocator; print(steady_allocator())"
+        return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
+                              text=True, check=True).stdout.strip()
 
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.setenv("SPEECHMPQ_STEADY_ALLOCATOR", "0")
-    assert steady_allocator() is False
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # the user's own setting wins
-    monkeypatch.delenv("SPEECHMPQ_STEADY_ALLOCATOR")
-    assert steady_allocator() is False
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
-    assert steady_allocator() is (platform.libc_ver()[0] == "glibc")
+    assert applied(SPEECHMPQ_STEADY_ALLOCATOR="0") == "False"
+    assert applied(MALLOC_MMAP_THRESHOLD_="65536") == "False"  # the user's own setting wins
+    assert applied() == str(platform.libc_ver()[0] == "glibc")
 
 
 def test_realtime_soak_takes_as_long_as_its_audio(tiny_corpus):

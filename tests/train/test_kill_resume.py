@@ -69,7 +69,7 @@ def start_model(tmp_path_factory):
 
 # killed after this many logged training steps: between checkpoints (every 3 steps); for quantize
 # once in the search and once in Pass 2 (which resumes from the checkpoint at the end of the search)
-@pytest.mark.parametrize("kind, kill_after", [("train-fp", 5), ("quantize", 4), ("quantize", 12)])
+@pytest.mark.parametrize("kind, kill_after", [("train-fp", 5), ("quantize", 4), ("quantize", 11)])
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(kind, kill_after, tiny_corpus,
                                                                        start_model, tmp_path):
     straight, cut = tmp_path / "straight", tmp_path / "cut"
