@@ -4,6 +4,8 @@ A writer killed at any moment (``kill -9``, power cut after the data reached the
 leaves either the previous file or the complete new one under the final name, never a mix. The
 temporary file is ``.NAME.PID.tmp`` in the target's folder (same file system, so the rename is
 atomic); one left behind by a killed process is removed by the next write of the same target.
+"Killed" is judged by PID on this machine: two hosts or containers (separate PID namespaces)
+writing the same target in a shared folder at the same time are not supported.
 Folders (model directories, corpus splits) are built in a staging folder and swapped in with one
 atomic exchange where the OS has it (Linux ``renameat2(RENAME_EXCHANGE)``).
 
