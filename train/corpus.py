@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import SpeechmpqError
-from speechmpq.files import replace_folder, restore_folder
+from speechmpq.files import atomic_write, replace_folder, restore_folder
 from speechmpq.train import augment
 from speechmpq.train.espeak import ACCENTS, Prosody, get_engine
 from speechmpq.train.textgen import SentenceGenerator
@@ -296,8 +296,6 @@ def build_corpus(cfg: CorpusConfig, progress: bool = True) -> dict:
         f"{1000 + i}\t{a}\t{v or 'default'}\t{int(v in SEEN_VARIANTS)}\n"
         for i, (a, v) in enumerate(voices)
     ]
-    (cfg.out / "speakers.tsv").write_text("".join(lines))
-    tmp = stats_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stats, indent=2) + "\n")
-    tmp.replace(stats_path)
+    atomic_write(cfg.out / "speakers.tsv", "".join(lines))
+    atomic_write(stats_path, json.dumps(stats, indent=2) + "\n")
     return stats

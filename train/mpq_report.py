@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from speechmpq.evaluation import read_tsv, write_json
-from speechmpq.files import atomic_write
+from speechmpq.files import atomic_output, atomic_write
 from speechmpq.significance import mapsswe
 from speechmpq.train.mpq_experiments import ONE_STAGE_TARGETS, SPLITS, TWO_STAGE_TARGETS, systems
 from speechmpq.train.run_folder import read_log
@@ -248,8 +248,6 @@ def _save(fig, prefix: Path, name: str) -> str:
     path = prefix.with_name(f"{prefix.name}_{name}.png")
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    from speechmpq.files import atomic_output
-
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     return path.name

@@ -1,7 +1,6 @@
 """train-fp and quantize survive SIGKILL: killed mid-run (between checkpoints), run again, they end
 exactly where an uninterrupted run with the same seed ends (the same bit plan, the same weights)."""
 
-import contextlib
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ import torch
 
 from speechmpq import bitplan
 from speechmpq.train.models import build_model, load_model, save_model
+from speechmpq.train.run_folder import read_log
 
 pytestmark = pytest.mark.slow
 
@@ -53,13 +53,7 @@ def _run(argv: list[str], kill_after_step: int | None = None, log: Path | None =
 
 
 def _records(log: Path) -> list[dict]:
-    if not log.exists():
-        return []
-    records = []
-    for line in log.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # the line being written
-            records.append(json.loads(line))
-    return records
+    return read_log(log) if log.exists() else []  # the line being written is left out
 
 
 @pytest.fixture(scope="module")
