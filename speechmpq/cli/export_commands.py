@@ -1,0 +1,73 @@
+"""The ``export`` subcommand: a model directory (or a preset shape) -> one self-describing .onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from speechmpq.cli.train_commands import need_train_extra
+from speechmpq.errors import SpeechmpqError
+
+
+def _cmd_export(args) -> int:
+    need_train_extra()
+    from speechmpq.export.api import Source, export_onnx, write_summary
+    from speechmpq.export.config import ExportConfig
+
+    if args.model is None and args.preset is None:
+        raise SpeechmpqError("export needs a model directory or --preset NAME")
+    if args.model is not None and not Path(args.model).is_dir():
+        raise SpeechmpqError(f"{args.model}: not a model directory")
+    window = {name: value for name, value in [("chunk_ms", args.chunk_ms), ("left_context_ms", args.left_ms),
+                                              ("right_context_ms", args.right_ms)] if value is not None}
+    cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
+                       others=args.others, accuracy_level=args.accuracy_level,
+                       min_container_bits=args.min_container, audio_graph=args.audio_graph, **window)
+    source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
+                    model_type=args.model_type, seed=args.seed, plan=args.plan,
+                    plan_pattern=args.plan_pattern, peer=args.peer)
+    summary = export_onnx(source, args.out, cfg, progress=not args.quiet)
+    if summary.get("size") and not args.quiet:
+        size = summary["size"]
+        print(f"weights {summary['average_bits']:.2f} bits on average over the plan; file "
+              f"{size['file_bytes'] / 1e6:.2f} MB = {size['computed_bytes'] / 1e6:.2f} MB computed from "
+              f"the plan + {size['overhead_bytes'] / 1e6:.2f} MB scales, graph and metadata")
+    if args.summary:
+        write_summary(summary, args.summary)
+    return 0
+
+
+def add_commands(commands) -> None:
+    """The export stage's subparser."""
+    export = commands.add_parser("export", help="model directory -> one self-describing .onnx file")
+    export.add_argument("model", nargs="?", help="model directory (float or quantized)")
+    export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument("--preset", default=None, help="instead of a directory: a preset shape with "
+                        "random weights (tiny, demo, w2v2-base, hubert-large)")
+    export.add_argument("--model-type", default=None, help="with --preset: wav2vec2, hubert or wavlm")
+    export.add_argument("--seed", type=int, default=0, help="with --preset: weight seed")
+    export.add_argument("--plan", type=Path, default=None,
+                        help="apply this bitplan.json to a float model (round to nearest, MSE steps)")
+    export.add_argument("--plan-pattern", type=Path, default=None,
+                        help="repeat this plan's per-matrix-type bits over the model's layers")
+    export.add_argument("--peer", default=None, choices=["ort-int8-dynamic", "ort-int4-rtn"],
+                        help="quantize the FP32 graph with onnxruntime's own tool instead")
+    export.add_argument("--others", default="fp32", choices=["fp32", "int8"],
+                        help="weights outside the plan (convolutions, feature projection, CTC head)")
+    export.add_argument("--block-size", type=int, default=256, help="rows of K per stored scale")
+    export.add_argument("--opset", type=int, default=None, help="default: the lowest that fits")
+    export.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"])
+    export.add_argument("--accuracy-level", type=int, default=0,
+                        help="MatMulNBits accuracy level recommended to the runtime: 0 exact (default), "
+                             "4 int8 activations (faster for 4/8-bit layers)")
+    export.add_argument("--min-container", type=int, default=2, choices=[2, 4, 8],
+                        help="narrowest container: 4 stores 2-bit weights as INT4 (faster ORT kernels)")
+    export.add_argument("--chunk-ms", type=int, default=None, help="recommended streaming chunk "
+                        "(default 640 ms)")
+    export.add_argument("--left-ms", type=int, default=None, help="recommended left context (2560 ms)")
+    export.add_argument("--right-ms", type=int, default=None, help="recommended look-ahead (960 ms)")
+    export.add_argument("--audio-graph", action="store_true",
+                        help="also write NAME.audio.onnx: audio file bytes in (decoded in the graph by "
+                             "onnxruntime-extensions), logits and token ids out")
+    export.add_argument("--summary", type=Path, default=None, help="also write a JSON summary here")
+    export.add_argument("--quiet", action="store_true")
+    export.set_defaults(func=_cmd_export)

@@ -1,0 +1,184 @@
+"""Subcommands that run .onnx models (and PyTorch ones for ``eval``): ``eval``, ``stream``, ``demo``,
+``serve``, ``bench``; the runtime flags they share map onto RecognizerConfig."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from speechmpq.errors import SpeechmpqError
+
+
+def _recognizer_config(args, streaming: bool = True):
+    """Runtime flags -> RecognizerConfig; without ``--streaming`` (eval) the input is one window."""
+    from speechmpq.runtime.session import SessionConfig
+    from speechmpq.runtime.stream import DecoderConfig, RecognizerConfig, StreamingConfig
+
+    chunking = (StreamingConfig(args.chunk_ms, args.left_ms, args.right_ms, args.normalization)
+                if streaming else StreamingConfig(chunk_ms=0, normalization=args.normalization))
+    return RecognizerConfig(
+        session=SessionConfig(threads=args.threads, accuracy_level=args.accuracy_level,
+                              optimization=args.optimization),
+        streaming=chunking, decoder=DecoderConfig(args.decoder, args.beam_size))
+
+
+def _add_runtime_flags(parser) -> None:
+    group = parser.add_argument_group("runtime (.onnx models)")
+    group.add_argument("--chunk-ms", type=int, default=None,
+                       help="new audio per model call (default: the model's metadata)")
+    group.add_argument("--left-ms", type=int, default=None, help="left context (default: metadata)")
+    group.add_argument("--right-ms", type=int, default=None, help="look-ahead (default: metadata)")
+    group.add_argument("--normalization", default="running", choices=["running", "window"],
+                       help="for models that expect normalised input: running statistics or per window")
+    group.add_argument("--decoder", default="greedy", choices=["greedy", "beam"], help="CTC decoding")
+    group.add_argument("--beam-size", type=int, default=8, help="with --decoder beam")
+    group.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
+    group.add_argument("--accuracy-level", type=int, default=None,
+                       help="MatMulNBits accuracy level 0..4 (default: the model's)")
+    group.add_argument("--optimization", default="all", help="ORT graph optimisation level")
+
+
+def _cmd_eval(args) -> int:
+    from speechmpq import evaluation
+
+    if args.compare:
+        result = evaluation.compare_tsv(Path(args.compare[0]), Path(args.compare[1]),
+                                        seed=args.seed)
+        print(evaluation.format_comparison(result))
+        if args.json:
+            evaluation.write_json(Path(args.json), result)
+        return 0
+    if not args.model or not args.data:
+        raise SpeechmpqError("eval needs --model and --data (or --compare A.tsv B.tsv)")
+    recognizer = (_recognizer_config(args, streaming=args.streaming)
+                  if Path(args.model).suffix == ".onnx" else None)
+    summary = evaluation.evaluate(Path(args.model), Path(args.data), out=args.out,
+                                  progress=not args.quiet, table=args.table, device=args.device,
+                                  recognizer=recognizer)
+    print(json.dumps({k: v for k, v in summary.items() if k != "groups"}, indent=None))
+    return 0
+
+
+def _cmd_stream(args) -> int:
+    from speechmpq.runtime.cli import stream_files
+
+    return stream_files(args.model, args.audio, _recognizer_config(args), feed_ms=args.feed_ms,
+                        realtime=args.realtime, quiet=args.quiet)
+
+
+def _cmd_demo(args) -> int:
+    from speechmpq.edge_demo.terminal import demo
+
+    device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+    return demo(args.audio, args.model, _recognizer_config(args), realtime=args.realtime,
+                microphone=args.mic, device=device, feed_ms=args.feed_ms, seconds=args.seconds)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, not {text!r}")
+    return int(text)
+
+
+def _cmd_serve(args) -> int:
+    from speechmpq.edge_demo.server import serve
+
+    return serve(args.model, _recognizer_config(args), host=args.host, port=args.port,
+                 max_streams=args.max_streams)
+
+
+def _cmd_bench(args) -> int:
+    from speechmpq.runtime.bench import BenchConfig, run_bench
+
+    threads = [int(t) for t in args.threads.split(",")] if args.threads else [1, 2]
+    config = BenchConfig(models=args.models, data=args.data, out=args.out, threads=threads,
+                         repetitions=args.repetitions, chunk_ms=args.chunk_ms, left_ms=args.left_ms,
+                         right_ms=args.right_ms, stream_seconds=args.stream_seconds, wer=not args.no_wer,
+                         end_of_speech_utterances=args.eos_utterances, profile=args.profile,
+                         fp32=args.fp32, mpq=args.mpq, int8=args.int8, title=args.title)
+    report = run_bench(config, progress=not args.quiet)
+    from speechmpq.runtime.bench_report import markdown, write_report
+
+    command = "speechmpq " + shlex.join(args.argv)
+    written = write_report(report, args.out, command)
+    print(markdown({**report, "command": command}, command))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def add_commands(commands) -> None:
+    """The runtime's subparsers."""
+    evaluate = commands.add_parser("eval", help="WER/CER of a model on a dataset; significance test")
+    evaluate.add_argument("--model", help="model directory")
+    evaluate.add_argument("--data", help="dataset folder (LibriSpeech tree) or manifest .tsv")
+    evaluate.add_argument("--out", type=Path, default=None,
+                          help="folder for per-utterance TSV and summary JSON")
+    evaluate.add_argument("--compare", nargs=2, metavar=("A.tsv", "B.tsv"),
+                          help="MAPSSWE test + bootstrap interval between two per-utterance TSVs")
+    evaluate.add_argument("--json", help="with --compare: also write the result as JSON")
+    evaluate.add_argument("--table", action="store_true", help="print the per-utterance table")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch models)")
+    evaluate.add_argument("--streaming", action="store_true",
+                          help=".onnx: decode chunk by chunk as the stream command does (default: offline)")
+    _add_runtime_flags(evaluate)
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    stream = commands.add_parser("stream", help="stream audio files through an exported .onnx model, "
+                                 "printing partial results as they change")
+    stream.add_argument("model", help="exported .onnx file")
+    stream.add_argument("audio", nargs="+", help="audio files (any rate and channel count)")
+    stream.add_argument("--feed-ms", type=int, default=100, help="audio handed to the stream per step")
+    stream.add_argument("--realtime", action="store_true", help="feed at the audio's own pace")
+    _add_runtime_flags(stream)
+    stream.add_argument("--quiet", action="store_true", help="final transcripts only")
+    stream.set_defaults(func=_cmd_stream)
+
+    demo = commands.add_parser("demo", help="live streaming transcription in the terminal (a file, the "
+                               "bundled sample clips, or the microphone)")
+    demo.add_argument("audio", nargs="*", help="audio files (default: the bundled sample clips)")
+    demo.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
+    demo.add_argument("--realtime", action="store_true", help="feed files at their own pace")
+    demo.add_argument("--mic", action="store_true", help="the microphone (needs speechmpq[mic])")
+    demo.add_argument("--device", default=None, help="input device name or index for --mic")
+    demo.add_argument("--seconds", type=float, default=None, help="stop --mic after this long")
+    demo.add_argument("--feed-ms", type=int, default=100, help="audio handed to the stream per step")
+    _add_runtime_flags(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    serve = commands.add_parser("serve", help="browser demo: a local page streams the microphone or a "
+                                "dropped file to the model (needs speechmpq[serve])")
+    serve.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--max-streams", type=int, default=16, help="concurrent streams (tabs) allowed")
+    _add_runtime_flags(serve)
+    serve.set_defaults(func=_cmd_serve)
+
+    bench = commands.add_parser("bench", help="latency, memory and WER of .onnx models side by side "
+                                "(each in a fresh process, interleaved repetitions)")
+    bench.add_argument("--models", nargs="+", required=True,
+                       help="LABEL=PATH or PATH: .onnx files, or a PyTorch model directory (eager row)")
+    bench.add_argument("--data", nargs="+", required=True, help="dataset folders (latency audio, WER)")
+    bench.add_argument("--out", type=Path, required=True, help="report prefix: OUT.json, OUT.md, OUT_*.png")
+    bench.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
+    bench.add_argument("--repetitions", type=int, default=3, help="interleaved repetitions")
+    bench.add_argument("--chunk-ms", type=int, default=None, help="default: each model's metadata")
+    bench.add_argument("--left-ms", type=int, default=None)
+    bench.add_argument("--right-ms", type=int, default=None)
+    bench.add_argument("--stream-seconds", type=float, default=30.0, help="audio per latency run")
+    bench.add_argument("--eos-utterances", type=int, default=10,
+                       help="utterances timed from end of speech to final result")
+    bench.add_argument("--profile", action="store_true",
+                       help="also profile each .onnx model with onnxruntime (time per operator type)")
+    bench.add_argument("--no-wer", action="store_true", help="latency and memory only (random weights)")
+    bench.add_argument("--fp32", default=None, help="label of the FP32 reference (default: by metadata)")
+    bench.add_argument("--mpq", default=None, help="label of the headline MPQ model (default: by metadata)")
+    bench.add_argument("--int8", default=None, help="label of the ORT int8 peer (default: by metadata)")
+    bench.add_argument("--title", default="", help="report title")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=_cmd_bench)
