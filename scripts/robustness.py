@@ -10,7 +10,7 @@ or a one-line `error:` message with a non-zero exit — never a traceback. Write
 With --tests it also runs the reliability tests (bad input in the API, killed writers, SIGKILLed
 training runs, runtime faults, server hardening, the property-based tests, the short soak; slow ones
 included) and lists every test case with its outcome, and sums up the fuzz and soak results
-committed beside OUT (fuzz.md, soak.json).
+committed beside OUT (fuzz.md, every soak*.json).
 """
 
 from __future__ import annotations
@@ -305,15 +305,15 @@ def summaries(out: Path) -> list[str]:
         passing = sum(int(n) for n in re.findall(r"(\d+) passing", text))
         failing = sum(int(n) for n in re.findall(r"(\d+) failing", text))
         lines.append(f"- Fuzz run ({fuzz.name}): {passing:,} generated cases passed, {failing} failed.")
-    soak = out.with_name("soak.json")
-    if soak.is_file():
+    for soak in sorted(out.parent.glob("soak*.json")):
         data = json.loads(soak.read_text())
         for result in data["results"]:
             drifts = [s["p99_drift"] for s in result["per_stream"] if s["p99_drift"] is not None]
             drifts = drifts or [float("nan")]
+            pace = "paced in real time" if result.get("realtime") else "as fast as the model goes"
             lines.append(
                 f"- Soak ({soak.name}), {result['streams']} stream(s) x {result['minutes']:g} min of audio, "
-                f"{result.get('allocator', 'glibc default')}: "
+                f"{pace}, {result.get('allocator', 'glibc default')}: "
                 f"RSS growth after warm-up {100 * result['rss_growth']:+.1f} %, p99 drift "
                 f"{100 * min(drifts):+.1f} to {100 * max(drifts):+.1f} %, "
                 f"{'PASS' if result['passed'] else 'FAIL'}.")

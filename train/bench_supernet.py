@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     from speechmpq.datasets import read_dataset
     from speechmpq.train import supernet as sn
     from speechmpq.train.data import SecondsBatchSampler, SpeechDataset, collate, utterance_seconds
-    from speechmpq.train.quantize import _Context, _losses, _optimizer, _student
     from speechmpq.train.quantize_config import QuantizeConfig
+    from speechmpq.train.quantize_step import Context, build_optimizer, build_student, step_losses
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("models/demo"))
@@ -51,15 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         "supernet": QuantizeConfig(model=args.model, train_data=args.data, out="/nonexistent",
                                    method="one-stage", device=args.device),
     }
-    ctx = _Context(configs["plain"])
+    ctx = Context(configs["plain"])
     use_bf16 = ctx.device.type == "cuda" or torch.backends.mkldnn.is_available()
     from speechmpq.train.models import load_model
 
     teacher = load_model(args.model).to(ctx.device).eval()
     runs = {}
     for name, cfg in configs.items():
-        model, _ = _student(cfg, "search" if name == "supernet" else "qat", None, ctx.device)
-        optimizer, _ = _optimizer(model, cfg, 1000)
+        model, _ = build_student(cfg, "search" if name == "supernet" else "qat", None, ctx.device)
+        optimizer, _ = build_optimizer(model, cfg, 1000)
         runs[name] = (cfg, model, optimizer)
 
     def block(name: str) -> float:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "supernet":
                 sn.set_temperature(model, sn.tau_at(step, len(batches)))
                 sn.draw_gumbel_noise(model, torch.Generator().manual_seed(step))
-            ctc, kl, utts, frames = _losses(model, teacher, batch, ctx, cfg, use_bf16)
+            ctc, kl, utts, frames = step_losses(model, teacher, batch, ctx, cfg, use_bf16)
             loss = ctc / utts + kl / frames
             if name == "supernet":
                 loss = loss + cfg.size_weight * sn.bits_summary(model)["expected"]

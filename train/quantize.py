@@ -9,7 +9,8 @@ with loss = CTC(student) + beta * KL(FP teacher ‖ student) [+ size term while 
     two-stage kl:     sensitivity + knapsack                  -> qat from FP weights
 
 The run folder holds checkpoint.pt (replaced atomically), train_log.jsonl, bitplan.json, model/
-(the quantized model directory) and summary.json. Running the same command again resumes; each
+(the quantized model directory) and summary.json. The parts of a step (student, optimizer, losses,
+size term, window fit) live in quantize_step.py. Running the same command again resumes; each
 step's dropout and Gumbel draws are seeded from (seed, phase, step, rank), so a resumed run repeats
 an uninterrupted one. Under ``torchrun`` every rank takes its share of each global batch and the
 losses are normalised by global counts, so N processes compute the gradient of one.
@@ -31,78 +32,17 @@ from speechmpq.errors import SpeechmpqError
 from speechmpq.files import atomic_write
 from speechmpq.train import supernet as sn
 from speechmpq.train.quantize_config import RESUMABLE_CHANGES, QuantizeConfig
+from speechmpq.train.quantize_step import (
+    Context,
+    RankSlice,
+    build_optimizer,
+    build_student,
+    fit_window,
+    model_tau,
+    size_term,
+    step_losses,
+)
 from speechmpq.train.run_folder import RunLock, append_log, save_checkpoint
-from speechmpq.train.sensitivity import frame_kl
-from speechmpq.train.trainer import warmup_cosine
-
-
-def lr_factor(step: int, steps: int, warmup_ratio: float) -> float:
-    return warmup_cosine(step, steps, int(round(warmup_ratio * steps)), 0.05)
-
-
-def size_term(summary: dict, cfg: QuantizeConfig) -> tuple[torch.Tensor | float, str]:
-    """lambda * E[avg bits], added above the window, subtracted below it, 0 inside. Whether it is
-    on is decided by the hard (argmax) average, the one the model will be left with."""
-    low, high = cfg.window_range
-    if summary["hard"] > high + 1e-9:
-        return cfg.size_weight * summary["expected"], "down"
-    if summary["hard"] < low - 1e-9:
-        return -cfg.size_weight * summary["expected"], "up"
-    return 0.0, "off"
-
-
-def fit_window(model, window: list[float]) -> int:
-    """After argmax, move the least confident layers one candidate down (or up) until the hard
-    average lies in the window; returns how many layers were changed (usually 0)."""
-    table = {n: q for n, q in sn.quantizers(model).items() if q.logits is not None}
-    changes = 0
-    while True:
-        hard = sn.bits_summary(model)["hard"]
-        direction = -1 if hard > window[1] + 1e-9 else (1 if hard < window[0] - 1e-9 else 0)
-        if direction == 0 or not table:
-            return changes
-        options = []
-        for name, q in table.items():
-            index = q.chosen_index()
-            if 0 <= index + direction < len(q.candidates):
-                margin = float((q.logits[index] - q.logits[index + direction]).detach())
-                options.append((margin, name, index + direction))
-        if not options:
-            return changes
-        _, name, index = min(options)
-        with torch.no_grad():
-            table[name].logits[index] = table[name].logits.max() + 1e-3
-        changes += 1
-        if changes > 10 * len(table):
-            raise SpeechmpqError(f"cannot fit the average bits into {window}")
-
-
-class _Context:
-    """Process-group facts: rank, world size, device."""
-
-    def __init__(self, cfg: QuantizeConfig):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise SpeechmpqError("--device cuda was asked for but no CUDA device is available")
-        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-        self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if use_cuda else "gloo")
-        if use_cuda:
-            torch.cuda.set_device(self.device)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def all_sum(self, values: list[float]) -> list[float]:
-        if self.world == 1:
-            return values
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
-        return tensor.tolist()
 
 
 def _check_resumable(saved: dict, cfg: QuantizeConfig, path: Path) -> None:
@@ -112,66 +52,6 @@ def _check_resumable(saved: dict, cfg: QuantizeConfig, path: Path) -> None:
         details = ", ".join(f"{k}: {saved.get(k)!r} → {current[k]!r}" for k in changed)
         raise SpeechmpqError(f"{path} belongs to a run with other settings ({details}); "
                              "use a new --out folder or the original settings")
-
-
-def _student(cfg: QuantizeConfig, phase: str, bits: dict | None, device):
-    """The model a phase trains: FP weights + quantizers (searching or with fixed bits)."""
-    from speechmpq.train.models import load_model
-
-    model = load_model(cfg.model)
-    if not cfg.spec_augment:
-        model.config.apply_spec_augment = False  # restored before saving (see _finish)
-        for name, parameter in model.named_parameters():
-            if name.endswith("masked_spec_embed"):
-                parameter.requires_grad_(False)  # unused without masking (DDP wants no strays)
-    supernet_cfg = cfg.supernet
-    if cfg.method == "uniform":
-        supernet_cfg = sn.SupernetConfig.from_dict({**cfg.supernet.to_dict(), "candidates": [cfg.bits],
-                                                   "logit_init": None})
-    resolved = sn.prepare_supernet(model, supernet_cfg)
-    if phase in ("qat", "pass2") and cfg.method != "uniform":
-        sn.fix_bits(model, bits)
-    return model.to(device), resolved
-
-
-def _optimizer(model, cfg: QuantizeConfig, steps: int):
-    groups = {"weights": [], "steps": [], "logits": []}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        key = "logits" if name.endswith(".logits") else "steps" if name.endswith(".steps") else "weights"
-        groups[key].append(parameter)
-    optimizer = torch.optim.AdamW([
-        {"params": groups["weights"], "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-        {"params": groups["steps"], "lr": cfg.lr, "weight_decay": 0.0},
-        {"params": groups["logits"], "lr": cfg.logits_lr, "weight_decay": 0.0, "betas": (0.9, 0.999)},
-    ], lr=cfg.lr, betas=(0.9, 0.98))  # fmt: skip
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, steps, cfg.warmup_ratio))
-    return optimizer, schedule
-
-
-def _losses(student, teacher, batch, ctx: _Context, cfg: QuantizeConfig, use_bf16: bool):
-    """Local sums of the CTC and KL parts and the global counts that normalise them."""
-    device = ctx.device
-    values = batch["input_values"].to(device)
-    mask = batch["attention_mask"].to(device)
-    labels = batch["labels"].to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        with torch.no_grad():
-            teacher_logits = teacher(values, attention_mask=mask).logits
-        logits = student(values, attention_mask=mask).logits
-    core = student.module if hasattr(student, "module") else student
-    frames = core._get_feat_extract_output_lengths(mask.sum(-1))
-    target_lengths = (labels >= 0).sum(-1)
-    log_probs = torch.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V)
-    ctc = torch.nn.functional.ctc_loss(
-        log_probs, labels.clamp_min(0), frames, target_lengths, blank=core.config.pad_token_id,
-        reduction="none", zero_infinity=True)
-    ctc_sum = (ctc / target_lengths.clamp_min(1)).sum()  # transformers' "mean" reduction, summed
-    kl_sum = frame_kl(teacher_logits, logits, frames)
-    global_utts, global_frames = ctx.all_sum([float(values.shape[0]), float(frames.sum())])
-    return ctc_sum, kl_sum, global_utts, global_frames
 
 
 def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
@@ -186,7 +66,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    ctx = _Context(cfg)
+    ctx = Context(cfg)
     use_bf16 = cfg.bf16 and (ctx.device.type == "cuda" or torch.backends.mkldnn.is_available())
     workers = cfg.workers if cfg.workers >= 0 else (
         1 if ctx.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1)))
@@ -238,11 +118,11 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
             if ctx.main:
                 save_checkpoint(ckpt_path, {"model": None, "state": state, "config": cfg.to_dict()})
             continue
-        model, resolved = _student(cfg, phase, state["stage1_bits"] if phase == "qat" else state["bits"],
+        model, resolved = build_student(cfg, phase, state["stage1_bits"] if phase == "qat" else state["bits"],
                                    ctx.device)
         if ctx.main and progress and state["total_steps"] == 0:
             print(sn.layer_table(resolved))
-        optimizer, schedule = _optimizer(model, cfg, steps)
+        optimizer, schedule = build_optimizer(model, cfg, steps)
         if checkpoint is not None and checkpoint.get("model") is not None and state["step"] > 0:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -265,7 +145,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
         while state["step"] < steps and state["total_steps"] < stop_total:
             sampler.epoch, sampler.start_batch = state["epoch"], state["batch_in_epoch"]
             loader = torch.utils.data.DataLoader(
-                dataset, batch_sampler=_RankSlice(sampler, ctx.rank, ctx.world), collate_fn=collate,
+                dataset, batch_sampler=RankSlice(sampler, ctx.rank, ctx.world), collate_fn=collate,
                 num_workers=workers, prefetch_factor=4 if workers else None)
             for batch in loader:
                 step_start = time.time()
@@ -279,7 +159,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                     generator = torch.Generator().manual_seed(
                         int(np.random.SeedSequence(step_seed + [7]).generate_state(1)[0]))
                     sn.draw_gumbel_noise(model, generator)
-                ctc_sum, kl_sum, utts, frames = _losses(trained, teacher, batch, ctx, cfg, use_bf16)
+                ctc_sum, kl_sum, utts, frames = step_losses(trained, teacher, batch, ctx, cfg, use_bf16)
                 loss = ctx.world * (ctc_sum / utts + cfg.kl_weight * kl_sum / frames)
                 bits = sn.bits_summary(model)
                 size, direction = (size_term(bits, cfg) if searching else (0.0, "off"))
@@ -350,7 +230,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
     if model is None:  # resumed after the last phase had finished: rebuild from the checkpoint
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         last = phases[-1][0]
-        model, _ = _student(cfg, "qat" if last == "qat" else "pass2",
+        model, _ = build_student(cfg, "qat" if last == "qat" else "pass2",
                             state["stage1_bits"] if last == "qat" else state["bits"], ctx.device)
         model.load_state_dict(saved["model"])
     summary = _finish(cfg, model, state, teacher, ctx, save_quantized)
@@ -359,31 +239,12 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
     return summary
 
 
-def model_tau(model) -> float:
-    table = sn.quantizers(model)
-    return next((q.tau for q in table.values() if q.logits is not None), float("nan"))
-
-
-class _RankSlice(torch.utils.data.Sampler):
-    """This rank's share (every world-th utterance) of each global batch."""
-
-    def __init__(self, sampler, rank: int, world: int):
-        self.sampler, self.rank, self.world = sampler, rank, world
-
-    def __iter__(self):
-        for batch in self.sampler:
-            yield batch[self.rank:: self.world]
-
-    def __len__(self):
-        return len(self.sampler)
-
-
 def _run_sensitivity(cfg, ctx, teacher, sampler, dataset, state, log, progress):
     """Two-stage kl stage 1: sensitivities on the first training batches, then the knapsack."""
     from speechmpq.train.data import collate
     from speechmpq.train.sensitivity import kl_sensitivity, knapsack
 
-    model, resolved = _student(cfg, "search", None, ctx.device)
+    model, resolved = build_student(cfg, "search", None, ctx.device)
     searched = [n for n, setting in resolved.items() if setting == "search"]
     sampler.epoch, sampler.start_batch = 0, 0
     batches = [collate([dataset[i] for i in indices])
