@@ -120,6 +120,17 @@ def _cmd_pipeline(args) -> int:
     return 0
 
 
+def _add_run_flags(parser) -> None:
+    """Where and how a training run runs (train-fp and quantize alike)."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--workers", type=int, default=-1,
+                        help="data-loading processes (-1: 1 on CPU, up to 8 on CUDA)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    parser.add_argument("--quiet", action="store_true")
+
+
 def add_commands(commands) -> None:
     """The training stage's subparsers."""
     corpus = commands.add_parser("corpus", help="synthesize a LibriSpeech-style English corpus")
@@ -158,13 +169,7 @@ def add_commands(commands) -> None:
     train.add_argument("--dev-utterances", type=int, default=200)
     train.add_argument("--checkpoint-every", type=int, default=100)
     train.add_argument("--log-every", type=int, default=20)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    train.add_argument("--workers", type=int, default=-1,
-                       help="data-loading processes (-1: 1 on CPU, up to 8 on CUDA)")
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    train.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    train.add_argument("--quiet", action="store_true")
+    _add_run_flags(train)
     train.set_defaults(func=_cmd_train_fp)
 
     quant = commands.add_parser("quantize", help="mixed-precision (or uniform) quantization-aware training")
@@ -204,12 +209,7 @@ def add_commands(commands) -> None:
     quant.add_argument("--sensitivity-batches", type=int, default=4)
     quant.add_argument("--checkpoint-every", type=int, default=50)
     quant.add_argument("--log-every", type=int, default=10)
-    quant.add_argument("--seed", type=int, default=0)
-    quant.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    quant.add_argument("--workers", type=int, default=-1, help="data-loading processes")
-    quant.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    quant.add_argument("--no-bf16", action="store_true")
-    quant.add_argument("--quiet", action="store_true")
+    _add_run_flags(quant)
     quant.set_defaults(func=_cmd_quantize)
 
     pipe = commands.add_parser("pipeline", help="the whole job: corpus -> one-stage MPQ of the demo model -> "
