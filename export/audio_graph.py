@@ -43,18 +43,28 @@ def audio_bytes_graph(model: onnx.ModelProto, sample_rate: int, do_normalize: bo
             helper.make_node("Div", ["norm_centered", "norm_std"], ["pcm_normalized"]),
         ]  # fmt: skip
         output = "pcm_normalized"
-    decode = helper.make_graph(
-        nodes, "decode_audio",
-        [helper.make_tensor_value_info("audio_bytes", TensorProto.UINT8, [1, "bytes"])],
-        [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, "samples"])], initializers)
+    outputs, io_map = [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, "samples"])], [(output, "input_values")]
+    cache = next((i for i in model.graph.input if i.name == "cached_features"), None)
+    if cache is not None:  # a front-end-cache graph: offline here, so no cached frames
+        channels = cache.type.tensor_type.shape.dim[2].dim_value
+        nodes.append(helper.make_node("Constant", [], ["no_cached_features"],
+                                      value=numpy_helper.from_array(np.zeros((1, 0, channels), np.float32))))
+        outputs.append(helper.make_tensor_value_info("no_cached_features", TensorProto.FLOAT, [1, 0, channels]))
+        io_map.append(("no_cached_features", "cached_features"))
+    decode = helper.make_graph(nodes, "decode_audio",
+                               [helper.make_tensor_value_info("audio_bytes", TensorProto.UINT8, [1, "bytes"])],
+                               outputs, initializers)
     prefix = helper.make_model(decode, opset_imports=[helper.make_opsetid("", opset),
                                                       helper.make_opsetid(EXTENSIONS_DOMAIN, 1)])
     prefix.ir_version = model.ir_version
-    merged = compose.merge_models(prefix, model, io_map=[(output, "input_values")])
+    merged = compose.merge_models(prefix, model, io_map=io_map)
+    kept = [o for o in merged.graph.output if o.name != "features"]
+    del merged.graph.output[:]
+    merged.graph.output.extend(kept)
     merged.graph.node.append(helper.make_node("ArgMax", ["logits"], ["token_ids"], axis=-1, keepdims=0))
     merged.graph.output.append(helper.make_tensor_value_info("token_ids", TensorProto.INT64, [1, "frames"]))
     del merged.metadata_props[:]
-    merged.metadata_props.extend(model.metadata_props)
+    merged.metadata_props.extend(p for p in model.metadata_props if p.key != "speechmpq.frontend_cache")
     merged.metadata_props.add(key="speechmpq.input", value="audio_bytes")
     merged.metadata_props.add(key="speechmpq.requires", value="onnxruntime-extensions")
     return merged

@@ -41,6 +41,11 @@ class ExportConfig:
     chunk_ms: int = STREAMING_DEFAULTS_MS["chunk"]
     left_context_ms: int = STREAMING_DEFAULTS_MS["left"]
     right_context_ms: int = STREAMING_DEFAULTS_MS["right"]
+    # Split the graph after the conv feature encoder: an extra input takes the frames a streaming
+    # runtime already encoded and an extra output gives the new ones, so each window runs the convs
+    # on its new samples only (runtime/stream.py). Exact for feat_extract_norm="layer" front ends;
+    # "group" ones normalise over the window, so the runtime recomputes them per window unless asked.
+    frontend_cache: bool = True
     # Also write <name>.audio.onnx: file bytes (wav/flac/mp3) in, logits and greedy ids out, decoded in
     # the graph by onnxruntime-extensions' AudioDecoder (export/audio_graph.py).
     audio_graph: bool = False

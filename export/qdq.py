@@ -11,6 +11,11 @@ After (weight-only QDQ; ORT fuses DequantizeLinear -> MatMul into one MatMulNBit
     Wq (INT2/INT4/INT8, K x N) ─► DequantizeLinear ─┘
     scales (float32, ceil(K/block) x N) ─┘  axis=0, block_size=block
 
+With a kernel map (``export/kernel_map.py``), a linear layer may instead take its own block size, or
+run as int8 weights with dynamically quantized activations (8 bits; ``kernel_graphs.int8_dynamic_nodes``:
+DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul replaces the MatMul; ORT fuses it into
+DynamicQuantizeMatMul). Each node carries ``speechmpq.kernel`` and ``speechmpq.block_size``.
+
 Conv weights in a plan become Wq ─► DequantizeLinear (per tensor or per output channel) ─► Conv,
 which ORT runs as written. The float weight is found by value (the quantized model's weight is exactly
 codes x scale), so the rewrite does not depend on how an exporter names initializers.
@@ -59,9 +64,12 @@ def _consumers(graph: onnx.GraphProto, tensor_name: str) -> list[onnx.NodeProto]
     return [node for node in graph.node if tensor_name in node.input]
 
 
-def _set_metadata(node: onnx.NodeProto, weight: QuantizedWeight) -> None:
-    for key, value in (("speechmpq.layer", weight.name), ("speechmpq.bits", str(weight.bits)),
-                       ("speechmpq.searched", str(weight.searched).lower())):
+def _set_metadata(node: onnx.NodeProto, weight: QuantizedWeight, kernel: dict | None = None) -> None:
+    pairs = [("speechmpq.layer", weight.name), ("speechmpq.bits", str(weight.bits)),
+             ("speechmpq.searched", str(weight.searched).lower())]
+    if kernel is not None:
+        pairs += [("speechmpq.kernel", kernel["kernel"]), ("speechmpq.block_size", str(kernel["block_size"] or 0))]
+    for key, value in pairs:
         node.metadata_props.add(key=key, value=value)
 
 
@@ -77,11 +85,16 @@ def _scales(weight: QuantizedWeight, block_size: int, k: int) -> np.ndarray:
 
 
 def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeight],
-                            block_size: int, min_container_bits: int = 2) -> list[dict]:
-    """Rewrite ``model`` in place; returns one record per layer (names, container, bytes)."""
+                            block_size: int, min_container_bits: int = 2,
+                            kernels: dict[str, dict] | None = None) -> list[dict]:
+    """Rewrite ``model`` in place; returns one record per layer (names, container, kernel, bytes).
+    ``kernels``: layer name -> {"kernel", "block_size"} (``kernel_map.choose``); None: MatMulNBits
+    at ``block_size`` for every linear layer."""
+    from speechmpq.export.kernel_graphs import INT8_DYNAMIC, int8_dynamic_nodes
+
     graph = model.graph
     index = _index_initializers(graph)
-    records, dequantizers = [], []
+    records, dequantizers, replaced = [], [], {}
     for weight in weights:
         float_weight = weight.float_weight()
         stored = float_weight.T if weight.kind == "linear" else float_weight
@@ -98,36 +111,63 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
             raise SpeechmpqError(f"{weight.name}: its weight does not feed a {expected} as input B; "
                                  f"unsupported graph pattern")
         codes = weight.codes.T if weight.kind == "linear" else weight.codes
+        kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" else None
+        container = container_bits(weight.bits, min_container_bits)
+        if kernel is not None and kernel["kernel"] == INT8_DYNAMIC:
+            if container != 8:
+                raise SpeechmpqError(f"{weight.name}: int8-dynamic stores 8 bits, the layer has {weight.bits}")
+            for node in consumers:  # the MatMul becomes the five nodes of the int8 dynamic path
+                new_nodes, initializers = int8_dynamic_nodes(node.input[0], node.output[0], weight.name,
+                                                             np.ascontiguousarray(codes), weight.scale)
+                for new in new_nodes:
+                    _set_metadata(new, weight, kernel)
+                replaced[id(node)] = new_nodes
+            graph.initializer.remove(original)
+            graph.initializer.extend(initializers)
+            records.append({
+                "layer": weight.name, "bits": weight.bits, "container": 8, "onnx_type": "INT8",
+                "kernel": INT8_DYNAMIC, "block_size": None, "searched": weight.searched,
+                "initializer": initializers[0].name, "elements": int(codes.size),
+                "weight_bytes": int(codes.size), "scale_bytes": int(np.asarray(weight.scale).size * 4),
+                "replaced_float_bytes": int(float_weight.size * 4),
+            })  # fmt: skip
+            continue
+        if kernel is not None and weight.kind == "linear":
+            block = kernel["block_size"] or block_size
+        else:
+            block = block_size
         q_name, s_name, dq_name = (f"{weight.name}.weight_quantized", f"{weight.name}.weight_scale",
                                    f"{weight.name}.weight_dequantized")
         quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits,
                                         min_container_bits)
         if weight.kind == "linear":
-            scale = _scales(weight, block_size, codes.shape[0])
-            attributes = {"axis": 0, "block_size": block_size}
+            scale = _scales(weight, block, codes.shape[0])
+            attributes = {"axis": 0, "block_size": block}
         elif weight.scale.size == 1:
             scale, attributes = weight.scale.reshape(()).astype(np.float32), {}
         else:
             scale, attributes = weight.scale.reshape(-1).astype(np.float32), {"axis": 0}
         dequantize = helper.make_node("DequantizeLinear", [q_name, s_name], [dq_name],
                                       name=f"{weight.name}/DequantizeLinear", **attributes)
-        _set_metadata(dequantize, weight)
+        used = ({"kernel": f"nbits{container}-block{block}", "block_size": block} if weight.kind == "linear"
+                else None)
+        _set_metadata(dequantize, weight, used)
         for node in consumers:
             node.input[1] = dq_name
-            _set_metadata(node, weight)
+            _set_metadata(node, weight, used)
         dequantizers.append(dequantize)
         graph.initializer.remove(original)
         graph.initializer.extend([quantized, numpy_helper.from_array(scale, s_name)])
-        container = container_bits(weight.bits, min_container_bits)
         records.append({
             "layer": weight.name, "bits": weight.bits, "container": container,
             "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
+            "kernel": used["kernel"] if used else "conv-qdq", "block_size": block if used else None,
             "searched": weight.searched, "initializer": q_name, "elements": int(codes.size),
             "weight_bytes": len(quantized.raw_data), "scale_bytes": int(scale.size * 4),
             "replaced_float_bytes": int(float_weight.size * 4),
         })  # fmt: skip
     # DequantizeLinear reads initializers only, so the graph stays topologically sorted with them first.
-    nodes = dequantizers + [_copy(node) for node in graph.node]
+    nodes = dequantizers + [new for node in graph.node for new in replaced.get(id(node), [_copy(node)])]
     del graph.node[:]
     graph.node.extend(nodes)
     return records

@@ -17,6 +17,7 @@ FORMAT_VERSION = 1  # newest export metadata layout this runtime understands (ex
 # get them. Right look-ahead chosen by measurement: results/streaming_sweep.md.
 STREAMING_DEFAULTS_MS = {"chunk": 640, "left": 2560, "right": 960}
 
+FRONTEND_CACHE = ("none", "exact", "approximate")
 _DEFAULTS = {"sample_rate": "16000", "do_normalize": "true", "frame_stride_samples": "320",
              "receptive_field_samples": "400", "blank_id": str(BLANK_ID), "word_delimiter": WORD_DELIMITER,
              "speechmpq.chunk_ms": str(STREAMING_DEFAULTS_MS["chunk"]),
@@ -42,6 +43,9 @@ class ModelInfo:
     source_model_type: str
     bitplan: dict | None
     format_version: int | None
+    # "none": input_values -> logits; "exact" / "approximate": the graph also takes cached conv
+    # frames and returns new ones (approximate: a group-norm front end normalises over the window)
+    frontend_cache: str = "none"
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -77,10 +81,12 @@ class ModelInfo:
                 weights=metadata.get("speechmpq.weights", "unknown"),
                 source_model_type=metadata.get("speechmpq.source_model_type", "unknown"),
                 bitplan=bitplan, format_version=int(version) if version is not None else None,
-                warnings=warnings,
+                frontend_cache=metadata.get("speechmpq.frontend_cache", "none"), warnings=warnings,
             )  # fmt: skip
         except (ValueError, TypeError, AttributeError) as error:
             raise ModelError(f"{path}: invalid speechmpq metadata ({error})") from None
+        if info.frontend_cache not in FRONTEND_CACHE:
+            raise ModelError(f"{path}: invalid speechmpq metadata (frontend_cache {info.frontend_cache!r})")
         if info.sample_rate <= 0 or info.frame_stride_samples <= 0 or not 0 <= info.blank_id < len(tokens):
             raise ModelError(f"{path}: invalid speechmpq metadata (sample rate, frame stride or blank id)")
         return info

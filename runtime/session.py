@@ -89,9 +89,24 @@ class OnnxCTCModel:
             first = str(error).strip().splitlines()[0][:300]
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 2:
-            raise ModelError(f"{self.path}: expected one input of shape (batch, samples)")
+        cached = self.info.frontend_cache != "none"
+        if not cached and len(inputs) == 2 and len(outputs) == 2 and len(inputs[1].shape) == 3:
+            # a cache graph without its metadata (e.g. rewritten by another tool): usable, but
+            # whether caching is exact is unknown, so streams recompute the front end by default
+            self.info.frontend_cache, cached = "approximate", True
+            self.info.warnings.append(f"{self.path}: a cached-conv-frames input but no frontend_cache "
+                                      f"metadata; assuming the cache is approximate")
+        if len(inputs) != 1 + cached or len(inputs[0].shape) != 2 or len(outputs) != 1 + cached:
+            raise ModelError(f"{self.path}: expected one input of shape (batch, samples)" + (
+                " and one of cached conv frames, and two outputs (its metadata says frontend_cache)"
+                if cached else ""))
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.feature_dim = None
+        if cached:
+            self.cache_name, self.features_name = inputs[1].name, outputs[1].name
+            self.feature_dim = inputs[1].shape[-1]
+            if len(inputs[1].shape) != 3 or not isinstance(self.feature_dim, int):
+                raise ModelError(f"{self.path}: the cached-frames input must be (batch, frames, channels)")
         if self.info.bitplan:
             _check_plan_against_graph(self.path, self.info.bitplan)
         vocab_size = outputs[0].shape[-1]
@@ -125,7 +140,20 @@ class OnnxCTCModel:
         values = np.asarray(values, dtype=np.float32)
         if values.ndim == 1:
             values = values[None]
-        return self.session.run([self.output_name], {self.input_name: values})[0]
+        feeds = {self.input_name: values}
+        if self.feature_dim is not None:  # no cached frames: the plain model
+            feeds[self.cache_name] = np.zeros((values.shape[0], 0, self.feature_dim), np.float32)
+        return self.session.run([self.output_name], feeds)[0]
+
+    def logits_cached(self, values: np.ndarray, cached: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One window from its new samples and the conv frames already computed for the window's
+        start: (samples,) and (frames, channels) -> (logits (frames + new, vocab), new frames)."""
+        if self.feature_dim is None:
+            raise ModelError(f"{self.path}: this model has no front-end cache input (export it again)")
+        feeds = {self.input_name: np.asarray(values, np.float32)[None],
+                 self.cache_name: np.asarray(cached, np.float32)[None]}
+        logits, features = self.session.run([self.output_name, self.features_name], feeds)
+        return logits[0], features[0]
 
     def transcribe(self, samples: np.ndarray) -> str:
         """Greedy CTC transcript of one whole utterance (offline)."""

@@ -21,6 +21,13 @@ straddles a seam is merged, not doubled); the look-ahead frames only give the te
 partial result and are decoded again, with more context, in the next window. Work per chunk is one
 window of L + C + R samples whatever the stream's length, and the stream keeps only those samples.
 Offline mode (``chunk_ms=0``) is the same code with one window over the whole input.
+
+Front-end cache (models exported with ``frontend_cache``): the conv feature encoder's frames depend
+only on the samples under their receptive field, so a stream keeps the frames of its last window and
+the next window runs the convs only on samples from the first frame it lacks (at least its last frame
+again, so a call always has samples); the transformer still sees the whole window. For layer-norm
+front ends the logits are the same as without the cache; group-norm front ends normalise over the
+window, so ``frontend_cache="auto"`` recomputes them per window.
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ class StreamingConfig:
     # for models trained on per-utterance normalised input: "running" uses the mean and variance of
     # every sample up to the end of the current window, "window" those of the window alone
     normalization: str = "running"
+    # reuse conv frames across windows: "auto" where the model says caching is exact (layer-norm
+    # front end), "on" also where it is approximate (group norm), "off" recompute every window
+    frontend_cache: str = "auto"
 
     def __post_init__(self):
         for name in ("chunk_ms", "left_context_ms", "right_context_ms"):
@@ -61,6 +71,8 @@ class StreamingConfig:
                 raise ValueError(f"{name} must be a whole number of ms >= 0, not {value!r}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {self.normalization!r}")
+        if self.frontend_cache not in ("auto", "on", "off"):
+            raise ValueError(f"frontend_cache must be auto, on or off, not {self.frontend_cache!r}")
 
 
 @dataclass
@@ -161,6 +173,14 @@ class Recognizer:
             samples[name] = int(count)
         self.geometry = Geometry(self.info.frame_stride_samples, self.info.receptive_field_samples,
                                  **samples)
+        wanted = streaming.frontend_cache
+        # a stand-in backend (reference rows, tests) without the cached call runs whole windows
+        available = self.info.frontend_cache if hasattr(self.model, "logits_cached") else "none"
+        if wanted == "on" and available == "none":
+            raise ModelError(f"{getattr(self.model, 'path', 'the model')} has no front-end cache input "
+                             f"(export it again with the cache)")
+        self.frontend_cache = available != "none" and (wanted == "on" or (wanted == "auto"
+                                                                         and available == "exact"))
         method = self.config.decoder
         arguments = (self.info.tokens, self.info.blank_id, self.info.word_delimiter)
         self.decoder = (GreedyDecoder(*arguments) if method.method == "greedy"
@@ -179,10 +199,23 @@ class Recognizer:
         calls = 0
         while (window := stream._next_window()) is not None:
             start, end, first, last, final = window
-            values = stream._model_input(start, end)
-            began = time.perf_counter()
-            logits = self.model.logits(values)[0]  # (frames, vocab)
-            stream.compute_seconds.append(time.perf_counter() - began)
+            if self.frontend_cache:
+                begin = start // self.geometry.stride
+                frames = self.geometry.frames(end - start)
+                new_from, cached = stream._cached_features(begin, begin + frames)
+                values = stream._model_input(new_from * self.geometry.stride, end)
+                began = time.perf_counter()
+                logits, features = self.model.logits_cached(values, cached)
+                stream.compute_seconds.append(time.perf_counter() - began)
+                if features.shape[0] != begin + frames - new_from:
+                    raise ModelError(f"the model gave {features.shape[0]} new conv frames for "
+                                     f"{values.size} samples, its metadata implies {begin + frames - new_from}")
+                stream._keep_features(begin, cached, features)
+            else:
+                values = stream._model_input(start, end)
+                began = time.perf_counter()
+                logits = self.model.logits(values)[0]  # (frames, vocab)
+                stream.compute_seconds.append(time.perf_counter() - began)
             offset = start // self.geometry.stride
             if logits.shape[0] < last - offset:
                 raise ModelError(f"the model gave {logits.shape[0]} frames for {end - start} samples, "
@@ -219,6 +252,8 @@ class Stream:
         self._stats = np.zeros(2)  # sum and sum of squares of samples [0, _stats_end)
         self._stats_end = 0
         self.compute_seconds: collections.deque[float] = collections.deque(maxlen=4096)
+        self._features = np.zeros((0, getattr(recognizer.model, "feature_dim", None) or 0), np.float32)  # conv frames
+        self._features_start = 0  # global frame index of _features[0]
         self._start_segment()
 
     def _start_segment(self) -> None:
@@ -307,6 +342,19 @@ class Stream:
         mean = self._stats[0] / self._stats_end
         variance = max(self._stats[1] / self._stats_end - mean * mean, 0.0)
         return ((window - mean) / np.sqrt(variance + 1e-7)).astype(np.float32)
+
+    def _cached_features(self, begin: int, end: int) -> tuple[int, np.ndarray]:
+        """For a window of global frames [begin, end): the first frame to compute and the cached
+        frames [begin, that frame). At least the window's last frame is computed again."""
+        cached_end = self._features_start + len(self._features)
+        if not self._features_start <= begin < cached_end:
+            return begin, self._features[:0]
+        new_from = min(cached_end, end - 1)
+        return new_from, self._features[begin - self._features_start: new_from - self._features_start]
+
+    def _keep_features(self, begin: int, cached: np.ndarray, new: np.ndarray) -> None:
+        self._features = np.concatenate([cached, new]) if cached.size else new
+        self._features_start = begin
 
     def _commit(self, committed: np.ndarray, lookahead: np.ndarray, last: int, final: bool) -> None:
         g = self._geometry

@@ -77,17 +77,20 @@ def default_model_type(preset: str) -> str:
     return _DEFAULT_TYPE.get(preset, "wav2vec2")
 
 
+def build_config(preset: str, model_type: str | None = None):
+    """The Hugging Face config of a named preset shape (no weights)."""
+    if preset not in PRESETS:
+        raise ModelError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    return _classes(model_type or default_model_type(preset))[0](**_COMMON, **PRESETS[preset])
+
+
 def build_model(preset: str, model_type: str | None = None, seed: int = 0):
     """A randomly initialised CTC model of a named preset shape."""
     import torch
 
-    if preset not in PRESETS:
-        raise ModelError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    model_type = model_type or default_model_type(preset)
-    config_class, model_class = _classes(model_type)
-    config = config_class(**_COMMON, **PRESETS[preset])
+    config = build_config(preset, model_type)
     torch.manual_seed(seed)
-    return model_class(config)
+    return _classes(model_type or default_model_type(preset))[1](config)
 
 
 def load_model(model_dir: str | Path):

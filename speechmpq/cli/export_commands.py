@@ -21,7 +21,8 @@ def _cmd_export(args) -> int:
                                               ("right_context_ms", args.right_ms)] if value is not None}
     cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
                        others=args.others, accuracy_level=args.accuracy_level,
-                       min_container_bits=args.min_container, audio_graph=args.audio_graph, **window)
+                       min_container_bits=args.min_container, audio_graph=args.audio_graph,
+                       frontend_cache=not args.no_frontend_cache, **window)
     source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
                     plan_pattern=args.plan_pattern, peer=args.peer)
@@ -65,9 +66,46 @@ def add_commands(commands) -> None:
                         "(default 640 ms)")
     export.add_argument("--left-ms", type=int, default=None, help="recommended left context (2560 ms)")
     export.add_argument("--right-ms", type=int, default=None, help="recommended look-ahead (960 ms)")
+    export.add_argument("--no-frontend-cache", action="store_true",
+                        help="plain input_values -> logits graph, without the cached-conv-frames input and "
+                             "output that let streaming skip the conv work of audio already encoded")
     export.add_argument("--audio-graph", action="store_true",
                         help="also write NAME.audio.onnx: audio file bytes in (decoded in the graph by "
                              "onnxruntime-extensions), logits and token ids out")
     export.add_argument("--summary", type=Path, default=None, help="also write a JSON summary here")
     export.add_argument("--quiet", action="store_true")
     export.set_defaults(func=_cmd_export)
+    add_kernel_command(commands)
+
+
+def _cmd_kernels(args) -> int:
+    need_train_extra()
+    import shlex
+    import sys
+
+    from speechmpq.export.kernels import measure, write
+
+    if args.threads < 1 or args.repetitions < 1:
+        raise SpeechmpqError("--threads and --repetitions must be >= 1")
+    if args.out.suffix != ".json":
+        raise SpeechmpqError(f"--out must name a .json file (the .md is written beside it), not {args.out}")
+    table = measure(args.preset, args.threads, args.repetitions, progress=not args.quiet)
+    command = "speechmpq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    paths = write(table, args.out, command)
+    if not args.quiet:
+        for bits, levels in sorted(table["best"].items(), key=lambda item: int(item[0])):
+            print(f"{bits:>2}-bit weights: " + "; ".join(
+                f"acc {level}: {entry['kernel']} {entry['model_ms']:.1f} ms/window" for level, entry in levels.items()))
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def add_kernel_command(commands) -> None:
+    kernels = commands.add_parser("kernels", help="time every onnxruntime kernel for a model's weight shapes "
+                                  "on this machine (the table export's kernel map reads)")
+    kernels.add_argument("--preset", required=True, choices=["tiny", "demo", "w2v2-base", "hubert-large"])
+    kernels.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    kernels.add_argument("--repetitions", type=int, default=7, help="interleaved rounds (default 7)")
+    kernels.add_argument("--out", type=Path, required=True, help="JSON table to write (and .md beside it)")
+    kernels.add_argument("--quiet", action="store_true")
+    kernels.set_defaults(func=_cmd_kernels)

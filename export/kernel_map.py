@@ -1,0 +1,108 @@
+"""Per layer, the fastest kernel that stores exactly the layer's bits, from a kernel table.
+
+A table is what ``speechmpq kernels`` writes (``export/kernels.py``). For a layer of shape (K, N) at
+b bits (stored in the container ``packing.container_bits`` gives it) the candidates are the table's
+kernels for that shape storing that many bits: ``nbits{b}-block{S}`` at each block size, and for
+8 bits also ``int8-dynamic``. onnxruntime's MatMulNBits accuracy level is one session option for
+the whole model, so the level is chosen once (the least total predicted time over all layers, unless
+given) and each layer then takes its fastest candidate at that level. Shapes missing from the table
+take the kernel that is fastest over the whole table's model at those bits.
+
+Built-in defaults (``kernel_defaults.json``) hold that per-bits rule for the CPU families measured;
+where none was measured the map keeps MatMulNBits at the export's block size.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from speechmpq.errors import SpeechmpqError
+from speechmpq.export.kernel_graphs import INT8_DYNAMIC, parse_kernel
+from speechmpq.export.kernels import FORMAT
+
+DEFAULTS = Path(__file__).with_name("kernel_defaults.json")
+
+
+def load_table(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise SpeechmpqError(f"{path}: cannot read the kernel table ({error})") from None
+    if not isinstance(table, dict) or table.get("format") != FORMAT or not isinstance(table.get("linear"), list):
+        raise SpeechmpqError(f"{path}: not a speechmpq kernel table (write one with speechmpq kernels)")
+    return table
+
+
+def default_rules(arch: str | None = None) -> dict | None:
+    """The built-in per-bits rule for this CPU family, or None where nothing was measured."""
+    rules = json.loads(DEFAULTS.read_text())
+    return rules.get(arch or platform.machine())
+
+
+def _level_totals(table: dict) -> dict[int, dict[int, dict[str, float]]]:
+    """accuracy level -> stored bits -> kernel -> total ms over the table's model."""
+    totals: dict[int, dict[int, dict[str, float]]] = {}
+    for shape in table["linear"]:
+        for entry in shape["kernels"]:
+            bits = parse_kernel(entry["kernel"])[1]
+            for level in _levels(entry):
+                per = totals.setdefault(level, {}).setdefault(bits, {})
+                per[entry["kernel"]] = per.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
+    return totals
+
+
+def _levels(entry: dict) -> tuple[int, ...]:
+    """Accuracy levels an entry holds at: MatMulNBits its own, the others (no such option) both."""
+    return (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else (0, 4)
+
+
+def rules_from_table(table: dict) -> dict:
+    """The per-bits rule a table implies: {"accuracy_level": A, "bits": {b: kernel}, "model_ms": {...}}."""
+    totals = _level_totals(table)
+    best = {}
+    for level, per_bits in totals.items():
+        chosen = {bits: min(kernels, key=kernels.get) for bits, kernels in per_bits.items() if bits <= 8}
+        best[level] = (sum(per_bits[b][k] for b, k in chosen.items()), chosen)
+    level = min(best, key=lambda lvl: best[lvl][0])
+    return {"accuracy_level": level, "bits": {str(b): k for b, k in sorted(best[level][1].items())},
+            "source": f"{table.get('preset')} table, {table['machine'].get('cpu')}, {table['machine'].get('date')}"}
+
+
+def choose(layers: list[dict], table: dict | None, rules: dict | None, accuracy_level: int | None,
+           block_size: int) -> tuple[int, dict[str, dict]]:
+    """``layers``: dicts with name, container (stored bits), k, n. Returns (accuracy level,
+    name -> {"kernel", "block_size", "predicted_ms" (None without a table entry)})."""
+    if table is not None:
+        rules = rules_from_table(table)
+    if rules is None:  # nothing measured here: MatMulNBits at the export's block size
+        level = 0 if accuracy_level is None else accuracy_level
+        return level, {layer["name"]: {"kernel": f"nbits{layer['container']}-block{block_size}",
+                                       "block_size": block_size, "predicted_ms": None} for layer in layers}
+    shapes = {(s["k"], s["n"]): s["kernels"] for s in (table or {}).get("linear", [])}
+    levels = [accuracy_level] if accuracy_level is not None else [0, 4]
+    plans = {}
+    for level in levels:
+        choice, total = {}, 0.0
+        for layer in layers:
+            candidates = [e for e in shapes.get((layer["k"], layer["n"]), [])
+                          if level in _levels(e) and parse_kernel(e["kernel"])[1] == layer["container"]
+                          and (e["kernel"] == INT8_DYNAMIC or parse_kernel(e["kernel"])[2] <= max(16, layer["k"]))]
+            if candidates:
+                entry = min(candidates, key=lambda e: e["median_ms"])
+                kernel, predicted = entry["kernel"], entry["median_ms"]
+                total += predicted
+            else:
+                kernel = rules["bits"].get(str(layer["container"]))
+                if kernel != INT8_DYNAMIC and rules.get("accuracy_level") != level:
+                    kernel = None  # the rule was measured at another level
+                kernel, predicted = kernel or f"nbits{layer['container']}-block{block_size}", None
+            choice[layer["name"]] = {"kernel": kernel, "block_size": parse_kernel(kernel)[2], "predicted_ms": predicted}
+        plans[level] = (total, choice)
+    if table is None and accuracy_level is None:
+        level = rules["accuracy_level"]
+    else:
+        level = min(plans, key=lambda lvl: plans[lvl][0])
+    return level, plans[level][1]

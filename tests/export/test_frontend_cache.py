@@ -1,0 +1,108 @@
+"""The front-end cache: the exported graph's cached-conv-frames input against PyTorch and against
+recomputing the conv stack, on layer-norm (exact) and group-norm (approximate) front ends."""
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from speechmpq.errors import ModelError
+from speechmpq.export.api import Source, export_onnx
+from speechmpq.export.config import ExportConfig
+from speechmpq.runtime.session import OnnxCTCModel
+from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+from speechmpq.train.models import build_model, save_model
+
+
+def _export(tmp_path, model, name, **config):
+    model_dir = save_model(model, tmp_path / name)
+    out = tmp_path / f"{name}.onnx"
+    export_onnx(Source(model_dir=model_dir), out, ExportConfig(**config), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def layer_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cache")
+    model = build_model("tiny", seed=5).eval()
+    return model, _export(tmp, model, "layer")
+
+
+def _group_model(seed=6):
+    config = build_model("tiny").config.to_dict()
+    config.update(feat_extract_norm="group", do_stable_layer_norm=False)
+    torch.manual_seed(seed)
+    return transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**config)).eval()
+
+
+def test_cached_frames_plus_new_samples_give_the_whole_windows_logits(layer_model):
+    """Conv frames of an earlier call + the new samples from the first missing frame on (with its
+    receptive-field overlap) = the logits of the whole window, and of PyTorch."""
+    model, path = layer_model
+    onnx_model = OnnxCTCModel(path)
+    stride, field = onnx_model.info.frame_stride_samples, onnx_model.info.receptive_field_samples
+    samples = np.random.default_rng(0).normal(0, 0.3, 24000).astype(np.float32)
+    whole = onnx_model.logits(samples)[0]
+    with torch.no_grad():
+        reference = model(torch.from_numpy(samples)[None]).logits[0].numpy()
+    np.testing.assert_allclose(whole, reference, atol=1e-4)
+    _, features = onnx_model.logits_cached(samples, np.zeros((0, onnx_model.feature_dim), np.float32))
+    assert features.shape[0] == whole.shape[0] == (samples.size - field) // stride + 1
+    for split in (1, 17, whole.shape[0] - 1):  # frames [0, split) cached, the rest computed again
+        logits, new = onnx_model.logits_cached(samples[split * stride:], features[:split])
+        assert new.shape[0] == whole.shape[0] - split
+        np.testing.assert_allclose(new, features[split:], atol=1e-5)
+        np.testing.assert_allclose(logits, whole, atol=1e-5)
+
+
+def test_streaming_with_the_cache_equals_recomputing_on_a_layer_norm_front_end(layer_model):
+    _, path = layer_model
+    onnx_model = OnnxCTCModel(path)
+    assert onnx_model.info.frontend_cache == "exact"
+    calls = []
+    original = onnx_model.logits_cached
+    onnx_model.logits_cached = lambda values, cached: calls.append(values.size) or original(values, cached)
+    rng = np.random.default_rng(1)
+    samples = rng.normal(0, 0.3, 16000 * 6).astype(np.float32)
+    outputs = {}
+    for cache in ("off", "auto"):
+        streaming = StreamingConfig(chunk_ms=320, left_context_ms=960, right_context_ms=320, frontend_cache=cache)
+        rec = Recognizer(onnx_model, RecognizerConfig(streaming=streaming))
+        assert rec.frontend_cache == (cache == "auto")
+        stream, logits, position = rec.create_stream(), [], 0
+        commit = stream._commit
+        stream._commit = lambda done, ahead, last, final: logits.append(done.copy()) or commit(done, ahead, last,
+                                                                                            final)
+        while position < samples.size:
+            size = int(rng.integers(1, 5000))
+            stream.accept_waveform(samples[position: position + size], 16000)
+            position += size
+            rec.decode(stream)
+        stream.input_finished()
+        rec.decode(stream)
+        outputs[cache] = (stream.result.text, np.concatenate(logits))
+    assert outputs["off"][0] == outputs["auto"][0]
+    np.testing.assert_allclose(outputs["off"][1], outputs["auto"][1], atol=1e-5)
+    # after the first window every call runs the convs on the new 320 ms, one frame and the field
+    assert len(calls) > 10 and max(calls[1:-1]) <= 16 * 320 + 320 + 400
+
+
+def test_group_norm_front_ends_are_marked_approximate_and_recomputed_unless_asked(tmp_path):
+    path = _export(tmp_path, _group_model(), "group")
+    onnx_model = OnnxCTCModel(path)
+    assert onnx_model.info.frontend_cache == "approximate"
+    streaming = {"chunk_ms": 320, "left_context_ms": 640, "right_context_ms": 320}
+    auto = Recognizer(onnx_model, RecognizerConfig(streaming=StreamingConfig(**streaming)))
+    forced = Recognizer(onnx_model, RecognizerConfig(streaming=StreamingConfig(**streaming, frontend_cache="on")))
+    assert not auto.frontend_cache and forced.frontend_cache
+    samples = np.random.default_rng(2).normal(0, 0.3, 16000 * 3).astype(np.float32)
+    assert isinstance(forced.transcribe(samples, 16000), str)
+
+
+def test_a_model_without_the_cache_still_streams_and_refuses_cache_on(tmp_path):
+    path = _export(tmp_path, build_model("tiny", seed=7).eval(), "plain", frontend_cache=False)
+    onnx_model = OnnxCTCModel(path)
+    assert onnx_model.info.frontend_cache == "none" and onnx_model.feature_dim is None
+    assert not Recognizer(onnx_model).frontend_cache
+    with pytest.raises(ModelError, match="no front-end cache"):
+        Recognizer(onnx_model, RecognizerConfig(streaming=StreamingConfig(frontend_cache="on")))
