@@ -106,6 +106,25 @@ def _set_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     return model
 
 
+def _kernel_map(weights: list[QuantizedWeight], cfg: ExportConfig) -> tuple[int, dict | None, str]:
+    """(accuracy level, layer -> kernel choice or None for no map, where the choice came from)."""
+    from speechmpq.export.kernel_map import choose, default_rules, load_table
+    from speechmpq.export.packing import container_bits
+
+    linear = [w for w in weights if w.kind == "linear"]
+    if cfg.kernel_table == "none" or not linear:
+        return cfg.accuracy_level or 0, None, "none"
+    table = None if cfg.kernel_table == "default" else load_table(cfg.kernel_table)
+    rules = default_rules() if table is None else None
+    layers = [{"name": w.name, "container": container_bits(w.bits, cfg.min_container_bits),
+               "k": int(w.codes.shape[1]), "n": int(w.codes.shape[0]),
+               "max_code": int(np.abs(w.codes.astype(np.int16)).max())} for w in linear]
+    level, kernels = choose(layers, table, rules, cfg.accuracy_level, cfg.block_size)
+    source = (f"{cfg.kernel_table}" if table is not None else
+              f"default ({rules['source']})" if rules else "default (none measured for this CPU: MatMulNBits)")
+    return level, kernels, source
+
+
 def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = True) -> dict:
     """Export ``source`` to ``out``; returns a summary (files, bytes, per-layer records, timings)."""
     from speechmpq.export.plans import other_int8_weights
@@ -131,15 +150,19 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
         raise SpeechmpqError(f"opset {opset} cannot hold these weights; {needed} or later is needed "
                              f"(INT4/INT8 block scales: 21, INT2: 25)")
     graph = _set_opset(graph, opset)
-    records = apply_quantized_weights(graph, weights + others, cfg.block_size, cfg.min_container_bits)
+    level, kernels, table_source = _kernel_map(weights + others, cfg)
+    records = apply_quantized_weights(graph, weights + others, cfg.block_size, cfg.min_container_bits, kernels)
     label = _weights_label(plan, source.peer)
     extra = {"speechmpq.others": cfg.others if weights else "fp32", "speechmpq.block_size": cfg.block_size,
              "speechmpq.exporter": cfg.exporter, "speechmpq.min_container_bits": cfg.min_container_bits,
-             "speechmpq.accuracy_level": cfg.accuracy_level}
+             "speechmpq.accuracy_level": level}
+    if kernels is not None:
+        extra["speechmpq.kernel_table"] = table_source
+        extra["speechmpq.kernels"] = json.dumps({name: k["kernel"] for name, k in kernels.items()}, sort_keys=True)
     if source.peer is not None:
         from speechmpq.export.peers import quantize_peer
 
-        graph = quantize_peer(graph, source.peer, cfg.accuracy_level)
+        graph = quantize_peer(graph, source.peer, level)
     set_metadata(graph, model_metadata(model.config, vocab, do_normalize, cfg, label, plan, extra))
     files = save_checked(graph, out, cfg.external_data_threshold)
     file_bytes = sum(f.stat().st_size for f in files)

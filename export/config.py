@@ -33,9 +33,15 @@ class ExportConfig:
     # onnxruntime MatMulNBits accuracy level recommended to the runtime (session option
     # session.qdq_matmulnbits_accuracy_level) and baked into the ort-int4-rtn peer. 0 keeps
     # activations float32: transcripts identical to PyTorch. 4 quantizes activations to int8 inside
-    # the kernel (ORT's default for the fusion): faster for 4/8-bit layers, changes ~10 % of the demo
-    # transcripts at no significant WER cost (results/export_demo.md).
-    accuracy_level: int = 0
+    # the kernel (ORT's default for the fusion): changes ~10 % of the demo transcripts at no
+    # significant WER cost (results/export_demo.md). None: the kernel map's choice (0 without one).
+    accuracy_level: int | None = None
+    # How each linear layer runs (export/kernel_map.py): "default" takes the built-in rule measured
+    # for this CPU family (export/kernel_defaults.json), a path takes a table from speechmpq kernels,
+    # "none" runs every layer as MatMulNBits at block_size (weight-only, float activations at
+    # level 0: the exact PyTorch numerics). The map may pick int8 weights with dynamically quantized
+    # activations (the file still stores each layer's own bits) where that runs fastest.
+    kernel_table: str = "default"
     # Streaming defaults written to the metadata (the runtime reads them; milliseconds, rounded to
     # whole frames).
     chunk_ms: int = STREAMING_DEFAULTS_MS["chunk"]
@@ -64,7 +70,7 @@ class ExportConfig:
             raise ValueError(f"block_size must be a power of two >= 16, not {self.block_size}")
         if self.min_container_bits not in (2, 4, 8):
             raise ValueError(f"min_container_bits must be 2, 4 or 8, not {self.min_container_bits}")
-        if self.accuracy_level not in (0, 1, 2, 3, 4):
+        if self.accuracy_level not in (None, 0, 1, 2, 3, 4):
             raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
         if self.chunk_ms <= 0 or self.left_context_ms < 0 or self.right_context_ms < 0:
             raise ValueError("chunk_ms must be positive and the contexts non-negative")

@@ -4,6 +4,9 @@
     int8-dynamic       x ─► DynamicQuantizeLinear ─► MatMulInteger(W INT8) ─► Cast ─► Mul(x_scale · w_scale)
                        (standard ONNX ops, what onnxruntime's quantize_dynamic writes; ORT fuses them into
                        DynamicQuantizeMatMul: uint8 activations quantized per call, int8 weights)
+    int8-dynamic-fromB the same with W stored as INTB (B = 2, 4) and Cast to INT8 before MatMulInteger:
+                       the file keeps B bits per weight, onnxruntime folds the Cast when the session
+                       loads, so memory holds 8 bits and the call runs DynamicQuantizeMatMul
     nbits-B            x ─► MatMul(DequantizeLinear(W INTB, block scales))
                        (weight-only QDQ; ORT fuses it into MatMulNBits with the session's accuracy level:
                        0 float activations, 4 int8 activations quantized per block in the kernel)
@@ -28,31 +31,42 @@ def nbits_id(bits: int, block: int) -> str:
     return f"nbits{bits}-block{block}"
 
 
+def int8_dynamic_id(bits: int) -> str:
+    return INT8_DYNAMIC if bits == 8 else f"{INT8_DYNAMIC}-from{bits}"
+
+
 def parse_kernel(kernel: str) -> tuple[str, int, int | None]:
     """kernel id -> (kind, stored bits, block size or None)."""
     if kernel == FP32:
         return FP32, 32, None
     if kernel == INT8_DYNAMIC:
         return INT8_DYNAMIC, 8, None
+    if kernel in (f"{INT8_DYNAMIC}-from2", f"{INT8_DYNAMIC}-from4"):
+        return INT8_DYNAMIC, int(kernel[-1]), None
     if kernel.startswith("nbits") and "-block" in kernel:
         bits, block = kernel[5:].split("-block")
         return "nbits", int(bits), int(block)
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
-def int8_dynamic_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.ndarray,
+def int8_dynamic_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.ndarray, bits: int = 8,
                        ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes and initializers computing out = x @ (codes · scale) with dynamically quantized x.
 
-    ``codes_kn``: int8 (K, N); ``scale``: per tensor (1 value) or per output column (N,)."""
+    ``codes_kn``: int8 (K, N), stored as INT``bits`` (2, 4: + a Cast to INT8 that onnxruntime folds
+    at load); ``scale``: per tensor (1 value) or per output column (N,)."""
     q, w_zero, w_scale = f"{name}.weight_quantized", f"{name}.weight_zero_point", f"{name}.weight_scale"
     scale = np.asarray(scale, np.float32).reshape(-1)
     scale = scale.reshape(()) if scale.size == 1 else scale
-    initializers = [numpy_helper.from_array(np.ascontiguousarray(codes_kn.astype(np.int8)), q),
+    initializers = [integer_initializer(q, np.ascontiguousarray(codes_kn.astype(np.int8)), bits, bits),
                     numpy_helper.from_array(np.zeros((), np.int8), w_zero),
                     numpy_helper.from_array(scale, w_scale)]
     t = {k: f"{name}/{k}" for k in ("xq", "xs", "xz", "int", "float", "scale")}
-    nodes = [
+    cast = []
+    if bits != 8:
+        cast = [helper.make_node("Cast", [q], [f"{name}.weight_int8"], to=TensorProto.INT8, name=f"{name}/CastInt8")]
+        q = f"{name}.weight_int8"
+    nodes = cast + [
         helper.make_node("DynamicQuantizeLinear", [x], [t["xq"], t["xs"], t["xz"]], name=f"{name}/DynamicQuantize"),
         helper.make_node("MatMulInteger", [t["xq"], q, t["xz"], w_zero], [t["int"]], name=f"{name}/MatMulInteger"),
         helper.make_node("Cast", [t["int"]], [t["float"]], to=TensorProto.FLOAT, name=f"{name}/Cast"),
@@ -76,18 +90,31 @@ def nbits_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.nda
                    numpy_helper.from_array(scales, s)]
 
 
-def linear_model(kernel: str, k: int, n: int, seed: int = 0) -> onnx.ModelProto:
-    """A one-layer model x (rows, K) -> y (rows, N) running ``kernel`` on random weights."""
+# On x86 without VNNI, onnxruntime's uint8 x int8 GEMM (MatMulInteger, DynamicQuantizeMatMul) sums
+# pairs of products in int16 (vpmaddubsw) and saturates once |weight code| > 64: measured 27 % error
+# for full-range 8-bit codes, exact up to the activations' rounding for codes within +-64.
+SATURATION_FREE_CODE = 64
+VNNI_ISA = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def saturation_free(max_code: int, isa: list[str] | None) -> bool:
+    """Whether the int8-dynamic kernels compute a layer with these codes without int16 overflow."""
+    return max_code <= SATURATION_FREE_CODE or any(flag in (isa or []) for flag in VNNI_ISA)
+
+
+def linear_model(kernel: str, k: int, n: int, seed: int = 0, code_limit: int | None = None) -> onnx.ModelProto:
+    """A one-layer model x (rows, K) -> y (rows, N) running ``kernel`` on random weights (codes in
+    [-limit, limit), limit = 2^(bits-1) or ``code_limit``)."""
     kind, bits, block = parse_kernel(kernel)
     rng = np.random.default_rng(seed)
-    limit = 2 ** (min(bits, 8) - 1)
+    limit = code_limit or 2 ** (min(bits, 8) - 1)
     codes = rng.integers(-limit, limit, (k, n)).astype(np.int8)
     scale = np.float32(0.02 / limit)
     if kind == FP32:
         nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
         initializers = [numpy_helper.from_array(codes.astype(np.float32) * scale, "w")]
     elif kind == INT8_DYNAMIC:
-        nodes, initializers = int8_dynamic_nodes("x", "y", "layer", codes, scale)
+        nodes, initializers = int8_dynamic_nodes("x", "y", "layer", codes, scale, bits)
     else:
         nodes, initializers = nbits_nodes("x", "y", "layer", codes, scale, bits, block)
     return _model(nodes, initializers, [("x", ["rows", k])], [("y", ["rows", n])], 25 if bits == 2 else 21)

@@ -8,6 +8,9 @@ the whole model, so the level is chosen once (the least total predicted time ove
 given) and each layer then takes its fastest candidate at that level. Shapes missing from the table
 take the kernel that is fastest over the whole table's model at those bits.
 
+The int8-dynamic kernels are left out for a layer whose integer codes exceed +-64 when the measured
+CPU lacks VNNI: onnxruntime's AVX2 uint8 x int8 GEMM overflows int16 there (kernel_graphs.py).
+
 Built-in defaults (``kernel_defaults.json``) hold that per-bits rule for the CPU families measured;
 where none was measured the map keeps MatMulNBits at the export's block size.
 """
@@ -19,7 +22,7 @@ import platform
 from pathlib import Path
 
 from speechmpq.errors import SpeechmpqError
-from speechmpq.export.kernel_graphs import INT8_DYNAMIC, parse_kernel
+from speechmpq.export.kernel_graphs import INT8_DYNAMIC, parse_kernel, saturation_free
 from speechmpq.export.kernels import FORMAT
 
 DEFAULTS = Path(__file__).with_name("kernel_defaults.json")
@@ -67,13 +70,21 @@ def rules_from_table(table: dict) -> dict:
         chosen = {bits: min(kernels, key=kernels.get) for bits, kernels in per_bits.items() if bits <= 8}
         best[level] = (sum(per_bits[b][k] for b, k in chosen.items()), chosen)
     level = min(best, key=lambda lvl: best[lvl][0])
+    # the best 8-bit kernel for layers the int8-dynamic kernels would saturate
+    safe = {k: v for k, v in totals[level].get(8, {}).items() if parse_kernel(k)[0] != INT8_DYNAMIC}
     return {"accuracy_level": level, "bits": {str(b): k for b, k in sorted(best[level][1].items())},
-            "source": f"{table.get('preset')} table, {table['machine'].get('cpu')}, {table['machine'].get('date')}"}
+            "saturating_8bit": min(safe, key=safe.get) if safe else None,
+            "isa": table["machine"].get("isa", []), "source": f"{table.get('preset')} table, {table['machine'].get('cpu')}, {table['machine'].get('date')}"}
+
+
+def layer_in_table(shapes: dict, layer: dict) -> bool:
+    return (layer["k"], layer["n"]) in shapes
 
 
 def choose(layers: list[dict], table: dict | None, rules: dict | None, accuracy_level: int | None,
            block_size: int) -> tuple[int, dict[str, dict]]:
-    """``layers``: dicts with name, container (stored bits), k, n. Returns (accuracy level,
+    """``layers``: dicts with name, container (stored bits), k, n, max_code (largest |integer code|;
+    0 if unknown). Returns (accuracy level,
     name -> {"kernel", "block_size", "predicted_ms" (None without a table entry)})."""
     if table is not None:
         rules = rules_from_table(table)
@@ -82,25 +93,30 @@ def choose(layers: list[dict], table: dict | None, rules: dict | None, accuracy_
         return level, {layer["name"]: {"kernel": f"nbits{layer['container']}-block{block_size}",
                                        "block_size": block_size, "predicted_ms": None} for layer in layers}
     shapes = {(s["k"], s["n"]): s["kernels"] for s in (table or {}).get("linear", [])}
+    isa = rules.get("isa", [])
     levels = [accuracy_level] if accuracy_level is not None else [0, 4]
     plans = {}
     for level in levels:
-        choice, total = {}, 0.0
+        choice, total, missing = {}, 0.0, 0
         for layer in layers:
+            safe = saturation_free(layer.get("max_code", 0), isa)
             candidates = [e for e in shapes.get((layer["k"], layer["n"]), [])
                           if level in _levels(e) and parse_kernel(e["kernel"])[1] == layer["container"]
-                          and (e["kernel"] == INT8_DYNAMIC or parse_kernel(e["kernel"])[2] <= max(16, layer["k"]))]
+                          and (safe or parse_kernel(e["kernel"])[0] != INT8_DYNAMIC)]
             if candidates:
                 entry = min(candidates, key=lambda e: e["median_ms"])
                 kernel, predicted = entry["kernel"], entry["median_ms"]
                 total += predicted
             else:
+                missing += layer_in_table(shapes, layer)
                 kernel = rules["bits"].get(str(layer["container"]))
-                if kernel != INT8_DYNAMIC and rules.get("accuracy_level") != level:
+                if kernel and parse_kernel(kernel)[0] == INT8_DYNAMIC and not safe:
+                    kernel = rules.get("saturating_8bit")
+                if kernel and parse_kernel(kernel)[0] != INT8_DYNAMIC and rules.get("accuracy_level") != level:
                     kernel = None  # the rule was measured at another level
                 kernel, predicted = kernel or f"nbits{layer['container']}-block{block_size}", None
             choice[layer["name"]] = {"kernel": kernel, "block_size": parse_kernel(kernel)[2], "predicted_ms": predicted}
-        plans[level] = (total, choice)
+        plans[level] = ((missing, total), choice)
     if table is None and accuracy_level is None:
         level = rules["accuracy_level"]
     else:

@@ -5,7 +5,9 @@ recommended streaming window, and for each conv layer of its front end (at the w
 the length the front-end cache leaves), one small model per kernel (``export/kernel_graphs.py``) is
 timed in this process: sessions built once, then repetitions interleaved (every kernel of a shape once
 per round, rounds repeated) so drift hits all alike; each figure is the median over rounds of the mean
-of a few calls, with its min and max, and its ratio to fp32 from the same round.
+of a few calls, with its min and max, and its ratio to fp32 from the same round. Worker threads do
+not spin between calls here (many sessions share the cores), so absolute figures are a little
+above a lone session's; the ranking is what the kernel map uses.
 
 The JSON is what ``export --kernel-table`` reads; the markdown beside it is for people.
 """
@@ -29,6 +31,7 @@ from speechmpq.export.kernel_graphs import (
     NBITS_BITS,
     NBITS_BLOCKS,
     conv_model,
+    int8_dynamic_id,
     linear_model,
     nbits_id,
 )
@@ -55,7 +58,7 @@ def linear_shapes(config) -> dict[tuple[int, int], list[str]]:
 
 def linear_kernels() -> list[tuple[str, int]]:
     """(kernel id, accuracy level) pairs: every kernel at every level where the level matters."""
-    pairs = [(FP32, 0), (INT8_DYNAMIC, 0)]
+    pairs = [(FP32, 0)] + [(int8_dynamic_id(b), 0) for b in NBITS_BITS]
     pairs += [(nbits_id(b, s), a) for b in NBITS_BITS for s in NBITS_BLOCKS for a in ACCURACY_LEVELS]
     return pairs
 
@@ -68,6 +71,10 @@ def _session(model, threads: int, accuracy_level: int):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(accuracy_level))
+    # dozens of sessions live side by side here: spinning worker threads of the one that just ran
+    # would steal the cores from the next (measured: 10x slower calls); one model per process, as
+    # the runtime runs, spins as onnxruntime defaults
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -159,8 +166,10 @@ def best_by_bits(table: dict) -> dict:
     for shape in table["linear"]:
         for entry in shape["kernels"]:
             bits = _stored_bits(entry["kernel"])
-            total = candidates.setdefault((bits, entry["accuracy_level"]), {})
-            total[entry["kernel"]] = total.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
+            # the accuracy level is a MatMulNBits option: the other kernels run alike at any level
+            for level in (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else ACCURACY_LEVELS:
+                total = candidates.setdefault((bits, level), {})
+                total[entry["kernel"]] = total.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
     for (bits, level), totals in sorted(candidates.items()):
         if bits == 32 and level:
             continue

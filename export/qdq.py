@@ -90,7 +90,7 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
     """Rewrite ``model`` in place; returns one record per layer (names, container, kernel, bytes).
     ``kernels``: layer name -> {"kernel", "block_size"} (``kernel_map.choose``); None: MatMulNBits
     at ``block_size`` for every linear layer."""
-    from speechmpq.export.kernel_graphs import INT8_DYNAMIC, int8_dynamic_nodes
+    from speechmpq.export.kernel_graphs import INT8_DYNAMIC, int8_dynamic_nodes, parse_kernel
 
     graph = model.graph
     index = _index_initializers(graph)
@@ -113,22 +113,27 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
         codes = weight.codes.T if weight.kind == "linear" else weight.codes
         kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" else None
         container = container_bits(weight.bits, min_container_bits)
-        if kernel is not None and kernel["kernel"] == INT8_DYNAMIC:
-            if container != 8:
-                raise SpeechmpqError(f"{weight.name}: int8-dynamic stores 8 bits, the layer has {weight.bits}")
-            for node in consumers:  # the MatMul becomes the five nodes of the int8 dynamic path
-                new_nodes, initializers = int8_dynamic_nodes(node.input[0], node.output[0], weight.name,
-                                                             np.ascontiguousarray(codes), weight.scale)
-                for new in new_nodes:
-                    _set_metadata(new, weight, kernel)
-                replaced[id(node)] = new_nodes
+        if kernel is not None and parse_kernel(kernel["kernel"])[0] == INT8_DYNAMIC:
+            if parse_kernel(kernel["kernel"])[1] != container:
+                raise SpeechmpqError(f"{weight.name}: kernel {kernel['kernel']} does not store {container}-bit "
+                                     f"weights")
+            if len(consumers) != 1:
+                raise SpeechmpqError(f"{weight.name}: a weight shared by {len(consumers)} MatMuls cannot take "
+                                     f"the int8-dynamic kernel")
+            node = consumers[0]  # the MatMul becomes the nodes of the int8 dynamic path
+            new_nodes, initializers = int8_dynamic_nodes(node.input[0], node.output[0], weight.name,
+                                                         np.ascontiguousarray(codes), weight.scale, container)
+            for new in new_nodes:
+                _set_metadata(new, weight, kernel)
+            replaced[node.output[0]] = new_nodes
             graph.initializer.remove(original)
             graph.initializer.extend(initializers)
             records.append({
-                "layer": weight.name, "bits": weight.bits, "container": 8, "onnx_type": "INT8",
-                "kernel": INT8_DYNAMIC, "block_size": None, "searched": weight.searched,
+                "layer": weight.name, "bits": weight.bits, "container": container,
+                "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
+                "kernel": kernel["kernel"], "block_size": None, "searched": weight.searched,
                 "initializer": initializers[0].name, "elements": int(codes.size),
-                "weight_bytes": int(codes.size), "scale_bytes": int(np.asarray(weight.scale).size * 4),
+                "weight_bytes": len(initializers[0].raw_data), "scale_bytes": int(np.asarray(weight.scale).size * 4),
                 "replaced_float_bytes": int(float_weight.size * 4),
             })  # fmt: skip
             continue
@@ -167,7 +172,7 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
             "replaced_float_bytes": int(float_weight.size * 4),
         })  # fmt: skip
     # DequantizeLinear reads initializers only, so the graph stays topologically sorted with them first.
-    nodes = dequantizers + [new for node in graph.node for new in replaced.get(id(node), [_copy(node)])]
+    nodes = dequantizers + [new for node in graph.node for new in replaced.get(node.output[0], [_copy(node)])]
     del graph.node[:]
     graph.node.extend(nodes)
     return records

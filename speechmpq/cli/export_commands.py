@@ -22,7 +22,7 @@ def _cmd_export(args) -> int:
     cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
                        others=args.others, accuracy_level=args.accuracy_level,
                        min_container_bits=args.min_container, audio_graph=args.audio_graph,
-                       frontend_cache=not args.no_frontend_cache, **window)
+                       frontend_cache=not args.no_frontend_cache, kernel_table=args.kernel_table, **window)
     source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
                     plan_pattern=args.plan_pattern, peer=args.peer)
@@ -57,15 +57,19 @@ def add_commands(commands) -> None:
     export.add_argument("--block-size", type=int, default=256, help="rows of K per stored scale")
     export.add_argument("--opset", type=int, default=None, help="default: the lowest that fits")
     export.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"])
-    export.add_argument("--accuracy-level", type=int, default=0,
-                        help="MatMulNBits accuracy level recommended to the runtime: 0 exact (default), "
-                             "4 int8 activations (faster for 4/8-bit layers)")
+    export.add_argument("--accuracy-level", type=int, default=None, choices=range(5),
+                        help="MatMulNBits accuracy level recommended to the runtime: 0 float activations, "
+                             "4 int8 activations (default: the kernel map's choice; 0 with --kernel-table none)")
     export.add_argument("--min-container", type=int, default=2, choices=[2, 4, 8],
                         help="narrowest container: 4 stores 2-bit weights as INT4 (faster ORT kernels)")
     export.add_argument("--chunk-ms", type=int, default=None, help="recommended streaming chunk "
                         "(default 640 ms)")
     export.add_argument("--left-ms", type=int, default=None, help="recommended left context (2560 ms)")
     export.add_argument("--right-ms", type=int, default=None, help="recommended look-ahead (960 ms)")
+    export.add_argument("--kernel-table", default="default", metavar="FILE|default|none",
+                        help="how each linear layer runs: the fastest kernel storing its bits from a table of "
+                             "speechmpq kernels (default: the built-in rule for this CPU; none: MatMulNBits at "
+                             "--block-size for all, PyTorch's exact numerics at accuracy level 0)")
     export.add_argument("--no-frontend-cache", action="store_true",
                         help="plain input_values -> logits graph, without the cached-conv-frames input and "
                              "output that let streaming skip the conv work of audio already encoded")

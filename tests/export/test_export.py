@@ -58,7 +58,7 @@ def _quantized_dir(path, granularity, model_type=None):
 def exported(request, tmp_path_factory):
     path = tmp_path_factory.mktemp(f"export-{request.param}")
     model_dir, plan = _quantized_dir(path, request.param)
-    summary = export_onnx(Source(model_dir=model_dir), path / "model.onnx", ExportConfig(block_size=16),
+    summary = export_onnx(Source(model_dir=model_dir), path / "model.onnx", ExportConfig(block_size=16, kernel_table="none"),
                           progress=False)
     return {"dir": model_dir, "plan": plan, "onnx": path / "model.onnx", "summary": summary, "path": path}
 
