@@ -52,6 +52,13 @@ class BenchConfig:
     fp32: str | None = None
     mpq: str | None = None
     int8: str | None = None
+    # labels of the FP32 and int8 peers streamed with the front-end cache: the headline's second set
+    # of ratios (MPQ against the peers with the cache too)
+    fp32_cached: str | None = None
+    int8_cached: str | None = None
+    # label -> front-end cache for that row: "auto" (default: on where the model says it is exact),
+    # "on" (also approximate group-norm front ends), "off" (recompute the convs every window)
+    frontend_cache: dict[str, str] = field(default_factory=dict)
     # a free-text line for the report (what the models are)
     title: str = ""
 
@@ -62,6 +69,9 @@ class BenchConfig:
             raise ValueError(f"threads must be >= 1, not {self.threads}")
         if self.repetitions < 1 or self.stream_seconds <= 0 or self.end_of_speech_utterances < 1:
             raise ValueError("repetitions, stream_seconds and end_of_speech_utterances must be positive")
+        bad = {label: value for label, value in self.frontend_cache.items() if value not in ("auto", "on", "off")}
+        if bad:
+            raise ValueError(f"front-end cache must be auto, on or off, not {bad}")
 
 
 def parse_models(entries: list[str]) -> dict[str, Path]:
@@ -110,6 +120,9 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     models = parse_models(config.models)
+    unknown = sorted(set(config.frontend_cache) - set(models))
+    if unknown:
+        raise SpeechmpqError(f"--frontend-cache names no model labelled {unknown[0]!r} (have {sorted(models)})")
     stream_files, eos_files, data = _audio(config)
     base = {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms}
     runs: dict[str, dict[int, list[dict]]] = {label: {t: [] for t in config.threads} for label in models}
@@ -121,7 +134,7 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
         for threads in config.threads:
             for label, path in models.items():  # interleaved: every model once per round
                 bar.set_postfix_str(f"{label} x{threads} #{repetition + 1}")
-                spec = {**base, "task": "latency", "model": str(path), "threads": threads,
+                spec = {**base, "task": "latency", "model": str(path), "threads": threads, "frontend_cache": config.frontend_cache.get(label, "auto"),
                         "stream_audio": stream_files, "eos_audio": eos_files}
                 result = _child(path, spec)
                 if "error" in result:
@@ -132,7 +145,7 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     if config.wer:
         for label, path in models.items():
             bar.set_postfix_str(f"{label} WER")
-            result = _child(path, {**base, "task": "wer", "model": str(path),
+            result = _child(path, {**base, "task": "wer", "model": str(path), "frontend_cache": config.frontend_cache.get(label, "auto"),
                                    "threads": max(config.threads), "data": data})
             if "error" in result:
                 raise SpeechmpqError(f"{label}: {result['error']}")
@@ -142,7 +155,7 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     for label, path in onnx_models.items() if config.profile else ():
         bar.set_postfix_str(f"{label} profile")
         threads = 2 if 2 in config.threads else max(config.threads)
-        result = _child(path, {**base, "task": "profile", "model": str(path), "threads": threads,
+        result = _child(path, {**base, "task": "profile", "model": str(path), "threads": threads, "frontend_cache": config.frontend_cache.get(label, "auto"),
                                "stream_audio": stream_files})
         if "error" in result:
             raise SpeechmpqError(f"{label}: {result['error']}")

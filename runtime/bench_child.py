@@ -30,7 +30,8 @@ def _recognizer(spec: dict, backend=None, offline: bool = False):
     from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
 
     streaming = (StreamingConfig(chunk_ms=0) if offline else
-                 StreamingConfig(spec.get("chunk_ms"), spec.get("left_ms"), spec.get("right_ms")))
+                 StreamingConfig(spec.get("chunk_ms"), spec.get("left_ms"), spec.get("right_ms"),
+                                 frontend_cache=spec.get("frontend_cache", "auto")))
     session = SessionConfig(threads=spec["threads"], accuracy_level=spec.get("accuracy_level"),
                             arena=spec.get("arena", True), profile_prefix=spec.get("profile_prefix"))
     config = RecognizerConfig(session=session, streaming=streaming)
@@ -81,7 +82,8 @@ def _model_facts(recognizer) -> dict:
     return {"weights": info.weights, "accuracy_level": getattr(model, "accuracy_level", None),
             "chunk_ms": 1000 * recognizer.geometry.chunk // info.sample_rate,
             "left_ms": 1000 * recognizer.geometry.left // info.sample_rate,
-            "right_ms": 1000 * recognizer.geometry.right // info.sample_rate}
+            "right_ms": 1000 * recognizer.geometry.right // info.sample_rate,
+            "frontend_cache": bool(getattr(recognizer, "frontend_cache", False))}
 
 
 def measure_wer(spec: dict, make_backend=None) -> dict:
@@ -102,8 +104,9 @@ def measure_wer(spec: dict, make_backend=None) -> dict:
 
 
 def measure_profile(spec: dict, make_backend=None) -> dict:
-    """onnxruntime's own profile of ``windows`` steady-state windows: milliseconds per window by
-    operator type (after fusion, so ``MatMulNBits`` and ``MatMulInteger`` show as themselves)."""
+    """onnxruntime's own profile of a steady-state stream: milliseconds per model call (one chunk's
+    window, through the front-end cache where the row uses it) by operator type, after fusion (so
+    ``MatMulNBits`` and ``DynamicQuantizeMatMul`` show as themselves); the first call is left out."""
     import os
     import shutil
     import tempfile
@@ -117,24 +120,29 @@ def measure_profile(spec: dict, make_backend=None) -> dict:
     model, g = recognizer.model, recognizer.geometry
     window_ms = 1000 * (g.left + g.chunk + g.right) // model.info.sample_rate
     samples = np.concatenate([load_audio(p) for p in spec["stream_audio"]])
-    window = model.prepare(samples[: g.left + g.chunk + g.right])
-    model.logits(window)  # warm-up, not counted below
-    windows = spec.get("windows", 5)
-    for _ in range(windows):
-        model.logits(window)
+    samples = samples[: g.left + g.chunk * (spec.get("windows", 8) + 1) + g.right]
+    stream = recognizer.create_stream()
+    for position in range(0, samples.size, g.chunk):
+        stream.accept_waveform(samples[position: position + g.chunk], model.info.sample_rate)
+        recognizer.decode(stream)
     path = model.session.end_profiling()
     with open(path) as handle:
         events = json.load(handle)
     shutil.rmtree(folder)  # also a profile of the first session, if the model asked for a reload
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    if len(runs) < 2:
+        raise RuntimeError("the profile saw fewer than two model calls")
+    steady = runs[1]["ts"]
     by_op: dict[str, float] = {}
-    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     for event in events:
-        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time") and event["ts"] >= steady:
             op = event.get("args", {}).get("op_name", "?")
             by_op[op] = by_op.get(op, 0.0) + event["dur"] / 1000
-    scale = 1.0 / (windows + 1)
-    return {"task": "profile", "window_ms": window_ms, "windows": windows,
-            "run_ms": sum(e["dur"] for e in runs) / 1000 * scale,
+    scale = 1.0 / (len(runs) - 1)
+    return {"task": "profile", "window_ms": window_ms, "windows": len(runs) - 1,
+            "frontend_cache": bool(recognizer.frontend_cache),
+            "run_ms": sum(e["dur"] for e in runs[1:]) / 1000 * scale,
             "op_ms": {k: v * scale for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}}
 
 

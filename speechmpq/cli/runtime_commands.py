@@ -89,6 +89,14 @@ def _cmd_serve(args) -> int:
                  max_streams=args.max_streams)
 
 
+def _label_values(entries: list[str]) -> dict[str, str]:
+    pairs = [entry.partition("=") for entry in entries]
+    bad = [entry for entry, (_, sep, value) in zip(entries, pairs, strict=True) if not sep or not value]
+    if bad:
+        raise SpeechmpqError(f"--frontend-cache takes LABEL=on|off|auto, not {bad[0]!r}")
+    return {label: value for label, _, value in pairs}
+
+
 def _cmd_bench(args) -> int:
     from speechmpq.runtime.bench import BenchConfig, run_bench
 
@@ -97,7 +105,9 @@ def _cmd_bench(args) -> int:
                          repetitions=args.repetitions, chunk_ms=args.chunk_ms, left_ms=args.left_ms,
                          right_ms=args.right_ms, stream_seconds=args.stream_seconds, wer=not args.no_wer,
                          end_of_speech_utterances=args.eos_utterances, profile=args.profile,
-                         fp32=args.fp32, mpq=args.mpq, int8=args.int8, title=args.title)
+                         fp32=args.fp32, mpq=args.mpq, int8=args.int8, title=args.title,
+                         fp32_cached=args.fp32_cached, int8_cached=args.int8_cached,
+                         frontend_cache=_label_values(args.frontend_cache))
     report = run_bench(config, progress=not args.quiet)
     from speechmpq.runtime.bench_report import markdown, write_report
 
@@ -179,6 +189,11 @@ def add_commands(commands) -> None:
     bench.add_argument("--fp32", default=None, help="label of the FP32 reference (default: by metadata)")
     bench.add_argument("--mpq", default=None, help="label of the headline MPQ model (default: by metadata)")
     bench.add_argument("--int8", default=None, help="label of the ORT int8 peer (default: by metadata)")
+    bench.add_argument("--fp32-cached", default=None, help="label of the FP32 row streamed with the "
+                       "front-end cache (second set of headline ratios)")
+    bench.add_argument("--int8-cached", default=None, help="label of the ORT int8 row with the cache")
+    bench.add_argument("--frontend-cache", nargs="+", default=[], metavar="LABEL=on|off|auto",
+                       help="per row: reuse conv frames across windows (default auto: where exact)")
     bench.add_argument("--title", default="", help="report title")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=_cmd_bench)

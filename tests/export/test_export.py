@@ -187,7 +187,7 @@ def test_pattern_plan_and_preset_export(tmp_path, exported):
 def test_external_data_and_atomic_replacement(tmp_path, exported, monkeypatch):
     out = tmp_path / "m.onnx"
     export_onnx(Source(model_dir=exported["dir"]), out,
-                ExportConfig(block_size=16, external_data_threshold=1000), progress=False)
+                ExportConfig(block_size=16, external_data_threshold=1000, kernel_table="none"), progress=False)
     assert [f.stat().st_size > 0 for f in tmp_path.glob("m.onnx.*.data")] == [True]
     stub = onnx.load(str(out), load_external_data=False)
     assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in stub.graph.initializer)
@@ -226,7 +226,7 @@ def test_bad_exports_fail_with_one_line(tmp_path, exported, capsys):
 
 def test_int4_container_option_keeps_values_and_changes_only_storage(tmp_path, exported):
     out = tmp_path / "c4.onnx"
-    assert main(["export", str(exported["dir"]), "--out", str(out), "--min-container", "4", "--quiet"]) == 0
+    assert main(["export", str(exported["dir"]), "--out", str(out), "--min-container", "4", "--kernel-table", "none", "--quiet"]) == 0
     model = onnx.load(str(out))
     inits = _initializers(model)
     for node in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
@@ -270,7 +270,7 @@ def test_audio_bytes_graph_decodes_files_in_graph(tmp_path, normalize):
 
 def test_others_int8_quantizes_every_weight_outside_the_plan(tmp_path, exported):
     out = tmp_path / "others.onnx"
-    summary = export_onnx(Source(model_dir=exported["dir"]), out, ExportConfig(others="int8"),
+    summary = export_onnx(Source(model_dir=exported["dir"]), out, ExportConfig(others="int8", kernel_table="none"),
                           progress=False)
     extra = [r for r in summary["layers"] if r["layer"] not in exported["plan"]["layers"]]
     kinds = {r["layer"].split(".")[-1] for r in extra}
