@@ -121,7 +121,8 @@ def _kernel_map(weights: list[QuantizedWeight], cfg: ExportConfig) -> tuple[int,
                "max_code": int(np.abs(w.codes.astype(np.int16)).max())} for w in linear]
     level, kernels = choose(layers, table, rules, cfg.accuracy_level, cfg.block_size)
     source = (f"{cfg.kernel_table}" if table is not None else
-              f"default ({rules['source']})" if rules else "default (none measured for this CPU: MatMulNBits)")
+              f"default ({rules['source']})" if rules else
+              "default (none measured for this CPU: MatMulNBits)")
     return level, kernels, source
 
 
@@ -134,31 +135,44 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
     out = Path(out)
     model, vocab, do_normalize, weights, plan = _load(source)
     if len(vocab) != model.config.vocab_size:
-        raise ModelError(f"vocabulary has {len(vocab)} tokens but the model outputs "
-                         f"{model.config.vocab_size}")
+        raise ModelError(
+            f"vocabulary has {len(vocab)} tokens but the model outputs {model.config.vocab_size}"
+        )
     if model.config.pad_token_id is None:
         raise ModelError("the model config has no pad_token_id (the CTC blank); cannot describe its output")
     others = []
     if cfg.others == "int8" and weights:
         others = other_int8_weights(model, {w.name for w in weights})
-    say(f"exporting {model.config.model_type} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
-        f"parameters) with the {cfg.exporter} exporter ...")
+    say(
+        f"exporting {model.config.model_type} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        f"parameters) with the {cfg.exporter} exporter ..."
+    )
     graph = export_fp32(model, cfg)
     needed = minimum_opset(weights + others, cfg.min_container_bits)
     opset = cfg.opset or needed
     if opset < needed:
-        raise SpeechmpqError(f"opset {opset} cannot hold these weights; {needed} or later is needed "
-                             f"(INT4/INT8 block scales: 21, INT2: 25)")
+        raise SpeechmpqError(
+            f"opset {opset} cannot hold these weights; {needed} or later is needed "
+            f"(INT4/INT8 block scales: 21, INT2: 25)"
+        )
     graph = _set_opset(graph, opset)
     level, kernels, table_source = _kernel_map(weights + others, cfg)
-    records = apply_quantized_weights(graph, weights + others, cfg.block_size, cfg.min_container_bits, kernels)
+    records = apply_quantized_weights(
+        graph, weights + others, cfg.block_size, cfg.min_container_bits, kernels
+    )
     label = _weights_label(plan, source.peer)
-    extra = {"speechmpq.others": cfg.others if weights else "fp32", "speechmpq.block_size": cfg.block_size,
-             "speechmpq.exporter": cfg.exporter, "speechmpq.min_container_bits": cfg.min_container_bits,
-             "speechmpq.accuracy_level": level}
+    extra = {
+        "speechmpq.others": cfg.others if weights else "fp32",
+        "speechmpq.block_size": cfg.block_size,
+        "speechmpq.exporter": cfg.exporter,
+        "speechmpq.min_container_bits": cfg.min_container_bits,
+        "speechmpq.accuracy_level": level,
+    }
     if kernels is not None:
         extra["speechmpq.kernel_table"] = table_source
-        extra["speechmpq.kernels"] = json.dumps({name: k["kernel"] for name, k in kernels.items()}, sort_keys=True)
+        extra["speechmpq.kernels"] = json.dumps(
+            {name: k["kernel"] for name, k in kernels.items()}, sort_keys=True
+        )
     if source.peer is not None:
         from speechmpq.export.peers import quantize_peer
 
@@ -192,8 +206,10 @@ def size_accounting(model, plan: dict, records: list[dict], file_bytes: int) -> 
     scale_bytes = sum(r["scale_bytes"] for r in records)
     others_int8 = sum(r["weight_bytes"] for name, r in planned.items() if name not in plan["layers"])
     others_replaced = sum(r["replaced_float_bytes"] for n, r in planned.items() if n not in plan["layers"])
-    float_bytes = (sum(p.numel() for p in model.parameters()) - sum(
-        math.prod(e["shape"]) for e in plan["layers"].values())) * 4 - others_replaced
+    float_bytes = (
+        sum(p.numel() for p in model.parameters())
+        - sum(math.prod(e["shape"]) for e in plan["layers"].values())
+    ) * 4 - others_replaced
     computed = plan_weight_bytes + float_bytes + others_int8
     return {
         "plan_weight_bytes": round(plan_weight_bytes), "container_weight_bytes": container_bytes,

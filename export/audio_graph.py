@@ -43,19 +43,35 @@ def audio_bytes_graph(model: onnx.ModelProto, sample_rate: int, do_normalize: bo
             helper.make_node("Div", ["norm_centered", "norm_std"], ["pcm_normalized"]),
         ]  # fmt: skip
         output = "pcm_normalized"
-    outputs, io_map = [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, "samples"])], [(output, "input_values")]
+    outputs, io_map = (
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, [1, "samples"])],
+        [(output, "input_values")],
+    )
     cache = next((i for i in model.graph.input if i.name == "cached_features"), None)
     if cache is not None:  # a front-end-cache graph: offline here, so no cached frames
         channels = cache.type.tensor_type.shape.dim[2].dim_value
-        nodes.append(helper.make_node("Constant", [], ["no_cached_features"],
-                                      value=numpy_helper.from_array(np.zeros((1, 0, channels), np.float32))))
-        outputs.append(helper.make_tensor_value_info("no_cached_features", TensorProto.FLOAT, [1, 0, channels]))
+        nodes.append(
+            helper.make_node(
+                "Constant",
+                [],
+                ["no_cached_features"],
+                value=numpy_helper.from_array(np.zeros((1, 0, channels), np.float32)),
+            )
+        )
+        outputs.append(
+            helper.make_tensor_value_info("no_cached_features", TensorProto.FLOAT, [1, 0, channels])
+        )
         io_map.append(("no_cached_features", "cached_features"))
-    decode = helper.make_graph(nodes, "decode_audio",
-                               [helper.make_tensor_value_info("audio_bytes", TensorProto.UINT8, [1, "bytes"])],
-                               outputs, initializers)
-    prefix = helper.make_model(decode, opset_imports=[helper.make_opsetid("", opset),
-                                                      helper.make_opsetid(EXTENSIONS_DOMAIN, 1)])
+    decode = helper.make_graph(
+        nodes,
+        "decode_audio",
+        [helper.make_tensor_value_info("audio_bytes", TensorProto.UINT8, [1, "bytes"])],
+        outputs,
+        initializers,
+    )
+    prefix = helper.make_model(
+        decode, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(EXTENSIONS_DOMAIN, 1)]
+    )
     prefix.ir_version = model.ir_version
     merged = compose.merge_models(prefix, model, io_map=io_map)
     kept = [o for o in merged.graph.output if o.name != "features"]

@@ -68,28 +68,42 @@ def export_fp32(model, cfg: ExportConfig) -> onnx.ModelProto:
     samples = torch.randn(1, TRACE_SAMPLES, generator=torch.Generator().manual_seed(0))
     if cfg.frontend_cache:
         wrapper = CachedFrontEnd(model).eval()
-        example = (samples, torch.randn(1, 3, conv_channels(model), generator=torch.Generator().manual_seed(1)))
-        names = {"input_names": ["input_values", "cached_features"], "output_names": ["logits", "features"],
-                 "dynamic_axes": {"input_values": {0: "batch", 1: "samples"},
-                                  "cached_features": {0: "batch", 1: "cached_frames"},
-                                  "logits": {0: "batch", 1: "frames"}, "features": {0: "batch", 1: "new_frames"}}}
+        example = (
+            samples,
+            torch.randn(1, 3, conv_channels(model), generator=torch.Generator().manual_seed(1)),
+        )
+        names = {
+            "input_names": ["input_values", "cached_features"],
+            "output_names": ["logits", "features"],
+            "dynamic_axes": {
+                "input_values": {0: "batch", 1: "samples"},
+                "cached_features": {0: "batch", 1: "cached_frames"},
+                "logits": {0: "batch", 1: "frames"},
+                "features": {0: "batch", 1: "new_frames"},
+            },
+        }
     else:
         wrapper, example = LogitsOnly(model).eval(), (samples,)
-        names = {"input_names": ["input_values"], "output_names": ["logits"],
-                 "dynamic_axes": {"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}}}
+        names = {
+            "input_names": ["input_values"],
+            "output_names": ["logits"],
+            "dynamic_axes": {"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}},
+        }
     with tempfile.TemporaryDirectory(prefix="speechmpq-export-") as tmp:
         path = Path(tmp) / "fp32.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 if cfg.exporter == "torchscript":
-                    torch.onnx.export(wrapper, example, str(path), dynamo=False, opset_version=FP32_OPSET,
-                                      **names)
+                    torch.onnx.export(
+                        wrapper, example, str(path), dynamo=False, opset_version=FP32_OPSET, **names
+                    )
                 else:
                     _export_dynamo(wrapper, example, path, names)
             except ImportError as error:
-                raise SpeechmpqError(f"the {cfg.exporter} exporter needs {error.name}: "
-                                     f"pip install {error.name}") from None
+                raise SpeechmpqError(
+                    f"the {cfg.exporter} exporter needs {error.name}: pip install {error.name}"
+                ) from None
         return onnx.load(str(path))
 
 
@@ -97,8 +111,9 @@ def _export_dynamo(wrapper, example, path: Path, names: dict) -> None:
     import onnxscript  # noqa: F401  (the dynamo exporter's dependency; a clear error if missing)
 
     batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=400)
-    shapes = ({0: batch, 1: samples},) + (({0: batch, 1: torch.export.Dim("cached_frames")},)
-                                          if len(example) == 2 else ())
+    shapes = ({0: batch, 1: samples},) + (
+        ({0: batch, 1: torch.export.Dim("cached_frames")},) if len(example) == 2 else ()
+    )
     program = torch.onnx.export(
         wrapper, example, dynamo=True, opset_version=max(FP32_OPSET, 18), input_names=names["input_names"],
         output_names=names["output_names"], dynamic_shapes=shapes, verbose=False,

@@ -64,11 +64,17 @@ def int8_dynamic_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale:
     t = {k: f"{name}/{k}" for k in ("xq", "xs", "xz", "int", "float", "scale")}
     cast = []
     if bits != 8:
-        cast = [helper.make_node("Cast", [q], [f"{name}.weight_int8"], to=TensorProto.INT8, name=f"{name}/CastInt8")]
+        cast = [
+            helper.make_node(
+                "Cast", [q], [f"{name}.weight_int8"], to=TensorProto.INT8, name=f"{name}/CastInt8"
+            )
+        ]
         q = f"{name}.weight_int8"
     nodes = cast + [
-        helper.make_node("DynamicQuantizeLinear", [x], [t["xq"], t["xs"], t["xz"]], name=f"{name}/DynamicQuantize"),
-        helper.make_node("MatMulInteger", [t["xq"], q, t["xz"], w_zero], [t["int"]], name=f"{name}/MatMulInteger"),
+        helper.make_node("DynamicQuantizeLinear", [x], [t["xq"], t["xs"], t["xz"]],
+                         name=f"{name}/DynamicQuantize"),
+        helper.make_node("MatMulInteger", [t["xq"], q, t["xz"], w_zero], [t["int"]],
+                         name=f"{name}/MatMulInteger"),
         helper.make_node("Cast", [t["int"]], [t["float"]], to=TensorProto.FLOAT, name=f"{name}/Cast"),
         helper.make_node("Mul", [t["xs"], w_scale], [t["scale"]], name=f"{name}/ScaleMul"),
         helper.make_node("Mul", [t["float"], t["scale"]], [out], name=f"{name}/Mul"),
@@ -76,18 +82,24 @@ def int8_dynamic_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale:
     return nodes, initializers
 
 
-def nbits_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.ndarray, bits: int,
-                block: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def nbits_nodes(
+    x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.ndarray, bits: int, block: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Weight-only QDQ: INT``bits`` codes (K, N) with per-block scales, DequantizeLinear, MatMul."""
     k, n = codes_kn.shape
     per_column = np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (n,))
     scales = np.tile(per_column, (-(-k // block), 1)).astype(np.float32)
     q, s, dq = f"{name}.weight_quantized", f"{name}.weight_scale", f"{name}.weight_dequantized"
-    nodes = [helper.make_node("DequantizeLinear", [q, s], [dq], axis=0, block_size=block,
-                              name=f"{name}/DequantizeLinear"),
-             helper.make_node("MatMul", [x, dq], [out], name=f"{name}/MatMul")]
-    return nodes, [integer_initializer(q, np.ascontiguousarray(codes_kn), bits, bits),
-                   numpy_helper.from_array(scales, s)]
+    nodes = [
+        helper.make_node(
+            "DequantizeLinear", [q, s], [dq], axis=0, block_size=block, name=f"{name}/DequantizeLinear"
+        ),
+        helper.make_node("MatMul", [x, dq], [out], name=f"{name}/MatMul"),
+    ]
+    return nodes, [
+        integer_initializer(q, np.ascontiguousarray(codes_kn), bits, bits),
+        numpy_helper.from_array(scales, s),
+    ]
 
 
 # On x86 without VNNI, onnxruntime's uint8 x int8 GEMM (MatMulInteger, DynamicQuantizeMatMul) sums
@@ -102,7 +114,9 @@ def saturation_free(max_code: int, isa: list[str] | None) -> bool:
     return max_code <= SATURATION_FREE_CODE or any(flag in (isa or []) for flag in VNNI_ISA)
 
 
-def linear_model(kernel: str, k: int, n: int, seed: int = 0, code_limit: int | None = None) -> onnx.ModelProto:
+def linear_model(
+    kernel: str, k: int, n: int, seed: int = 0, code_limit: int | None = None
+) -> onnx.ModelProto:
     """A one-layer model x (rows, K) -> y (rows, N) running ``kernel`` on random weights (codes in
     [-limit, limit), limit = 2^(bits-1) or ``code_limit``)."""
     kind, bits, block = parse_kernel(kernel)
@@ -120,8 +134,9 @@ def linear_model(kernel: str, k: int, n: int, seed: int = 0, code_limit: int | N
     return _model(nodes, initializers, [("x", ["rows", k])], [("y", ["rows", n])], 25 if bits == 2 else 21)
 
 
-def conv_model(kernel: str, channels_in: int, channels_out: int, width: int, stride: int,
-               seed: int = 0) -> onnx.ModelProto:
+def conv_model(
+    kernel: str, channels_in: int, channels_out: int, width: int, stride: int, seed: int = 0
+) -> onnx.ModelProto:
     """One Conv1d layer x (1, C_in, T) -> y: fp32, or int8-dynamic (DynamicQuantizeLinear ->
     ConvInteger -> Cast -> Mul, as quantize_dynamic writes it)."""
     rng = np.random.default_rng(seed)
@@ -131,22 +146,33 @@ def conv_model(kernel: str, channels_in: int, channels_out: int, width: int, str
         nodes = [helper.make_node("Conv", ["x", "w"], ["y"], strides=[stride])]
         initializers = [numpy_helper.from_array(codes.astype(np.float32) * scale, "w")]
     elif kernel == INT8_DYNAMIC:
-        initializers = [numpy_helper.from_array(codes, "wq"), numpy_helper.from_array(np.zeros((), np.int8), "wz"),
-                        numpy_helper.from_array(np.array(scale, np.float32), "ws")]
-        nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
-                 helper.make_node("ConvInteger", ["xq", "wq", "xz", "wz"], ["yi"], strides=[stride]),
-                 helper.make_node("Cast", ["yi"], ["yf"], to=TensorProto.FLOAT),
-                 helper.make_node("Mul", ["xs", "ws"], ["s"]), helper.make_node("Mul", ["yf", "s"], ["y"])]
+        initializers = [
+            numpy_helper.from_array(codes, "wq"),
+            numpy_helper.from_array(np.zeros((), np.int8), "wz"),
+            numpy_helper.from_array(np.array(scale, np.float32), "ws"),
+        ]
+        nodes = [
+            helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+            helper.make_node("ConvInteger", ["xq", "wq", "xz", "wz"], ["yi"], strides=[stride]),
+            helper.make_node("Cast", ["yi"], ["yf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["xs", "ws"], ["s"]),
+            helper.make_node("Mul", ["yf", "s"], ["y"]),
+        ]
     else:
         raise ValueError(f"conv kernels are fp32 and int8-dynamic, not {kernel!r}")
-    return _model(nodes, initializers, [("x", [1, channels_in, "time"])], [("y", [1, channels_out, "frames"])], 21)
+    return _model(
+        nodes, initializers, [("x", [1, channels_in, "time"])], [("y", [1, channels_out, "frames"])], 21
+    )
 
 
 def _model(nodes, initializers, inputs, outputs, opset: int) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, "kernel", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
-                                                for n, s in inputs],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
-                              initializer=initializers)
+    graph = helper.make_graph(
+        nodes,
+        "kernel",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+        initializer=initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 11 if opset >= 25 else 10
     return model

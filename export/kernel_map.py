@@ -34,7 +34,11 @@ def load_table(path: str | Path) -> dict:
         table = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise SpeechmpqError(f"{path}: cannot read the kernel table ({error})") from None
-    if not isinstance(table, dict) or table.get("format") != FORMAT or not isinstance(table.get("linear"), list):
+    if (
+        not isinstance(table, dict)
+        or table.get("format") != FORMAT
+        or not isinstance(table.get("linear"), list)
+    ):
         raise SpeechmpqError(f"{path}: not a speechmpq kernel table (write one with speechmpq kernels)")
     return table
 
@@ -72,17 +76,23 @@ def rules_from_table(table: dict) -> dict:
     level = min(best, key=lambda lvl: best[lvl][0])
     # the best 8-bit kernel for layers the int8-dynamic kernels would saturate
     safe = {k: v for k, v in totals[level].get(8, {}).items() if parse_kernel(k)[0] != INT8_DYNAMIC}
-    return {"accuracy_level": level, "bits": {str(b): k for b, k in sorted(best[level][1].items())},
-            "saturating_8bit": min(safe, key=safe.get) if safe else None,
-            "isa": table["machine"].get("isa", []), "source": f"{table.get('preset')} table, {table['machine'].get('cpu')}, {table['machine'].get('date')}"}
+    return {
+        "accuracy_level": level,
+        "bits": {str(b): k for b, k in sorted(best[level][1].items())},
+        "saturating_8bit": min(safe, key=safe.get) if safe else None,
+        "isa": table["machine"].get("isa", []),
+        "source": f"{table.get('preset')} table, {table['machine'].get('cpu')}, "
+        f"{table['machine'].get('date')}",
+    }
 
 
 def layer_in_table(shapes: dict, layer: dict) -> bool:
     return (layer["k"], layer["n"]) in shapes
 
 
-def choose(layers: list[dict], table: dict | None, rules: dict | None, accuracy_level: int | None,
-           block_size: int) -> tuple[int, dict[str, dict]]:
+def choose(
+    layers: list[dict], table: dict | None, rules: dict | None, accuracy_level: int | None, block_size: int
+) -> tuple[int, dict[str, dict]]:
     """``layers``: dicts with name, container (stored bits), k, n, max_code (largest |integer code|;
     0 if unknown). Returns (accuracy level,
     name -> {"kernel", "block_size", "predicted_ms" (None without a table entry)})."""
@@ -90,8 +100,14 @@ def choose(layers: list[dict], table: dict | None, rules: dict | None, accuracy_
         rules = rules_from_table(table)
     if rules is None:  # nothing measured here: MatMulNBits at the export's block size
         level = 0 if accuracy_level is None else accuracy_level
-        return level, {layer["name"]: {"kernel": f"nbits{layer['container']}-block{block_size}",
-                                       "block_size": block_size, "predicted_ms": None} for layer in layers}
+        return level, {
+            layer["name"]: {
+                "kernel": f"nbits{layer['container']}-block{block_size}",
+                "block_size": block_size,
+                "predicted_ms": None,
+            }
+            for layer in layers
+        }
     shapes = {(s["k"], s["n"]): s["kernels"] for s in (table or {}).get("linear", [])}
     isa = rules.get("isa", [])
     levels = [accuracy_level] if accuracy_level is not None else [0, 4]
@@ -100,9 +116,13 @@ def choose(layers: list[dict], table: dict | None, rules: dict | None, accuracy_
         choice, total, missing = {}, 0.0, 0
         for layer in layers:
             safe = saturation_free(layer.get("max_code", 0), isa)
-            candidates = [e for e in shapes.get((layer["k"], layer["n"]), [])
-                          if level in _levels(e) and parse_kernel(e["kernel"])[1] == layer["container"]
-                          and (safe or parse_kernel(e["kernel"])[0] != INT8_DYNAMIC)]
+            candidates = [
+                e
+                for e in shapes.get((layer["k"], layer["n"]), [])
+                if level in _levels(e)
+                and parse_kernel(e["kernel"])[1] == layer["container"]
+                and (safe or parse_kernel(e["kernel"])[0] != INT8_DYNAMIC)
+            ]
             if candidates:
                 entry = min(candidates, key=lambda e: e["median_ms"])
                 kernel, predicted = entry["kernel"], entry["median_ms"]
@@ -112,10 +132,18 @@ def choose(layers: list[dict], table: dict | None, rules: dict | None, accuracy_
                 kernel = rules["bits"].get(str(layer["container"]))
                 if kernel and parse_kernel(kernel)[0] == INT8_DYNAMIC and not safe:
                     kernel = rules.get("saturating_8bit")
-                if kernel and parse_kernel(kernel)[0] != INT8_DYNAMIC and rules.get("accuracy_level") != level:
+                if (
+                    kernel
+                    and parse_kernel(kernel)[0] != INT8_DYNAMIC
+                    and rules.get("accuracy_level") != level
+                ):
                     kernel = None  # the rule was measured at another level
                 kernel, predicted = kernel or f"nbits{layer['container']}-block{block_size}", None
-            choice[layer["name"]] = {"kernel": kernel, "block_size": parse_kernel(kernel)[2], "predicted_ms": predicted}
+            choice[layer["name"]] = {
+                "kernel": kernel,
+                "block_size": parse_kernel(kernel)[2],
+                "predicted_ms": predicted,
+            }
         plans[level] = ((missing, total), choice)
     if table is None and accuracy_level is None:
         level = rules["accuracy_level"]

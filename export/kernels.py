@@ -132,24 +132,48 @@ def measure(preset: str, threads: int, repetitions: int = 7, window_ms: int | No
                  for kernel, level in linear_kernels()]
         _measure(cases, repetitions)
         fp32 = cases[0]["times"]
-        table["linear"].append({"k": k, "n": n, "kinds": kinds, "per_block": config.num_hidden_layers * len(kinds),
-                                "kernels": [{"kernel": c["kernel"], "accuracy_level": c["accuracy_level"],
-                                             **_summary(c, fp32)} for c in cases]})
+        table["linear"].append(
+            {
+                "k": k,
+                "n": n,
+                "kinds": kinds,
+                "per_block": config.num_hidden_layers * len(kinds),
+                "kernels": [
+                    {"kernel": c["kernel"], "accuracy_level": c["accuracy_level"], **_summary(c, fp32)}
+                    for c in cases
+                ],
+            }
+        )
         bar.update()
     stride, field = conv_geometry(config)
     channels_in, lengths = 1, {"window": window_ms * 16, "cached": chunk_ms * 16 + stride + field}
-    for index, (out, width, step) in enumerate(zip(config.conv_dim, config.conv_kernel, config.conv_stride,
-                                                   strict=True)):
+    for index, (out, width, step) in enumerate(
+        zip(config.conv_dim, config.conv_kernel, config.conv_stride, strict=True)
+    ):
         for name, length in lengths.items():
             x = rng.standard_normal((1, channels_in, length)).astype(np.float32)
-            cases = [{"kernel": kernel, "accuracy_level": 0, "feed": {"x": x},
-                      "session": _session(conv_model(kernel, channels_in, out, width, step), threads, 0)}
-                     for kernel in (FP32, INT8_DYNAMIC)]
+            cases = [
+                {
+                    "kernel": kernel,
+                    "accuracy_level": 0,
+                    "feed": {"x": x},
+                    "session": _session(conv_model(kernel, channels_in, out, width, step), threads, 0),
+                }
+                for kernel in (FP32, INT8_DYNAMIC)
+            ]
             _measure(cases, repetitions)
-            table["conv"].append({"layer": index, "input": name, "channels_in": channels_in, "channels_out": out,
-                                  "width": width, "stride": step, "length": length,
-                                  "kernels": [{"kernel": c["kernel"], **_summary(c, cases[0]["times"])}
-                                              for c in cases]})
+            table["conv"].append(
+                {
+                    "layer": index,
+                    "input": name,
+                    "channels_in": channels_in,
+                    "channels_out": out,
+                    "width": width,
+                    "stride": step,
+                    "length": length,
+                    "kernels": [{"kernel": c["kernel"], **_summary(c, cases[0]["times"])} for c in cases],
+                }
+            )
             lengths[name] = (length - width) // step + 1
         channels_in = out
     bar.update()
@@ -167,9 +191,13 @@ def best_by_bits(table: dict) -> dict:
         for entry in shape["kernels"]:
             bits = _stored_bits(entry["kernel"])
             # the accuracy level is a MatMulNBits option: the other kernels run alike at any level
-            for level in (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else ACCURACY_LEVELS:
+            for level in (
+                (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else ACCURACY_LEVELS
+            ):
                 total = candidates.setdefault((bits, level), {})
-                total[entry["kernel"]] = total.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
+                total[entry["kernel"]] = (
+                    total.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
+                )
     for (bits, level), totals in sorted(candidates.items()):
         if bits == 32 and level:
             continue
@@ -196,11 +224,19 @@ def machine() -> dict:
     flags = set()
     if Path("/proc/cpuinfo").is_file():
         text = Path("/proc/cpuinfo").read_text()
-        flags = {f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-                 if f" {f}" in text}
-    return {"arch": platform.machine(), "cpu": cpu or platform.processor(), "cores": os.cpu_count(),
-            "isa": sorted(flags), "onnxruntime": onnxruntime.__version__,
-            "date": datetime.date.today().isoformat()}
+        flags = {
+            f
+            for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+            if f" {f}" in text
+        }
+    return {
+        "arch": platform.machine(),
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "isa": sorted(flags),
+        "onnxruntime": onnxruntime.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def write(table: dict, out: Path, command: str) -> list[Path]:

@@ -56,7 +56,9 @@ def model_metadata(config, vocab: list[str], do_normalize: bool, cfg: ExportConf
     if cfg.frontend_cache:
         # the graph takes cached conv frames (runtime/stream.py); caching is exact only when every
         # conv layer normalises per frame (layer norm), not over the window (group norm)
-        metadata["speechmpq.frontend_cache"] = "exact" if config.feat_extract_norm == "layer" else "approximate"
+        metadata["speechmpq.frontend_cache"] = (
+            "exact" if config.feat_extract_norm == "layer" else "approximate"
+        )
     if plan is not None:
         metadata["speechmpq.bitplan"] = json.dumps(plan, sort_keys=True)
     metadata.update({key: str(value) for key, value in (extra or {}).items()})

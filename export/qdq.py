@@ -68,7 +68,10 @@ def _set_metadata(node: onnx.NodeProto, weight: QuantizedWeight, kernel: dict | 
     pairs = [("speechmpq.layer", weight.name), ("speechmpq.bits", str(weight.bits)),
              ("speechmpq.searched", str(weight.searched).lower())]
     if kernel is not None:
-        pairs += [("speechmpq.kernel", kernel["kernel"]), ("speechmpq.block_size", str(kernel["block_size"] or 0))]
+        pairs += [
+            ("speechmpq.kernel", kernel["kernel"]),
+            ("speechmpq.block_size", str(kernel["block_size"] or 0)),
+        ]
     for key, value in pairs:
         node.metadata_props.add(key=key, value=value)
 
@@ -76,17 +79,25 @@ def _set_metadata(node: onnx.NodeProto, weight: QuantizedWeight, kernel: dict | 
 def _scales(weight: QuantizedWeight, block_size: int, k: int) -> np.ndarray:
     """Per-output-channel scales (N,) repeated over ceil(K/block) blocks -> (blocks, N)."""
     out_channels = weight.codes.shape[0]
-    per_channel = np.broadcast_to(weight.scale.reshape(-1), (out_channels,)) if weight.scale.size in (
-        1, out_channels) else None
+    per_channel = (
+        np.broadcast_to(weight.scale.reshape(-1), (out_channels,))
+        if weight.scale.size in (1, out_channels)
+        else None
+    )
     if per_channel is None:
-        raise SpeechmpqError(f"{weight.name}: scale of shape {weight.scale.shape} is neither per "
-                             f"tensor nor per output channel")
+        raise SpeechmpqError(
+            f"{weight.name}: scale of shape {weight.scale.shape} is neither per tensor nor per output channel"
+        )
     return np.tile(per_channel.astype(np.float32), (-(-k // block_size), 1))
 
 
-def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeight],
-                            block_size: int, min_container_bits: int = 2,
-                            kernels: dict[str, dict] | None = None) -> list[dict]:
+def apply_quantized_weights(
+    model: onnx.ModelProto,
+    weights: list[QuantizedWeight],
+    block_size: int,
+    min_container_bits: int = 2,
+    kernels: dict[str, dict] | None = None,
+) -> list[dict]:
     """Rewrite ``model`` in place; returns one record per layer (names, container, kernel, bytes).
     ``kernels``: layer name -> {"kernel", "block_size"} (``kernel_map.choose``); None: MatMulNBits
     at ``block_size`` for every linear layer."""
@@ -101,28 +112,41 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
         matches = index.get(_digest(stored), [])
         if len(matches) != 1:
             found = "not found" if not matches else f"found {len(matches)} times"
-            raise SpeechmpqError(f"{weight.name}: its weight is {found} in the exported graph; "
-                                 f"cannot place its DequantizeLinear")
+            raise SpeechmpqError(
+                f"{weight.name}: its weight is {found} in the exported graph; "
+                f"cannot place its DequantizeLinear"
+            )
         original = matches[0]
         consumers = _consumers(graph, original.name)
         expected = "MatMul" if weight.kind == "linear" else "Conv"
-        if not consumers or any(node.op_type != expected or list(node.input).index(original.name) != 1
-                                for node in consumers):
-            raise SpeechmpqError(f"{weight.name}: its weight does not feed a {expected} as input B; "
-                                 f"unsupported graph pattern")
+        if not consumers or any(
+            node.op_type != expected or list(node.input).index(original.name) != 1 for node in consumers
+        ):
+            raise SpeechmpqError(
+                f"{weight.name}: its weight does not feed a {expected} as input B; unsupported graph pattern"
+            )
         codes = weight.codes.T if weight.kind == "linear" else weight.codes
         kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" else None
         container = container_bits(weight.bits, min_container_bits)
         if kernel is not None and parse_kernel(kernel["kernel"])[0] == INT8_DYNAMIC:
             if parse_kernel(kernel["kernel"])[1] != container:
-                raise SpeechmpqError(f"{weight.name}: kernel {kernel['kernel']} does not store {container}-bit "
-                                     f"weights")
+                raise SpeechmpqError(
+                    f"{weight.name}: kernel {kernel['kernel']} does not store {container}-bit weights"
+                )
             if len(consumers) != 1:
-                raise SpeechmpqError(f"{weight.name}: a weight shared by {len(consumers)} MatMuls cannot take "
-                                     f"the int8-dynamic kernel")
+                raise SpeechmpqError(
+                    f"{weight.name}: a weight shared by {len(consumers)} MatMuls cannot take "
+                    f"the int8-dynamic kernel"
+                )
             node = consumers[0]  # the MatMul becomes the nodes of the int8 dynamic path
-            new_nodes, initializers = int8_dynamic_nodes(node.input[0], node.output[0], weight.name,
-                                                         np.ascontiguousarray(codes), weight.scale, container)
+            new_nodes, initializers = int8_dynamic_nodes(
+                node.input[0],
+                node.output[0],
+                weight.name,
+                np.ascontiguousarray(codes),
+                weight.scale,
+                container,
+            )
             for new in new_nodes:
                 _set_metadata(new, weight, kernel)
             replaced[node.output[0]] = new_nodes
@@ -133,7 +157,8 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
                 "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
                 "kernel": kernel["kernel"], "block_size": None, "searched": weight.searched,
                 "initializer": initializers[0].name, "elements": int(codes.size),
-                "weight_bytes": len(initializers[0].raw_data), "scale_bytes": int(np.asarray(weight.scale).size * 4),
+                "weight_bytes": len(initializers[0].raw_data),
+                "scale_bytes": int(np.asarray(weight.scale).size * 4),
                 "replaced_float_bytes": int(float_weight.size * 4),
             })  # fmt: skip
             continue
@@ -141,10 +166,12 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
             block = kernel["block_size"] or block_size
         else:
             block = block_size
-        q_name, s_name, dq_name = (f"{weight.name}.weight_quantized", f"{weight.name}.weight_scale",
-                                   f"{weight.name}.weight_dequantized")
-        quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits,
-                                        min_container_bits)
+        q_name, s_name, dq_name = (
+            f"{weight.name}.weight_quantized",
+            f"{weight.name}.weight_scale",
+            f"{weight.name}.weight_dequantized",
+        )
+        quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits, min_container_bits)
         if weight.kind == "linear":
             scale = _scales(weight, block, codes.shape[0])
             attributes = {"axis": 0, "block_size": block}
@@ -152,10 +179,18 @@ def apply_quantized_weights(model: onnx.ModelProto, weights: list[QuantizedWeigh
             scale, attributes = weight.scale.reshape(()).astype(np.float32), {}
         else:
             scale, attributes = weight.scale.reshape(-1).astype(np.float32), {"axis": 0}
-        dequantize = helper.make_node("DequantizeLinear", [q_name, s_name], [dq_name],
-                                      name=f"{weight.name}/DequantizeLinear", **attributes)
-        used = ({"kernel": f"nbits{container}-block{block}", "block_size": block} if weight.kind == "linear"
-                else None)
+        dequantize = helper.make_node(
+            "DequantizeLinear",
+            [q_name, s_name],
+            [dq_name],
+            name=f"{weight.name}/DequantizeLinear",
+            **attributes,
+        )
+        used = (
+            {"kernel": f"nbits{container}-block{block}", "block_size": block}
+            if weight.kind == "linear"
+            else None
+        )
         _set_metadata(dequantize, weight, used)
         for node in consumers:
             node.input[1] = dq_name

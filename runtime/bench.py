@@ -69,7 +69,9 @@ class BenchConfig:
             raise ValueError(f"threads must be >= 1, not {self.threads}")
         if self.repetitions < 1 or self.stream_seconds <= 0 or self.end_of_speech_utterances < 1:
             raise ValueError("repetitions, stream_seconds and end_of_speech_utterances must be positive")
-        bad = {label: value for label, value in self.frontend_cache.items() if value not in ("auto", "on", "off")}
+        bad = {
+            label: value for label, value in self.frontend_cache.items() if value not in ("auto", "on", "off")
+        }
         if bad:
             raise ValueError(f"front-end cache must be auto, on or off, not {bad}")
 
@@ -101,14 +103,18 @@ def _audio(config: BenchConfig) -> tuple[list[str], list[str], list[str]]:
         seconds += soundfile.info(str(utterance.path)).duration
     if seconds < min(config.stream_seconds, 5.0):
         raise SpeechmpqError(f"{config.data}: only {seconds:.1f} s of audio; need >= 5 s")
-    eos = [str(u.path) for u in utterances[len(stream): len(stream) + config.end_of_speech_utterances]]
+    eos = [str(u.path) for u in utterances[len(stream) : len(stream) + config.end_of_speech_utterances]]
     return stream, eos or stream[:1], [str(d) for d in config.data]
 
 
 def _child(path: Path, spec: dict) -> dict:
     module = "speechmpq.runtime.bench_child" if path.suffix == ".onnx" else "speechmpq.train.torch_backend"
-    completed = subprocess.run([sys.executable, "-m", module, json.dumps(spec)], capture_output=True,
-                               text=True, env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])})
+    completed = subprocess.run(
+        [sys.executable, "-m", module, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])},
+    )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if not lines:
         tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
@@ -122,20 +128,32 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     models = parse_models(config.models)
     unknown = sorted(set(config.frontend_cache) - set(models))
     if unknown:
-        raise SpeechmpqError(f"--frontend-cache names no model labelled {unknown[0]!r} (have {sorted(models)})")
+        raise SpeechmpqError(
+            f"--frontend-cache names no model labelled {unknown[0]!r} (have {sorted(models)})"
+        )
     stream_files, eos_files, data = _audio(config)
     base = {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms}
     runs: dict[str, dict[int, list[dict]]] = {label: {t: [] for t in config.threads} for label in models}
     onnx_models = {label: path for label, path in models.items() if path.suffix == ".onnx"}
-    total = (config.repetitions * len(config.threads) * len(models) + config.wer * len(models)
-             + config.profile * len(onnx_models))
+    total = (
+        config.repetitions * len(config.threads) * len(models)
+        + config.wer * len(models)
+        + config.profile * len(onnx_models)
+    )
     bar = tqdm(total=total, desc="bench", unit="run", disable=not progress)
     for repetition in range(config.repetitions):
         for threads in config.threads:
             for label, path in models.items():  # interleaved: every model once per round
                 bar.set_postfix_str(f"{label} x{threads} #{repetition + 1}")
-                spec = {**base, "task": "latency", "model": str(path), "threads": threads, "frontend_cache": config.frontend_cache.get(label, "auto"),
-                        "stream_audio": stream_files, "eos_audio": eos_files}
+                spec = {
+                    **base,
+                    "task": "latency",
+                    "model": str(path),
+                    "threads": threads,
+                    "frontend_cache": config.frontend_cache.get(label, "auto"),
+                    "stream_audio": stream_files,
+                    "eos_audio": eos_files,
+                }
                 result = _child(path, spec)
                 if "error" in result:
                     raise SpeechmpqError(f"{label}: {result['error']}")
@@ -145,8 +163,17 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     if config.wer:
         for label, path in models.items():
             bar.set_postfix_str(f"{label} WER")
-            result = _child(path, {**base, "task": "wer", "model": str(path), "frontend_cache": config.frontend_cache.get(label, "auto"),
-                                   "threads": max(config.threads), "data": data})
+            result = _child(
+                path,
+                {
+                    **base,
+                    "task": "wer",
+                    "model": str(path),
+                    "frontend_cache": config.frontend_cache.get(label, "auto"),
+                    "threads": max(config.threads),
+                    "data": data,
+                },
+            )
             if "error" in result:
                 raise SpeechmpqError(f"{label}: {result['error']}")
             wer[label] = result
@@ -155,8 +182,17 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     for label, path in onnx_models.items() if config.profile else ():
         bar.set_postfix_str(f"{label} profile")
         threads = 2 if 2 in config.threads else max(config.threads)
-        result = _child(path, {**base, "task": "profile", "model": str(path), "threads": threads, "frontend_cache": config.frontend_cache.get(label, "auto"),
-                               "stream_audio": stream_files})
+        result = _child(
+            path,
+            {
+                **base,
+                "task": "profile",
+                "model": str(path),
+                "threads": threads,
+                "frontend_cache": config.frontend_cache.get(label, "auto"),
+                "stream_audio": stream_files,
+            },
+        )
         if "error" in result:
             raise SpeechmpqError(f"{label}: {result['error']}")
         profiles[label] = result
@@ -185,9 +221,14 @@ def machine_facts() -> dict:
             versions[name] = version(name)
         except Exception:  # not installed: the row that needs it says so
             versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}", "versions": versions,
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def median(values: list[float]) -> float:

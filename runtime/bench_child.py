@@ -136,14 +136,19 @@ def measure_profile(spec: dict, make_backend=None) -> dict:
     steady = runs[1]["ts"]
     by_op: dict[str, float] = {}
     for event in events:
-        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time") and event["ts"] >= steady:
+        kernel = event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time")
+        if kernel and event["ts"] >= steady:
             op = event.get("args", {}).get("op_name", "?")
             by_op[op] = by_op.get(op, 0.0) + event["dur"] / 1000
     scale = 1.0 / (len(runs) - 1)
-    return {"task": "profile", "window_ms": window_ms, "windows": len(runs) - 1,
-            "frontend_cache": bool(recognizer.frontend_cache),
-            "run_ms": sum(e["dur"] for e in runs[1:]) / 1000 * scale,
-            "op_ms": {k: v * scale for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])}}
+    return {
+        "task": "profile",
+        "window_ms": window_ms,
+        "windows": len(runs) - 1,
+        "frontend_cache": bool(recognizer.frontend_cache),
+        "run_ms": sum(e["dur"] for e in runs[1:]) / 1000 * scale,
+        "op_ms": {k: v * scale for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
+    }
 
 
 def run(spec: dict, make_backend=None) -> None:

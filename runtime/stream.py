@@ -209,7 +209,8 @@ class Recognizer:
                 stream.compute_seconds.append(time.perf_counter() - began)
                 if features.shape[0] != begin + frames - new_from:
                     raise ModelError(f"the model gave {features.shape[0]} new conv frames for "
-                                     f"{values.size} samples, its metadata implies {begin + frames - new_from}")
+                                     f"{values.size} samples, its metadata implies "
+                                     f"{begin + frames - new_from}")
                 stream._keep_features(begin, cached, features)
             else:
                 values = stream._model_input(start, end)
@@ -218,9 +219,11 @@ class Recognizer:
                 stream.compute_seconds.append(time.perf_counter() - began)
             offset = start // self.geometry.stride
             if logits.shape[0] < last - offset:
-                raise ModelError(f"the model gave {logits.shape[0]} frames for {end - start} samples, "
-                                 f"its metadata implies {self.geometry.frames(end - start)}")
-            stream._commit(logits[first - offset: last - offset], logits[last - offset:], last, final)
+                raise ModelError(
+                    f"the model gave {logits.shape[0]} frames for {end - start} samples, "
+                    f"its metadata implies {self.geometry.frames(end - start)}"
+                )
+            stream._commit(logits[first - offset : last - offset], logits[last - offset :], last, final)
             calls += 1
         return calls
 
@@ -252,7 +255,9 @@ class Stream:
         self._stats = np.zeros(2)  # sum and sum of squares of samples [0, _stats_end)
         self._stats_end = 0
         self.compute_seconds: collections.deque[float] = collections.deque(maxlen=4096)
-        self._features = np.zeros((0, getattr(recognizer.model, "feature_dim", None) or 0), np.float32)  # conv frames
+        self._features = np.zeros(
+            (0, getattr(recognizer.model, "feature_dim", None) or 0), np.float32
+        )  # conv frames
         self._features_start = 0  # global frame index of _features[0]
         self._start_segment()
 
@@ -280,8 +285,9 @@ class Stream:
             if self._resampler is None:
                 import soxr
 
-                self._resampler = soxr.ResampleStream(sample_rate, model_rate, 1, dtype="float32",
-                                                      quality="HQ")
+                self._resampler = soxr.ResampleStream(
+                    sample_rate, model_rate, 1, dtype="float32", quality="HQ"
+                )
             samples = self._resampler.resample_chunk(samples)
         self._append(samples)
 
@@ -329,9 +335,9 @@ class Stream:
         return start, end, first, last, final
 
     def _model_input(self, start: int, end: int) -> np.ndarray:
-        window = self._buffer[start - self._buffer_start: end - self._buffer_start]
+        window = self._buffer[start - self._buffer_start : end - self._buffer_start]
         if end > self._stats_end:  # running statistics cover samples [0, end)
-            fresh = self._buffer[self._stats_end - self._buffer_start: end - self._buffer_start]
+            fresh = self._buffer[self._stats_end - self._buffer_start : end - self._buffer_start]
             fresh = fresh.astype(np.float64)
             self._stats += (fresh.sum(), np.square(fresh).sum())
             self._stats_end = end
@@ -350,7 +356,7 @@ class Stream:
         if not self._features_start <= begin < cached_end:
             return begin, self._features[:0]
         new_from = min(cached_end, end - 1)
-        return new_from, self._features[begin - self._features_start: new_from - self._features_start]
+        return new_from, self._features[begin - self._features_start : new_from - self._features_start]
 
     def _keep_features(self, begin: int, cached: np.ndarray, new: np.ndarray) -> None:
         self._features = np.concatenate([cached, new]) if cached.size else new
@@ -360,13 +366,12 @@ class Stream:
         g = self._geometry
         self._decoder.advance(self._state, committed)
         self._update_endpoint(committed.argmax(-1))
-        self._preview = None if final or not lookahead.size else self._decoder.preview(self._state,
-                                                                                       lookahead)
+        self._preview = None if final or not lookahead.size else self._decoder.preview(self._state, lookahead)
         self._frames_done = last
         self._done = final
         keep_from = max(0, last * g.stride - g.left)
         if keep_from > self._buffer_start:
-            self._buffer = self._buffer[keep_from - self._buffer_start:].copy()
+            self._buffer = self._buffer[keep_from - self._buffer_start :].copy()
             self._buffer_start = keep_from
 
     def _update_endpoint(self, ids: np.ndarray) -> None:

@@ -132,6 +132,11 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
         checkpoint = None
         trained = torch.nn.parallel.DistributedDataParallel(model) if ctx.world > 1 else model
         searching = phase == "search"
+        latencies = None
+        if searching and cfg.cost != "bits":
+            from speechmpq.train.latency_cost import latency_summary, latency_term, layer_latencies
+
+            latencies = layer_latencies(model, cfg.kernel_table)
 
         def checkpoint_now(model=model, optimizer=optimizer, schedule=schedule):
             if ctx.main:
@@ -162,7 +167,12 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                 ctc_sum, kl_sum, utts, frames = step_losses(trained, teacher, batch, ctx, cfg, use_bf16)
                 loss = ctx.world * (ctc_sum / utts + cfg.kl_weight * kl_sum / frames)
                 bits = sn.bits_summary(model)
-                size, direction = (size_term(bits, cfg) if searching else (0.0, "off"))
+                size, direction = (size_term(bits, cfg) if searching and cfg.cost != "latency"
+                                   else (0.0, "off"))
+                if latencies is not None:
+                    latency = latency_summary(model, latencies)
+                    extra, latency_direction = latency_term(latency, cfg.latency_budget, cfg.size_weight)
+                    size, direction = size + extra, f"{direction}/latency-{latency_direction}"
                 loss = loss + size
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -195,6 +205,9 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                     if searching:
                         record.update(tau=model_tau(model), expected_bits=float(bits["expected"].detach()),
                                       hard_bits=bits["hard"], size_direction=direction)
+                        if latencies is not None:
+                            record.update(expected_latency_ratio=float(latency["expected"].detach()),
+                                          hard_latency_ratio=latency["hard"])
                     log(record)
                     window = {"ctc": 0.0, "kl": 0.0, "size": 0.0, "n": 0, "start": time.time()}
                 if state["step"] % cfg.checkpoint_every == 0 and state["step"] < steps:
@@ -210,7 +223,10 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
             break
         finished = time.time()
         if phase == "search":
-            state["window_repairs"] = fit_window(model, cfg.window_range)
+            # the bits window is a hard budget only where bits are what the search pays for
+            state["window_repairs"] = fit_window(model, cfg.window_range) if cfg.cost != "latency" else 0
+            if latencies is not None:
+                state["latency_ratio"] = latency_summary(model, latencies)["hard"]
             sn.finalize(model)
             state["bits"] = sn.current_bits(model)
             if cfg.method == "two-stage":
@@ -277,7 +293,8 @@ def _finish(cfg, model, state, teacher, ctx, save_quantized) -> dict:
         "average_bits": plan["average_bits"], "steps": cfg.steps, "pass2_steps": cfg.pass2_steps,
         "compression_seconds": round(total, 2),
         "phase_seconds": {k: round(v, 2) for k, v in state["phase_seconds"].items()},
-        "window_repairs": state.get("window_repairs", 0), "device": str(ctx.device), "world": ctx.world,
+        "window_repairs": state.get("window_repairs", 0), "cost": cfg.cost,
+        "predicted_latency_ratio": state.get("latency_ratio"), "device": str(ctx.device), "world": ctx.world,
         "parameters": breakdown["total"], "bias_parameters": bias,
         "bytes_paper": bitplan_lib.model_bytes(plan, breakdown["total"], bias, 8),
         "bytes_fp32_others": bitplan_lib.model_bytes(plan, breakdown["total"], bias, 32),

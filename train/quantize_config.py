@@ -9,6 +9,7 @@ from speechmpq.train.supernet import SupernetConfig
 
 METHODS = ("one-stage", "uniform", "two-stage")
 SEARCHES = ("nas", "kl")
+COSTS = ("bits", "latency", "both")
 
 # Fields that may change when a run is resumed (they do not change what the checkpoint means).
 RESUMABLE_CHANGES = ("stop_at_step", "checkpoint_every", "log_every", "threads", "workers", "device",
@@ -40,6 +41,14 @@ class QuantizeConfig:
     grad_clip: float = 5.0  # max global gradient norm
     kl_weight: float = 1.0  # beta: weight of KL(FP teacher ‖ quantized student), per frame
     size_weight: float = 1.0  # lambda: weight of the size term (in average bits)
+    # what the size term pays for: "bits" (the paper: average bits against the target window),
+    # "latency" (expected latency of the searched layers from a kernel table, over their fp32
+    # latency, against latency_budget; train/latency_cost.py) or "both" (the two terms added).
+    # "bits" is the default: on a CPU where every candidate runs in one kernel (this one, see
+    # results/kernels_*.md) the latency term is flat and cannot choose.
+    cost: str = "bits"
+    kernel_table: Path | None = None  # speechmpq kernels JSON for the model's shapes (latency, both)
+    latency_budget: float = 0.7  # hard latency ratio of the searched layers to fp32 above which it pushes
     tau_start: float = 0.5  # Gumbel-softmax temperature at the first step
     tau_end: float = 0.01  # ... and at the last step of the search (cosine annealed)
     sensitivity_batches: int = 4  # two-stage kl: training batches used to measure sensitivity
@@ -58,6 +67,18 @@ class QuantizeConfig:
             self.supernet = SupernetConfig.from_dict(self.supernet)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.cost not in COSTS:
+            raise ValueError(f"cost must be one of {COSTS}, got {self.cost!r}")
+        if self.cost != "bits":
+            if self.kernel_table is None:
+                raise ValueError(
+                    f"--cost {self.cost} needs --kernel-table (write one with speechmpq kernels)"
+                )
+            self.kernel_table = Path(self.kernel_table)
+            if self.method == "uniform":
+                raise ValueError("--cost applies to searches; uniform has nothing to choose")
+        if not 0 < self.latency_budget <= 4:
+            raise ValueError(f"latency_budget must be in (0, 4], got {self.latency_budget}")
         if self.search not in SEARCHES:
             raise ValueError(f"search must be one of {SEARCHES}, got {self.search!r}")
         low, high = min(self.supernet.candidates), max(self.supernet.candidates)
@@ -65,18 +86,23 @@ class QuantizeConfig:
             if self.bits is None or not 2 <= self.bits <= 8:
                 raise ValueError(f"--method uniform needs --bits in 2..8, got {self.bits}")
         elif not low <= self.target_bits <= high:
-            raise ValueError(f"target_bits {self.target_bits} is outside the candidates' range "
-                             f"{low}..{high}")
+            raise ValueError(f"target_bits {self.target_bits} is outside the candidates' range {low}..{high}")
         if not 0 <= self.window < high - low + 1e-9 and self.method != "uniform":
             raise ValueError(f"window must be in [0, {high - low}], got {self.window}")
-        for name in ("steps", "checkpoint_every", "log_every", "sensitivity_batches",
-                     "min_batch_utterances"):
+        for name in ("steps", "checkpoint_every", "log_every", "sensitivity_batches", "min_batch_utterances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, got {self.pass2_steps}")
-        for name in ("batch_seconds", "max_utterance_seconds", "lr", "logits_lr", "grad_clip",
-                     "tau_start", "tau_end"):
+        for name in (
+            "batch_seconds",
+            "max_utterance_seconds",
+            "lr",
+            "logits_lr",
+            "grad_clip",
+            "tau_start",
+            "tau_end",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("kl_weight", "size_weight", "weight_decay"):

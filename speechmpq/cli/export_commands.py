@@ -57,25 +57,46 @@ def add_commands(commands) -> None:
     export.add_argument("--block-size", type=int, default=256, help="rows of K per stored scale")
     export.add_argument("--opset", type=int, default=None, help="default: the lowest that fits")
     export.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"])
-    export.add_argument("--accuracy-level", type=int, default=None, choices=range(5),
-                        help="MatMulNBits accuracy level recommended to the runtime: 0 float activations, "
-                             "4 int8 activations (default: the kernel map's choice; 0 with --kernel-table none)")
-    export.add_argument("--min-container", type=int, default=2, choices=[2, 4, 8],
-                        help="narrowest container: 4 stores 2-bit weights as INT4 (faster ORT kernels)")
-    export.add_argument("--chunk-ms", type=int, default=None, help="recommended streaming chunk "
-                        "(default 640 ms)")
+    export.add_argument(
+        "--accuracy-level",
+        type=int,
+        default=None,
+        choices=range(5),
+        help="MatMulNBits accuracy level recommended to the runtime: 0 float activations, "
+        "4 int8 activations (default: the kernel map's choice; 0 with --kernel-table none)",
+    )
+    export.add_argument(
+        "--min-container",
+        type=int,
+        default=2,
+        choices=[2, 4, 8],
+        help="narrowest container: 4 stores 2-bit weights as INT4 (faster ORT kernels)",
+    )
+    export.add_argument(
+        "--chunk-ms", type=int, default=None, help="recommended streaming chunk (default 640 ms)"
+    )
     export.add_argument("--left-ms", type=int, default=None, help="recommended left context (2560 ms)")
     export.add_argument("--right-ms", type=int, default=None, help="recommended look-ahead (960 ms)")
-    export.add_argument("--kernel-table", default="default", metavar="FILE|default|none",
-                        help="how each linear layer runs: the fastest kernel storing its bits from a table of "
-                             "speechmpq kernels (default: the built-in rule for this CPU; none: MatMulNBits at "
-                             "--block-size for all, PyTorch's exact numerics at accuracy level 0)")
-    export.add_argument("--no-frontend-cache", action="store_true",
-                        help="plain input_values -> logits graph, without the cached-conv-frames input and "
-                             "output that let streaming skip the conv work of audio already encoded")
-    export.add_argument("--audio-graph", action="store_true",
-                        help="also write NAME.audio.onnx: audio file bytes in (decoded in the graph by "
-                             "onnxruntime-extensions), logits and token ids out")
+    export.add_argument(
+        "--kernel-table",
+        default="default",
+        metavar="FILE|default|none",
+        help="how each linear layer runs: the fastest kernel storing its bits from a table of "
+        "speechmpq kernels (default: the built-in rule for this CPU; none: MatMulNBits at "
+        "--block-size for all, PyTorch's exact numerics at accuracy level 0)",
+    )
+    export.add_argument(
+        "--no-frontend-cache",
+        action="store_true",
+        help="plain input_values -> logits graph, without the cached-conv-frames input and "
+        "output that let streaming skip the conv work of audio already encoded",
+    )
+    export.add_argument(
+        "--audio-graph",
+        action="store_true",
+        help="also write NAME.audio.onnx: audio file bytes in (decoded in the graph by "
+        "onnxruntime-extensions), logits and token ids out",
+    )
     export.add_argument("--summary", type=Path, default=None, help="also write a JSON summary here")
     export.add_argument("--quiet", action="store_true")
     export.set_defaults(func=_cmd_export)
@@ -98,15 +119,23 @@ def _cmd_kernels(args) -> int:
     paths = write(table, args.out, command)
     if not args.quiet:
         for bits, levels in sorted(table["best"].items(), key=lambda item: int(item[0])):
-            print(f"{bits:>2}-bit weights: " + "; ".join(
-                f"acc {level}: {entry['kernel']} {entry['model_ms']:.1f} ms/window" for level, entry in levels.items()))
+            print(
+                f"{bits:>2}-bit weights: "
+                + "; ".join(
+                    f"acc {level}: {entry['kernel']} {entry['model_ms']:.1f} ms/window"
+                    for level, entry in levels.items()
+                )
+            )
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
 def add_kernel_command(commands) -> None:
-    kernels = commands.add_parser("kernels", help="time every onnxruntime kernel for a model's weight shapes "
-                                  "on this machine (the table export's kernel map reads)")
+    kernels = commands.add_parser(
+        "kernels",
+        help="time every onnxruntime kernel for a model's weight shapes "
+        "on this machine (the table export's kernel map reads)",
+    )
     kernels.add_argument("--preset", required=True, choices=["tiny", "demo", "w2v2-base", "hubert-large"])
     kernels.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     kernels.add_argument("--repetitions", type=int, default=7, help="interleaved rounds (default 7)")

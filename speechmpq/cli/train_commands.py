@@ -90,7 +90,8 @@ def _cmd_quantize(args) -> int:
         kl_weight=args.kl_weight, size_weight=args.size_weight, tau_start=args.tau_start,
         tau_end=args.tau_end, sensitivity_batches=args.sensitivity_batches, seed=args.seed,
         threads=args.threads, bf16=not args.no_bf16, device=args.device, workers=args.workers,
-        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, cost=args.cost,
+        kernel_table=args.kernel_table, latency_budget=args.latency_budget,
     )  # fmt: skip
     summary = quantize(cfg, progress=not args.quiet)
     if not summary:
@@ -204,6 +205,13 @@ def add_commands(commands) -> None:
     quant.add_argument("--warmup-ratio", type=float, default=0.1)
     quant.add_argument("--kl-weight", type=float, default=1.0, help="beta")
     quant.add_argument("--size-weight", type=float, default=1.0, help="lambda (per average bit)")
+    quant.add_argument("--cost", default="bits", choices=["bits", "latency", "both"],
+                       help="what the size term pays for: average bits (default), the kernel table's latency "
+                            "of each candidate, or both budgets")
+    quant.add_argument("--kernel-table", type=Path, default=None,
+                       help="with --cost latency|both: a speechmpq kernels JSON for this model's shapes")
+    quant.add_argument("--latency-budget", type=float, default=0.7,
+                       help="searched layers' latency over fp32 above which the latency term pushes down")
     quant.add_argument("--tau-start", type=float, default=0.5)
     quant.add_argument("--tau-end", type=float, default=0.01)
     quant.add_argument("--sensitivity-batches", type=int, default=4)

@@ -66,16 +66,21 @@ def test_streaming_with_the_cache_equals_recomputing_on_a_layer_norm_front_end(l
     samples = rng.normal(0, 0.3, 16000 * 6).astype(np.float32)
     outputs = {}
     for cache in ("off", "auto"):
-        streaming = StreamingConfig(chunk_ms=320, left_context_ms=960, right_context_ms=320, frontend_cache=cache)
+        streaming = StreamingConfig(
+            chunk_ms=320, left_context_ms=960, right_context_ms=320, frontend_cache=cache
+        )
         rec = Recognizer(onnx_model, RecognizerConfig(streaming=streaming))
         assert rec.frontend_cache == (cache == "auto")
         stream, logits, position = rec.create_stream(), [], 0
         commit = stream._commit
-        stream._commit = lambda done, ahead, last, final: logits.append(done.copy()) or commit(done, ahead, last,
-                                                                                            final)
+        def record(done, ahead, last, final, logits=logits, commit=commit):
+            logits.append(done.copy())
+            commit(done, ahead, last, final)
+
+        stream._commit = record
         while position < samples.size:
             size = int(rng.integers(1, 5000))
-            stream.accept_waveform(samples[position: position + size], 16000)
+            stream.accept_waveform(samples[position : position + size], 16000)
             position += size
             rec.decode(stream)
         stream.input_finished()
@@ -93,7 +98,9 @@ def test_group_norm_front_ends_are_marked_approximate_and_recomputed_unless_aske
     assert onnx_model.info.frontend_cache == "approximate"
     streaming = {"chunk_ms": 320, "left_context_ms": 640, "right_context_ms": 320}
     auto = Recognizer(onnx_model, RecognizerConfig(streaming=StreamingConfig(**streaming)))
-    forced = Recognizer(onnx_model, RecognizerConfig(streaming=StreamingConfig(**streaming, frontend_cache="on")))
+    forced = Recognizer(
+        onnx_model, RecognizerConfig(streaming=StreamingConfig(**streaming, frontend_cache="on"))
+    )
     assert not auto.frontend_cache and forced.frontend_cache
     samples = np.random.default_rng(2).normal(0, 0.3, 16000 * 3).astype(np.float32)
     assert isinstance(forced.transcribe(samples, 16000), str)

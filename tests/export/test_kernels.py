@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from safetensors.numpy import load_file
+from test_export import _quantized_dir  # noqa: E402 (pytest puts this folder on the path)
 
 from speechmpq.cli import main
 from speechmpq.export.api import Source, export_onnx
@@ -18,8 +19,6 @@ from speechmpq.export.kernel_graphs import linear_model, parse_kernel
 from speechmpq.export.kernel_map import choose, default_rules, load_table, rules_from_table
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.train.models import load_model
-
-from test_export import _quantized_dir  # noqa: E402 (pytest puts this folder on the path)
 
 # kernel -> (op onnxruntime runs after fusion, max error relative to the largest output)
 KERNELS = {
@@ -50,9 +49,14 @@ def test_each_kernel_computes_the_matmul_and_fuses_into_its_op(kernel, level, tm
     options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(level))
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    limit = 64 if kernel == "int8-dynamic" else 2 ** (min(parse_kernel(kernel)[1], 8) - 1)  # see the next test
-    session = ort.InferenceSession(linear_model(kernel, k, n, code_limit=limit).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    limit = (
+        64 if kernel == "int8-dynamic" else 2 ** (min(parse_kernel(kernel)[1], 8) - 1)
+    )  # see the next test
+    session = ort.InferenceSession(
+        linear_model(kernel, k, n, code_limit=limit).SerializeToString(),
+        options,
+        providers=["CPUExecutionProvider"],
+    )
     y = session.run(None, {"x": x})[0]
     reference = _reference(kernel, k, n, x, limit)
     assert np.abs(y - reference).max() <= tolerance * np.abs(reference).max()
@@ -67,15 +71,18 @@ def test_int8_dynamic_saturates_full_range_codes_without_vnni_and_the_map_avoids
 
     k, n = 128, 96
     x = np.random.default_rng(1).standard_normal((37, k)).astype(np.float32)
-    session = ort.InferenceSession(linear_model("int8-dynamic", k, n).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        linear_model("int8-dynamic", k, n).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     reference = _reference("int8-dynamic", k, n, x, 128)
     error = np.abs(session.run(None, {"x": x})[0] - reference).max() / np.abs(reference).max()
     if not saturation_free(128, machine()["isa"]) and machine()["arch"] == "x86_64":
         assert error > 0.05  # why the map checks the codes (if this fails, the kernel got fixed)
     table = _table({"int8-dynamic": (0.1, 0.1), "nbits8-block32": (0.8, 0.8)})
-    layers = [{"name": "wide", "container": 8, "k": 64, "n": 64, "max_code": 127},
-              {"name": "narrow", "container": 8, "k": 64, "n": 64, "max_code": 64}]
+    layers = [
+        {"name": "wide", "container": 8, "k": 64, "n": 64, "max_code": 127},
+        {"name": "narrow", "container": 8, "k": 64, "n": 64, "max_code": 64},
+    ]
     kernels = choose(layers, table, None, 0, 256)[1]
     assert kernels["wide"]["kernel"] == "nbits8-block32" and kernels["narrow"]["kernel"] == "int8-dynamic"
     table["machine"]["isa"] = ["avx2", "avx512_vnni"]
@@ -87,33 +94,63 @@ def _table(times):
     kernels = []
     for kernel, (level0, level4) in times.items():
         if kernel.startswith("nbits"):
-            kernels += [{"kernel": kernel, "accuracy_level": 0, "median_ms": level0},
-                        {"kernel": kernel, "accuracy_level": 4, "median_ms": level4}]
+            kernels += [
+                {"kernel": kernel, "accuracy_level": 0, "median_ms": level0},
+                {"kernel": kernel, "accuracy_level": 4, "median_ms": level4},
+            ]
         else:
             kernels.append({"kernel": kernel, "accuracy_level": 0, "median_ms": level0})
-    return {"format": "speechmpq-kernels/1", "preset": "test", "machine": {"cpu": "test", "date": "today"},
-            "linear": [{"k": 64, "n": 64, "per_block": 10, "kernels": kernels}]}
+    return {
+        "format": "speechmpq-kernels/1",
+        "preset": "test",
+        "machine": {"cpu": "test", "date": "today"},
+        "linear": [{"k": 64, "n": 64, "per_block": 10, "kernels": kernels}],
+    }
 
 
 def test_the_map_takes_the_fastest_kernel_that_stores_the_layers_bits():
-    table = _table({"fp32": (1.0, 1.0), "int8-dynamic": (0.5, 0.5), "int8-dynamic-from4": (0.9, 0.9),
-                    "nbits8-block32": (0.8, 0.4), "nbits4-block32": (0.7, 0.3), "nbits4-block64": (0.6, 0.6),
-                    "nbits2-block32": (0.9, 0.9)})
-    layers = [{"name": "a", "container": 4, "k": 64, "n": 64}, {"name": "b", "container": 8, "k": 64, "n": 64},
-              {"name": "c", "container": 2, "k": 64, "n": 64}, {"name": "d", "container": 4, "k": 32, "n": 8}]
+    table = _table(
+        {
+            "fp32": (1.0, 1.0),
+            "int8-dynamic": (0.5, 0.5),
+            "int8-dynamic-from4": (0.9, 0.9),
+            "nbits8-block32": (0.8, 0.4),
+            "nbits4-block32": (0.7, 0.3),
+            "nbits4-block64": (0.6, 0.6),
+            "nbits2-block32": (0.9, 0.9),
+        }
+    )
+    layers = [
+        {"name": "a", "container": 4, "k": 64, "n": 64},
+        {"name": "b", "container": 8, "k": 64, "n": 64},
+        {"name": "c", "container": 2, "k": 64, "n": 64},
+        {"name": "d", "container": 4, "k": 32, "n": 8},
+    ]
     level, kernels = choose(layers, table, None, None, 256)
     # level 4: a 0.3 + b 0.4 + c 0.9 = 1.6 beats level 0: 0.6 + 0.5 + 0.9 = 2.0
     assert level == 4
     assert {name: k["kernel"] for name, k in kernels.items()} == {
-        "a": "nbits4-block32", "b": "nbits8-block32", "c": "nbits2-block32",
-        "d": "nbits4-block32"}  # a shape not in the table: the table's fastest 4-bit kernel at that level
+        "a": "nbits4-block32",
+        "b": "nbits8-block32",
+        "c": "nbits2-block32",
+        "d": "nbits4-block32",
+    }  # a shape not in the table: the table's fastest 4-bit kernel at that level
     assert kernels["a"]["block_size"] == 32 and kernels["d"]["predicted_ms"] is None
     level, kernels = choose(layers, table, None, 0, 256)  # the level given: the best at level 0
-    assert level == 0 and kernels["a"]["kernel"] == "nbits4-block64" and kernels["b"]["kernel"] == "int8-dynamic"
-    assert rules_from_table(table)["bits"] == {"2": "nbits2-block32", "4": "nbits4-block32", "8": "nbits8-block32"}
+    assert (
+        level == 0 and kernels["a"]["kernel"] == "nbits4-block64" and kernels["b"]["kernel"] == "int8-dynamic"
+    )
+    assert rules_from_table(table)["bits"] == {
+        "2": "nbits2-block32",
+        "4": "nbits4-block32",
+        "8": "nbits8-block32",
+    }
     level, kernels = choose(layers, None, None, None, 128)  # nothing measured: MatMulNBits at the block size
-    assert level == 0 and {k["kernel"] for k in kernels.values()} == {"nbits4-block128", "nbits8-block128",
-                                                                     "nbits2-block128"}
+    assert level == 0 and {k["kernel"] for k in kernels.values()} == {
+        "nbits4-block128",
+        "nbits8-block128",
+        "nbits2-block128",
+    }
 
 
 def test_built_in_rule_for_x86_comes_from_a_committed_table():
@@ -126,17 +163,30 @@ def test_built_in_rule_for_x86_comes_from_a_committed_table():
 def test_export_records_the_kernel_per_layer_and_runs_it(tmp_path):
     model_dir, plan = _quantized_dir(tmp_path, "per-channel")
     table = _table({})
-    sizes = {(int(e["shape"][1]), int(e["shape"][0])) for e in plan["layers"].values() if e["kind"] == "linear"}
-    table["linear"] = [{"k": k, "n": n, "per_block": 1, "kernels": [
-        {"kernel": "int8-dynamic", "accuracy_level": 0, "median_ms": 0.1},
-        {"kernel": "int8-dynamic-from4", "accuracy_level": 0, "median_ms": 0.1},
-        {"kernel": "nbits4-block16", "accuracy_level": 0, "median_ms": 0.2},
-        {"kernel": "nbits2-block16", "accuracy_level": 0, "median_ms": 0.2},
-        {"kernel": "nbits8-block16", "accuracy_level": 0, "median_ms": 0.3}]} for k, n in sizes]
+    sizes = {
+        (int(e["shape"][1]), int(e["shape"][0])) for e in plan["layers"].values() if e["kind"] == "linear"
+    }
+    table["linear"] = [
+        {
+            "k": k,
+            "n": n,
+            "per_block": 1,
+            "kernels": [
+                {"kernel": "int8-dynamic", "accuracy_level": 0, "median_ms": 0.1},
+                {"kernel": "int8-dynamic-from4", "accuracy_level": 0, "median_ms": 0.1},
+                {"kernel": "nbits4-block16", "accuracy_level": 0, "median_ms": 0.2},
+                {"kernel": "nbits2-block16", "accuracy_level": 0, "median_ms": 0.2},
+                {"kernel": "nbits8-block16", "accuracy_level": 0, "median_ms": 0.3},
+            ],
+        }
+        for k, n in sizes
+    ]
     path = tmp_path / "table.json"
     path.write_text(json.dumps(table))
     out = tmp_path / "mapped.onnx"
-    summary = export_onnx(Source(model_dir=model_dir), out, ExportConfig(kernel_table=str(path)), progress=False)
+    summary = export_onnx(
+        Source(model_dir=model_dir), out, ExportConfig(kernel_table=str(path)), progress=False
+    )
     by_layer = {r["layer"]: r for r in summary["layers"]}
     codes = load_file(str(model_dir / "model.safetensors"))
     vnni = False  # the hand-made table's machine has no ISA list
@@ -152,13 +202,19 @@ def test_export_records_the_kernel_per_layer_and_runs_it(tmp_path):
         if container == 8 and np.abs(codes[f"{name}.weight_int"].astype(int)).max() > 64 and not vnni:
             expected = "nbits8-block16"  # int8-dynamic would saturate these codes on this CPU
         assert kernels[name] == by_layer[name]["kernel"] == expected
-        nodes = [n for n in graph.graph.node if any(p.key == "speechmpq.layer" and p.value == name
-                                                     for p in n.metadata_props)]
-        assert nodes and all({p.key: p.value for p in n.metadata_props}["speechmpq.kernel"] == expected
-                             for n in nodes)
+        nodes = [
+            n
+            for n in graph.graph.node
+            if any(p.key == "speechmpq.layer" and p.value == name for p in n.metadata_props)
+        ]
+        assert nodes and all(
+            {p.key: p.value for p in n.metadata_props}["speechmpq.kernel"] == expected for n in nodes
+        )
         stored = next(t for t in graph.graph.initializer if t.name == f"{name}.weight_quantized")
-        assert stored.data_type == {8: onnx.TensorProto.INT8, 4: onnx.TensorProto.INT4,
-                                    2: onnx.TensorProto.INT2}[container]  # the file keeps the layer's bits
+        assert (
+            stored.data_type
+            == {8: onnx.TensorProto.INT8, 4: onnx.TensorProto.INT4, 2: onnx.TensorProto.INT2}[container]
+        )  # the file keeps the layer's bits
     torch_model = load_model(model_dir)
     audio = torch.randn(1, 12345, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -170,14 +226,32 @@ def test_export_records_the_kernel_per_layer_and_runs_it(tmp_path):
 
 def test_kernels_command_writes_a_table_export_can_read(tmp_path, capsys):
     out = tmp_path / "kernels.json"
-    assert main(["kernels", "--preset", "tiny", "--threads", "1", "--repetitions", "1", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "kernels",
+                "--preset",
+                "tiny",
+                "--threads",
+                "1",
+                "--repetitions",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = load_table(out)
     assert out.with_suffix(".md").is_file() and table["machine"]["onnxruntime"] == ort.__version__
     ids = {e["kernel"] for shape in table["linear"] for e in shape["kernels"]}
     assert {"fp32", "int8-dynamic", "int8-dynamic-from2", "nbits2-block32", "nbits8-block256"} <= ids
-    assert all(e["median_ms"] > 0 and e["min_ms"] <= e["median_ms"] <= e["max_ms"]
-               for shape in table["linear"] for e in shape["kernels"])
+    assert all(
+        e["median_ms"] > 0 and e["min_ms"] <= e["median_ms"] <= e["max_ms"]
+        for shape in table["linear"]
+        for e in shape["kernels"]
+    )
     assert {c["input"] for c in table["conv"]} == {"window", "cached"}
     assert main(["kernels", "--preset", "tiny", "--out", str(tmp_path / "x.txt")]) == 1
     assert "must name a .json" in capsys.readouterr().err
