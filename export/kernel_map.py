@@ -72,7 +72,8 @@ def rules_from_table(table: dict) -> dict:
     best = {}
     for level, per_bits in totals.items():
         chosen = {bits: min(kernels, key=kernels.get) for bits, kernels in per_bits.items() if bits <= 8}
-        best[level] = (sum(per_bits[b][k] for b, k in chosen.items()), chosen)
+        # levels are compared on the bit widths they cover first, then on total time
+        best[level] = ((-len(chosen), sum(per_bits[b][k] for b, k in chosen.items())), chosen)
     level = min(best, key=lambda lvl: best[lvl][0])
     # the best 8-bit kernel for layers the int8-dynamic kernels would saturate
     safe = {k: v for k, v in totals[level].get(8, {}).items() if parse_kernel(k)[0] != INT8_DYNAMIC}
