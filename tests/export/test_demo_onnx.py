@@ -23,6 +23,9 @@ def test_demo_onnx_carries_the_plan_it_was_exported_from():
     assert metadata["speechmpq.weights"] == "mpq" and metadata["sample_rate"] == "16000"
     dequantizers = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert len(dequantizers) == len(json.loads(metadata["speechmpq.bitplan"])["layers"]) == 36
+    # committed for every device: front-end cache, MatMulNBits everywhere (exported with
+    # --kernel-table none; the x86 kernel map is applied by exporting for that target)
+    assert metadata["speechmpq.frontend_cache"] == "exact" and "speechmpq.kernels" not in metadata
 
 
 def test_demo_onnx_transcribes_like_pytorch(tiny_corpus):
