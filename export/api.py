@@ -135,26 +135,21 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
     out = Path(out)
     model, vocab, do_normalize, weights, plan = _load(source)
     if len(vocab) != model.config.vocab_size:
-        raise ModelError(
-            f"vocabulary has {len(vocab)} tokens but the model outputs {model.config.vocab_size}"
-        )
+        raise ModelError(f"vocabulary has {len(vocab)} tokens but the model outputs "
+                         f"{model.config.vocab_size}")
     if model.config.pad_token_id is None:
         raise ModelError("the model config has no pad_token_id (the CTC blank); cannot describe its output")
     others = []
     if cfg.others == "int8" and weights:
         others = other_int8_weights(model, {w.name for w in weights})
-    say(
-        f"exporting {model.config.model_type} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
-        f"parameters) with the {cfg.exporter} exporter ..."
-    )
+    say(f"exporting {model.config.model_type} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
+        f"parameters) with the {cfg.exporter} exporter ...")
     graph = export_fp32(model, cfg)
     needed = minimum_opset(weights + others, cfg.min_container_bits)
     opset = cfg.opset or needed
     if opset < needed:
-        raise SpeechmpqError(
-            f"opset {opset} cannot hold these weights; {needed} or later is needed "
-            f"(INT4/INT8 block scales: 21, INT2: 25)"
-        )
+        raise SpeechmpqError(f"opset {opset} cannot hold these weights; {needed} or later is needed "
+                             f"(INT4/INT8 block scales: 21, INT2: 25)")
     graph = _set_opset(graph, opset)
     level, kernels, table_source = _kernel_map(weights + others, cfg)
     records = apply_quantized_weights(
@@ -206,10 +201,8 @@ def size_accounting(model, plan: dict, records: list[dict], file_bytes: int) -> 
     scale_bytes = sum(r["scale_bytes"] for r in records)
     others_int8 = sum(r["weight_bytes"] for name, r in planned.items() if name not in plan["layers"])
     others_replaced = sum(r["replaced_float_bytes"] for n, r in planned.items() if n not in plan["layers"])
-    float_bytes = (
-        sum(p.numel() for p in model.parameters())
-        - sum(math.prod(e["shape"]) for e in plan["layers"].values())
-    ) * 4 - others_replaced
+    float_bytes = (sum(p.numel() for p in model.parameters()) - sum(
+        math.prod(e["shape"]) for e in plan["layers"].values())) * 4 - others_replaced
     computed = plan_weight_bytes + float_bytes + others_int8
     return {
         "plan_weight_bytes": round(plan_weight_bytes), "container_weight_bytes": container_bytes,

@@ -63,8 +63,7 @@ def audio_bytes_graph(model: onnx.ModelProto, sample_rate: int, do_normalize: bo
         )
         io_map.append(("no_cached_features", "cached_features"))
     decode = helper.make_graph(
-        nodes,
-        "decode_audio",
+        nodes, "decode_audio",
         [helper.make_tensor_value_info("audio_bytes", TensorProto.UINT8, [1, "bytes"])],
         outputs,
         initializers,

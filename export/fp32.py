@@ -101,9 +101,8 @@ def export_fp32(model, cfg: ExportConfig) -> onnx.ModelProto:
                 else:
                     _export_dynamo(wrapper, example, path, names)
             except ImportError as error:
-                raise SpeechmpqError(
-                    f"the {cfg.exporter} exporter needs {error.name}: pip install {error.name}"
-                ) from None
+                raise SpeechmpqError(f"the {cfg.exporter} exporter needs {error.name}: "
+                                     f"pip install {error.name}") from None
         return onnx.load(str(path))
 
 

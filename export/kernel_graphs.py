@@ -82,13 +82,18 @@ def int8_dynamic_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale:
     return nodes, initializers
 
 
+def block_scales(per_column: np.ndarray, k: int, block: int) -> np.ndarray:
+    """Per-output-column scales (N,) repeated over the ceil(K/block) blocks of a
+    DequantizeLinear(axis=0, block_size=block) -> (blocks, N) float32."""
+    return np.tile(np.asarray(per_column, np.float32), (-(-k // block), 1))
+
+
 def nbits_nodes(
     x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.ndarray, bits: int, block: int
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Weight-only QDQ: INT``bits`` codes (K, N) with per-block scales, DequantizeLinear, MatMul."""
     k, n = codes_kn.shape
-    per_column = np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (n,))
-    scales = np.tile(per_column, (-(-k // block), 1)).astype(np.float32)
+    scales = block_scales(np.broadcast_to(np.asarray(scale, np.float32).reshape(-1), (n,)), k, block)
     q, s, dq = f"{name}.weight_quantized", f"{name}.weight_scale", f"{name}.weight_dequantized"
     nodes = [
         helper.make_node(

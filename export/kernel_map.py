@@ -23,7 +23,7 @@ from pathlib import Path
 
 from speechmpq.errors import SpeechmpqError
 from speechmpq.export.kernel_graphs import INT8_DYNAMIC, parse_kernel, saturation_free
-from speechmpq.export.kernels import FORMAT
+from speechmpq.export.kernels import FORMAT, level_totals, levels_of
 
 DEFAULTS = Path(__file__).with_name("kernel_defaults.json")
 
@@ -49,26 +49,10 @@ def default_rules(arch: str | None = None) -> dict | None:
     return rules.get(arch or platform.machine())
 
 
-def _level_totals(table: dict) -> dict[int, dict[int, dict[str, float]]]:
-    """accuracy level -> stored bits -> kernel -> total ms over the table's model."""
-    totals: dict[int, dict[int, dict[str, float]]] = {}
-    for shape in table["linear"]:
-        for entry in shape["kernels"]:
-            bits = parse_kernel(entry["kernel"])[1]
-            for level in _levels(entry):
-                per = totals.setdefault(level, {}).setdefault(bits, {})
-                per[entry["kernel"]] = per.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
-    return totals
-
-
-def _levels(entry: dict) -> tuple[int, ...]:
-    """Accuracy levels an entry holds at: MatMulNBits its own, the others (no such option) both."""
-    return (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else (0, 4)
-
-
 def rules_from_table(table: dict) -> dict:
-    """The per-bits rule a table implies: {"accuracy_level": A, "bits": {b: kernel}, "model_ms": {...}}."""
-    totals = _level_totals(table)
+    """The per-bits rule a table implies: the accuracy level, bits -> kernel, the best 8-bit kernel
+    for codes int8-dynamic would saturate, the table's ISA flags and where it came from."""
+    totals = level_totals(table)
     best = {}
     for level, per_bits in totals.items():
         chosen = {bits: min(kernels, key=kernels.get) for bits, kernels in per_bits.items() if bits <= 8}
@@ -85,10 +69,6 @@ def rules_from_table(table: dict) -> dict:
         "source": f"{table.get('preset')} table, {table['machine'].get('cpu')}, "
         f"{table['machine'].get('date')}",
     }
-
-
-def layer_in_table(shapes: dict, layer: dict) -> bool:
-    return (layer["k"], layer["n"]) in shapes
 
 
 def choose(
@@ -120,7 +100,7 @@ def choose(
             candidates = [
                 e
                 for e in shapes.get((layer["k"], layer["n"]), [])
-                if level in _levels(e)
+                if level in levels_of(e)
                 and parse_kernel(e["kernel"])[1] == layer["container"]
                 and (safe or parse_kernel(e["kernel"])[0] != INT8_DYNAMIC)
             ]
@@ -129,7 +109,7 @@ def choose(
                 kernel, predicted = entry["kernel"], entry["median_ms"]
                 total += predicted
             else:
-                missing += layer_in_table(shapes, layer)
+                missing += (layer["k"], layer["n"]) in shapes
                 kernel = rules["bits"].get(str(layer["container"]))
                 if kernel and parse_kernel(kernel)[0] == INT8_DYNAMIC and not safe:
                     kernel = rules.get("saturating_8bit")

@@ -34,6 +34,7 @@ from speechmpq.export.kernel_graphs import (
     int8_dynamic_id,
     linear_model,
     nbits_id,
+    parse_kernel,
 )
 
 FORMAT = "speechmpq-kernels/1"
@@ -182,56 +183,50 @@ def measure(preset: str, threads: int, repetitions: int = 7, window_ms: int | No
     return table
 
 
-def best_by_bits(table: dict) -> dict:
-    """For each stored bit width: at each accuracy level, the kernel with the least total time over
-    the model's layers (shapes weighted by how many layers have them), and that total in ms."""
-    best: dict[str, dict] = {}
-    candidates: dict[tuple[int, int], dict[str, float]] = {}
+def levels_of(entry: dict) -> tuple[int, ...]:
+    """Accuracy levels a table entry holds at: the level is a MatMulNBits session option, so an
+    nbits entry holds at its own, the other kernels run alike at any level."""
+    return (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else ACCURACY_LEVELS
+
+
+def level_totals(table: dict) -> dict[int, dict[int, dict[str, float]]]:
+    """accuracy level -> stored bits -> kernel -> total ms over the table's model (each shape
+    weighted by how many layers have it)."""
+    totals: dict[int, dict[int, dict[str, float]]] = {}
     for shape in table["linear"]:
         for entry in shape["kernels"]:
-            bits = _stored_bits(entry["kernel"])
-            # the accuracy level is a MatMulNBits option: the other kernels run alike at any level
-            for level in (
-                (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else ACCURACY_LEVELS
-            ):
-                total = candidates.setdefault((bits, level), {})
-                total[entry["kernel"]] = (
-                    total.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
-                )
-    for (bits, level), totals in sorted(candidates.items()):
-        if bits == 32 and level:
-            continue
-        kernel = min(totals, key=totals.get)
-        best.setdefault(str(bits), {})[str(level)] = {"kernel": kernel, "model_ms": round(totals[kernel], 3)}
+            bits = parse_kernel(entry["kernel"])[1]
+            for level in levels_of(entry):
+                per = totals.setdefault(level, {}).setdefault(bits, {})
+                per[entry["kernel"]] = per.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
+    return totals
+
+
+def best_by_bits(table: dict) -> dict:
+    """For each stored bit width: at each accuracy level, the kernel with the least total time over
+    the model's layers, and that total in ms."""
+    best: dict[str, dict] = {}
+    for level, per_bits in sorted(level_totals(table).items()):
+        for bits, totals in sorted(per_bits.items()):
+            if bits == 32 and level:
+                continue
+            kernel = min(totals, key=totals.get)
+            entry = {"kernel": kernel, "model_ms": round(totals[kernel], 3)}
+            best.setdefault(str(bits), {})[str(level)] = entry
     return best
-
-
-def _stored_bits(kernel: str) -> int:
-    from speechmpq.export.kernel_graphs import parse_kernel
-
-    return parse_kernel(kernel)[1]
 
 
 def machine() -> dict:
     import onnxruntime
 
-    cpu = ""
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    flags = set()
-    if Path("/proc/cpuinfo").is_file():
-        text = Path("/proc/cpuinfo").read_text()
-        flags = {
-            f
-            for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-            if f" {f}" in text
-        }
+    from speechmpq.runtime.bench import machine_facts
+
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    flags = {f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+             if f" {f}" in text}
     return {
         "arch": platform.machine(),
-        "cpu": cpu or platform.processor(),
+        "cpu": machine_facts()["cpu"],
         "cores": os.cpu_count(),
         "isa": sorted(flags),
         "onnxruntime": onnxruntime.__version__,

@@ -31,6 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from speechmpq.errors import SpeechmpqError
+from speechmpq.export.kernel_graphs import INT8_DYNAMIC, block_scales, int8_dynamic_nodes, parse_kernel
 from speechmpq.export.packing import CONTAINERS, container_bits, integer_initializer
 
 
@@ -79,16 +80,12 @@ def _set_metadata(node: onnx.NodeProto, weight: QuantizedWeight, kernel: dict | 
 def _scales(weight: QuantizedWeight, block_size: int, k: int) -> np.ndarray:
     """Per-output-channel scales (N,) repeated over ceil(K/block) blocks -> (blocks, N)."""
     out_channels = weight.codes.shape[0]
-    per_channel = (
-        np.broadcast_to(weight.scale.reshape(-1), (out_channels,))
-        if weight.scale.size in (1, out_channels)
-        else None
-    )
+    per_channel = np.broadcast_to(weight.scale.reshape(-1), (out_channels,)) if weight.scale.size in (
+        1, out_channels) else None
     if per_channel is None:
-        raise SpeechmpqError(
-            f"{weight.name}: scale of shape {weight.scale.shape} is neither per tensor nor per output channel"
-        )
-    return np.tile(per_channel.astype(np.float32), (-(-k // block_size), 1))
+        raise SpeechmpqError(f"{weight.name}: scale of shape {weight.scale.shape} is neither per "
+                             f"tensor nor per output channel")
+    return block_scales(per_channel, k, block_size)
 
 
 def apply_quantized_weights(
@@ -101,8 +98,6 @@ def apply_quantized_weights(
     """Rewrite ``model`` in place; returns one record per layer (names, container, kernel, bytes).
     ``kernels``: layer name -> {"kernel", "block_size"} (``kernel_map.choose``); None: MatMulNBits
     at ``block_size`` for every linear layer."""
-    from speechmpq.export.kernel_graphs import INT8_DYNAMIC, int8_dynamic_nodes, parse_kernel
-
     graph = model.graph
     index = _index_initializers(graph)
     records, dequantizers, replaced = [], [], {}
@@ -112,19 +107,15 @@ def apply_quantized_weights(
         matches = index.get(_digest(stored), [])
         if len(matches) != 1:
             found = "not found" if not matches else f"found {len(matches)} times"
-            raise SpeechmpqError(
-                f"{weight.name}: its weight is {found} in the exported graph; "
-                f"cannot place its DequantizeLinear"
-            )
+            raise SpeechmpqError(f"{weight.name}: its weight is {found} in the exported graph; "
+                                 f"cannot place its DequantizeLinear")
         original = matches[0]
         consumers = _consumers(graph, original.name)
         expected = "MatMul" if weight.kind == "linear" else "Conv"
-        if not consumers or any(
-            node.op_type != expected or list(node.input).index(original.name) != 1 for node in consumers
-        ):
-            raise SpeechmpqError(
-                f"{weight.name}: its weight does not feed a {expected} as input B; unsupported graph pattern"
-            )
+        if not consumers or any(node.op_type != expected or list(node.input).index(original.name) != 1
+                                for node in consumers):
+            raise SpeechmpqError(f"{weight.name}: its weight does not feed a {expected} as input B; "
+                                 f"unsupported graph pattern")
         codes = weight.codes.T if weight.kind == "linear" else weight.codes
         kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" else None
         container = container_bits(weight.bits, min_container_bits)

@@ -103,18 +103,14 @@ def _audio(config: BenchConfig) -> tuple[list[str], list[str], list[str]]:
         seconds += soundfile.info(str(utterance.path)).duration
     if seconds < min(config.stream_seconds, 5.0):
         raise SpeechmpqError(f"{config.data}: only {seconds:.1f} s of audio; need >= 5 s")
-    eos = [str(u.path) for u in utterances[len(stream) : len(stream) + config.end_of_speech_utterances]]
+    eos = [str(u.path) for u in utterances[len(stream): len(stream) + config.end_of_speech_utterances]]
     return stream, eos or stream[:1], [str(d) for d in config.data]
 
 
 def _child(path: Path, spec: dict) -> dict:
     module = "speechmpq.runtime.bench_child" if path.suffix == ".onnx" else "speechmpq.train.torch_backend"
-    completed = subprocess.run(
-        [sys.executable, "-m", module, json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])},
-    )
+    completed = subprocess.run([sys.executable, "-m", module, json.dumps(spec)], capture_output=True,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])})
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if not lines:
         tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
@@ -135,11 +131,8 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     base = {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms}
     runs: dict[str, dict[int, list[dict]]] = {label: {t: [] for t in config.threads} for label in models}
     onnx_models = {label: path for label, path in models.items() if path.suffix == ".onnx"}
-    total = (
-        config.repetitions * len(config.threads) * len(models)
-        + config.wer * len(models)
-        + config.profile * len(onnx_models)
-    )
+    total = (config.repetitions * len(config.threads) * len(models) + config.wer * len(models)
+             + config.profile * len(onnx_models))
     bar = tqdm(total=total, desc="bench", unit="run", disable=not progress)
     for repetition in range(config.repetitions):
         for threads in config.threads:
@@ -221,14 +214,9 @@ def machine_facts() -> dict:
             versions[name] = version(name)
         except Exception:  # not installed: the row that needs it says so
             versions[name] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        "versions": versions,
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}", "versions": versions,
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
 def median(values: list[float]) -> float:

@@ -177,26 +177,19 @@ def markdown(report: dict, command: str) -> str:
                 f"{row['rtf']:.3f} | {row['end_of_speech_ms']['p50']:.1f} | "
                 f"{row['rss_after_load_mib']:.0f} | "
                 f"{row['peak_rss_mib']:.0f} ({row['ru_maxrss_mib']:.0f}) | "
-                f"{_fmt_ratio(row['latency_ratio_over_fp32'])} | {_fmt_ratio(row['rss_ratio_over_fp32'])} |"
-            )
+                f"{_fmt_ratio(row['latency_ratio_over_fp32'])} | {_fmt_ratio(row['rss_ratio_over_fp32'])} |")
         lines.append("")
     if report["wer"]:
-        lines += [
-            "## WER (greedy CTC)",
-            "",
-            "| model | utterances | streaming WER % | offline WER % | "
-            "streaming − offline | MAPSSWE p (streaming vs offline) | MAPSSWE p (offline vs FP32) |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
+        lines += ["## WER (greedy CTC)", "", "| model | utterances | streaming WER % | offline WER % | "
+                  "streaming − offline | MAPSSWE p (streaming vs offline) | MAPSSWE p (offline vs FP32) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         for label, row in report["wer"].items():
             p_fp32 = row.get("offline_vs_fp32_p")
             p_fp32 = "—" if p_fp32 is None else f"{p_fp32:.3f}"
-            lines.append(
-                f"| {label} | {row['utterances']} | {100 * row['streaming_wer']:.2f} | "
-                f"{100 * row['offline_wer']:.2f} | "
-                f"{100 * row['streaming_minus_offline_wer']:+.2f} | "
-                f"{row['streaming_vs_offline_p']:.3f} | {p_fp32} |"
-            )
+            lines.append(f"| {label} | {row['utterances']} | {100 * row['streaming_wer']:.2f} | "
+                         f"{100 * row['offline_wer']:.2f} | "
+                         f"{100 * row['streaming_minus_offline_wer']:+.2f} | "
+                         f"{row['streaming_vs_offline_p']:.3f} | {p_fp32} |")
         lines.append("")
     if report.get("profile"):
         ops = []
@@ -231,12 +224,8 @@ def plots(report: dict, prefix: Path) -> list[Path]:
     labels = list(rows)
     written = []
     figure, axis = plt.subplots(figsize=(8, 0.5 + 0.45 * len(labels)))
-    axis.boxplot(
-        [rows[k]["chunk_latency_samples_ms"] for k in labels],
-        orientation="horizontal",
-        showfliers=True,
-        flierprops={"markersize": 2},
-    )
+    axis.boxplot([rows[k]["chunk_latency_samples_ms"] for k in labels], orientation="horizontal",
+                 showfliers=True, flierprops={"markersize": 2})
     axis.set_yticks(range(1, len(labels) + 1), labels)
     axis.set_xlabel(f"per-chunk latency, ms ({report['headline']['threads']} threads)")
     axis.invert_yaxis()
@@ -255,9 +244,8 @@ def plots(report: dict, prefix: Path) -> list[Path]:
             size = rows[label]["file_bytes"] / 1e6
             axis.scatter(size, 100 * row["offline_wer"], marker="o", color="C0")
             axis.scatter(size, 100 * row["streaming_wer"], marker="x", color="C1")
-            axis.annotate(
-                label, (size, 100 * row["offline_wer"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
+            axis.annotate(label, (size, 100 * row["offline_wer"]), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
         axis.set_xscale("log")
         axis.set_xlabel("file size, MB (log)")
         axis.set_ylabel("WER %  (o offline, x streaming)")

@@ -219,11 +219,9 @@ class Recognizer:
                 stream.compute_seconds.append(time.perf_counter() - began)
             offset = start // self.geometry.stride
             if logits.shape[0] < last - offset:
-                raise ModelError(
-                    f"the model gave {logits.shape[0]} frames for {end - start} samples, "
-                    f"its metadata implies {self.geometry.frames(end - start)}"
-                )
-            stream._commit(logits[first - offset : last - offset], logits[last - offset :], last, final)
+                raise ModelError(f"the model gave {logits.shape[0]} frames for {end - start} samples, "
+                                 f"its metadata implies {self.geometry.frames(end - start)}")
+            stream._commit(logits[first - offset: last - offset], logits[last - offset:], last, final)
             calls += 1
         return calls
 
@@ -285,9 +283,8 @@ class Stream:
             if self._resampler is None:
                 import soxr
 
-                self._resampler = soxr.ResampleStream(
-                    sample_rate, model_rate, 1, dtype="float32", quality="HQ"
-                )
+                self._resampler = soxr.ResampleStream(sample_rate, model_rate, 1, dtype="float32",
+                                                      quality="HQ")
             samples = self._resampler.resample_chunk(samples)
         self._append(samples)
 
@@ -335,9 +332,9 @@ class Stream:
         return start, end, first, last, final
 
     def _model_input(self, start: int, end: int) -> np.ndarray:
-        window = self._buffer[start - self._buffer_start : end - self._buffer_start]
+        window = self._buffer[start - self._buffer_start: end - self._buffer_start]
         if end > self._stats_end:  # running statistics cover samples [0, end)
-            fresh = self._buffer[self._stats_end - self._buffer_start : end - self._buffer_start]
+            fresh = self._buffer[self._stats_end - self._buffer_start: end - self._buffer_start]
             fresh = fresh.astype(np.float64)
             self._stats += (fresh.sum(), np.square(fresh).sum())
             self._stats_end = end
@@ -366,12 +363,13 @@ class Stream:
         g = self._geometry
         self._decoder.advance(self._state, committed)
         self._update_endpoint(committed.argmax(-1))
-        self._preview = None if final or not lookahead.size else self._decoder.preview(self._state, lookahead)
+        self._preview = None if final or not lookahead.size else self._decoder.preview(self._state,
+                                                                                       lookahead)
         self._frames_done = last
         self._done = final
         keep_from = max(0, last * g.stride - g.left)
         if keep_from > self._buffer_start:
-            self._buffer = self._buffer[keep_from - self._buffer_start :].copy()
+            self._buffer = self._buffer[keep_from - self._buffer_start:].copy()
             self._buffer_start = keep_from
 
     def _update_endpoint(self, ids: np.ndarray) -> None:

@@ -24,7 +24,8 @@ from speechmpq.errors import SpeechmpqError
 def layer_latencies(model, table_path: Path) -> dict[str, dict]:
     """name -> {"fp32": ms, "by_bits": {b: ms}} for every searched linear quantizer of ``model``."""
     from speechmpq.export.kernel_graphs import INT8_DYNAMIC, VNNI_ISA, parse_kernel
-    from speechmpq.export.kernel_map import _levels, load_table, rules_from_table
+    from speechmpq.export.kernel_map import load_table, rules_from_table
+    from speechmpq.export.kernels import levels_of
     from speechmpq.export.packing import container_bits
     from speechmpq.train import supernet as sn
 
@@ -44,7 +45,7 @@ def layer_latencies(model, table_path: Path) -> dict[str, dict]:
         if key not in shapes:
             raise SpeechmpqError(f"{table_path}: no kernel timings for {name}'s shape {key[0]} x {key[1]}; "
                                  f"run speechmpq kernels for this model's preset")
-        entries = [e for e in shapes[key] if level in _levels(e)]
+        entries = [e for e in shapes[key] if level in levels_of(e)]
         by_bits = {}
         for bits in quantizer.candidates:
             stored = container_bits(bits)

@@ -86,23 +86,18 @@ class QuantizeConfig:
             if self.bits is None or not 2 <= self.bits <= 8:
                 raise ValueError(f"--method uniform needs --bits in 2..8, got {self.bits}")
         elif not low <= self.target_bits <= high:
-            raise ValueError(f"target_bits {self.target_bits} is outside the candidates' range {low}..{high}")
+            raise ValueError(f"target_bits {self.target_bits} is outside the candidates' range "
+                             f"{low}..{high}")
         if not 0 <= self.window < high - low + 1e-9 and self.method != "uniform":
             raise ValueError(f"window must be in [0, {high - low}], got {self.window}")
-        for name in ("steps", "checkpoint_every", "log_every", "sensitivity_batches", "min_batch_utterances"):
+        for name in ("steps", "checkpoint_every", "log_every", "sensitivity_batches",
+                     "min_batch_utterances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, got {self.pass2_steps}")
-        for name in (
-            "batch_seconds",
-            "max_utterance_seconds",
-            "lr",
-            "logits_lr",
-            "grad_clip",
-            "tau_start",
-            "tau_end",
-        ):
+        for name in ("batch_seconds", "max_utterance_seconds", "lr", "logits_lr", "grad_clip",
+                     "tau_start", "tau_end"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("kl_weight", "size_weight", "weight_decay"):

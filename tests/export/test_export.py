@@ -90,27 +90,16 @@ def test_graph_stores_each_layer_at_its_planned_bits(exported):
         assert consumers[node.output[0]].op_type == ("MatMul" if entry["kind"] == "linear" else "Conv")
     assert model.opset_import[0].version == 25  # INT2 present
     assert sum(r["weight_bytes"] for r in exported["summary"]["layers"]) == sum(
-        -(-np.prod(e["shape"]) * container_bits(e["bits"]) // 8) for e in plan["layers"].values()
-    )
+        -(-np.prod(e["shape"]) * container_bits(e["bits"]) // 8) for e in plan["layers"].values())
 
 
 def test_metadata_makes_the_file_self_describing(exported):
     model = onnx.load(str(exported["onnx"]))
     metadata = {p.key: p.value for p in model.metadata_props}
-    for key in (
-        "vocab",
-        "sample_rate",
-        "do_normalize",
-        "frame_stride_samples",
-        "receptive_field_samples",
-        "speechmpq.bitplan",
-        "speechmpq.format_version",
-        "speechmpq.chunk_ms",
-        "speechmpq.left_context_ms",
-        "speechmpq.right_context_ms",
-        "speechmpq.source_model_type",
-        "speechmpq.version",
-    ):
+    for key in ("vocab", "sample_rate", "do_normalize", "frame_stride_samples", "receptive_field_samples",
+                "speechmpq.bitplan", "speechmpq.format_version", "speechmpq.chunk_ms",
+                "speechmpq.left_context_ms", "speechmpq.right_context_ms", "speechmpq.source_model_type",
+                "speechmpq.version"):
         assert key in metadata, key
     assert json.loads(metadata["speechmpq.bitplan"]) == exported["plan"]
     assert json.loads(metadata["vocab"]) == json.loads((exported["dir"] / "vocab.json").read_text())
@@ -135,21 +124,14 @@ def test_unoptimised_ort_matches_pytorch_on_lengths_other_than_the_trace(exporte
 
 def test_ort_fuses_every_linear_into_matmulnbits(exported, tmp_path):
     optimized = tmp_path / "optimized.onnx"
-    ort_model = OnnxCTCModel(
-        exported["onnx"],
-        SessionConfig(optimization="extended", accuracy_level=0, optimized_model_path=str(optimized)),
-    )
+    ort_model = OnnxCTCModel(exported["onnx"], SessionConfig(optimization="extended", accuracy_level=0,
+                                                             optimized_model_path=str(optimized)))
     ops = collections.Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
     linear = [e for e in exported["plan"]["layers"].values() if e["kind"] == "linear"]
     assert ops["MatMulNBits"] == len(linear)
     assert ops["DequantizeLinear"] == 1  # the conv layer's: ORT has no weight-only Conv kernel
-    bits = sorted(
-        a.i
-        for n in onnx.load(str(optimized)).graph.node
-        if n.op_type == "MatMulNBits"
-        for a in n.attribute
-        if a.name == "bits"
-    )
+    bits = sorted(a.i for n in onnx.load(str(optimized)).graph.node if n.op_type == "MatMulNBits"
+                  for a in n.attribute if a.name == "bits")
     assert bits == sorted(container_bits(e["bits"]) for e in linear)
     torch_model = load_model(exported["dir"])
     audio = torch.randn(1, 12345, generator=torch.Generator().manual_seed(1))
@@ -162,11 +144,9 @@ def test_size_accounting_adds_up(exported):
     size = exported["summary"]["size"]
     assert size["file_bytes"] == exported["onnx"].stat().st_size
     assert size["computed_bytes"] == pytest.approx(
-        size["plan_weight_bytes"] + size["float_parameter_bytes"] + size["other_int8_bytes"], abs=1
-    )
-    assert size["plan_weight_bytes"] == pytest.approx(
-        sum(e["bits"] * np.prod(e["shape"]) / 8 for e in exported["plan"]["layers"].values()), abs=1
-    )
+        size["plan_weight_bytes"] + size["float_parameter_bytes"] + size["other_int8_bytes"], abs=1)
+    assert size["plan_weight_bytes"] == pytest.approx(sum(
+        e["bits"] * np.prod(e["shape"]) / 8 for e in exported["plan"]["layers"].values()), abs=1)
     assert size["scale_bytes"] > 0 and size["overhead_bytes"] >= size["scale_bytes"]
 
 
@@ -200,23 +180,8 @@ def test_peers_come_from_the_same_command(tmp_path, peer, op):
 def test_pattern_plan_and_preset_export(tmp_path, exported):
     out = tmp_path / "preset.onnx"
     plan_path = exported["dir"] / "bitplan.json"
-    assert (
-        main(
-            [
-                "export",
-                "--preset",
-                "tiny",
-                "--plan-pattern",
-                str(plan_path),
-                "--out",
-                str(out),
-                "--summary",
-                str(tmp_path / "s.json"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["export", "--preset", "tiny", "--plan-pattern", str(plan_path), "--out", str(out),
+                 "--summary", str(tmp_path / "s.json"), "--quiet"]) == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     searched = {k: v for k, v in exported["plan"]["layers"].items() if k not in (CONV, "lm_head")}
     assert summary["average_bits"] == pytest.approx(bitplan.average_bits(searched), abs=1e-6)
@@ -305,14 +270,12 @@ def test_audio_bytes_graph_decodes_files_in_graph(tmp_path, normalize):
     from onnxruntime_extensions import get_library_path
 
     model_dir = save_model(build_model("tiny", seed=4), tmp_path / "fp", do_normalize=normalize)
-    export_onnx(
-        Source(model_dir=model_dir), tmp_path / "m.onnx", ExportConfig(audio_graph=True), progress=False
-    )
+    export_onnx(Source(model_dir=model_dir), tmp_path / "m.onnx", ExportConfig(audio_graph=True),
+                progress=False)
     options = ort.SessionOptions()
     options.register_custom_ops_library(get_library_path())
-    session = ort.InferenceSession(
-        str(tmp_path / "m.audio.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(str(tmp_path / "m.audio.onnx"), options,
+                                   providers=["CPUExecutionProvider"])
     plain = OnnxCTCModel(tmp_path / "m.onnx")
     noise = np.random.default_rng(0).random(24000)
     audio = (0.3 * np.sin(np.arange(24000) * 0.05) * noise).astype(np.float32)
@@ -341,10 +304,8 @@ def test_others_int8_quantizes_every_weight_outside_the_plan(tmp_path, exported)
     assert extra and all(r["bits"] == 8 and not r["searched"] for r in extra)
     assert {"conv", "projection"} <= kinds  # conv front end / positional conv, feature projection
     model = onnx.load(str(out))
-    float_weights = [
-        t
-        for t in model.graph.initializer
-        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2 and not t.name.endswith("weight_scale")
-    ]
+    float_weights = [t for t in model.graph.initializer
+                     if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2
+                     and not t.name.endswith("weight_scale")]
     assert not float_weights, [t.name for t in float_weights]
     assert summary["size"]["file_bytes"] < exported["summary"]["size"]["file_bytes"]
