@@ -2,10 +2,11 @@
 
     corpus      a small synthetic corpus: a train split for quantization + the clean test split
     quantize    one-stage mixed-precision QAT of the committed demo model (short schedule)
-    export      FP32 and MPQ to self-describing .onnx files
-    stream      both .onnx files through the streaming runtime: WER on the test split (streaming,
-                with MAPSSWE against FP32), per-chunk latency and peak memory in fresh processes
-    report      one table FP32 vs MPQ, plus the benchmark report with plots
+    export      FP32, MPQ and onnxruntime's own int8-dynamic and int4-RTN to self-describing .onnx
+    stream      every .onnx through the streaming runtime (FP32, int8-dynamic and MPQ with and without
+                the front-end cache): WER on the test split (streaming, with MAPSSWE against FP32),
+                per-chunk latency and peak memory in fresh interleaved processes
+    report      one table of all rows, plus the benchmark report with plots
 
 Each stage skips itself when its output is already there (a cut run resumes; quantization resumes
 from its checkpoint); ``--fresh`` starts over.
@@ -60,6 +61,17 @@ class PipelineConfig:
 
 STAGES = ("corpus", "quantize", "export", "stream", "report")
 
+# bench label -> (exported file, front-end cache, table name); FP32 first (the reference)
+ROWS = {
+    "fp32": ("fp32", "off", "FP32"),
+    "fp32-cache": ("fp32", "on", "FP32 + cache"),
+    "ort-int8-dynamic": ("int8", "off", "ORT int8-dynamic"),
+    "ort-int8-dynamic-cache": ("int8", "on", "ORT int8-dynamic + cache"),
+    "ort-int4-rtn": ("int4", "off", "ORT int4-RTN"),
+    "mpq-kernelmap": ("mpq", "off", "MPQ, kernel map"),
+    "mpq": ("mpq", "on", "MPQ, kernel map + cache"),
+}
+
 
 # settings that decide what the stages produce (resuming with other values would mix results)
 _RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "target_bits", "steps", "pass2_steps",
@@ -100,7 +112,6 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     _check_settings(cfg)
     started, seconds = time.perf_counter(), {}
     data, qrun = cfg.out / "data", cfg.out / "quantize"
-    fp32_onnx, mpq_onnx = cfg.out / "fp32.onnx", cfg.out / "mpq.onnx"
     bench_prefix = cfg.out / "report" / "bench"
 
     t = _stage(1, "corpus", f"{cfg.train_hours} h train + {cfg.test_utterances} clean test utterances "
@@ -130,30 +141,37 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     quantized = json.loads(summary_path.read_text())
     seconds["quantize"] = time.perf_counter() - t
 
-    t = _stage(3, "export", f"{fp32_onnx.name} and {mpq_onnx.name} (MatMulNBits blocks of 128, "
-               "int8-activation kernels)")
+    t = _stage(3, "export", "FP32, MPQ (kernel map + front-end cache), ORT int8-dynamic and int4-RTN")
     from speechmpq.export.api import Source, export_onnx
     from speechmpq.export.config import ExportConfig
 
-    jobs = [(fp32_onnx, Source(model_dir=cfg.model), ExportConfig()),
-            (mpq_onnx, Source(model_dir=qrun / "model"), ExportConfig(block_size=128, accuracy_level=4))]
-    for out, source, export_cfg in tqdm(jobs, desc="export", unit="model", disable=not progress):
+    onnx_files = {name: cfg.out / f"{name}.onnx" for name in ("fp32", "mpq", "int8", "int4")}
+    jobs = [(onnx_files["fp32"], Source(model_dir=cfg.model)),
+            (onnx_files["mpq"], Source(model_dir=qrun / "model")),
+            (onnx_files["int8"], Source(model_dir=cfg.model, peer="ort-int8-dynamic")),
+            (onnx_files["int4"], Source(model_dir=cfg.model, peer="ort-int4-rtn"))]
+    for out, source in tqdm(jobs, desc="export", unit="model", disable=not progress):
         if not out.exists():
-            export_onnx(source, out, export_cfg, progress=False)
+            export_onnx(source, out, ExportConfig(), progress=False)
     seconds["export"] = time.perf_counter() - t
 
-    t = _stage(4, "stream", f"both models through the streaming runtime: WER on {cfg.test_utterances} "
+    t = _stage(4, "stream", f"{len(ROWS)} rows through the streaming runtime: WER on {cfg.test_utterances} "
                f"utterances, latency and peak memory ({cfg.repetitions} interleaved runs each)")
     from speechmpq.runtime.bench import BenchConfig, run_bench
     from speechmpq.runtime.bench_report import write_report
 
     bench_json = bench_prefix.with_suffix(".json")
     if not bench_json.exists():
-        report = run_bench(BenchConfig(models=[f"fp32={fp32_onnx}", f"mpq={mpq_onnx}"],
+        models = [f"{label}={onnx_files[name]}" for label, (name, _, _) in ROWS.items()]
+        report = run_bench(BenchConfig(models=models,
+                                       frontend_cache={label: cache for label, (_, cache, _) in ROWS.items()},
                                        data=[str(data / "test-clean")], out=bench_prefix,
                                        threads=[cfg.threads or 2], repetitions=cfg.repetitions,
                                        stream_seconds=20.0, end_of_speech_utterances=5, fp32="fp32",
-                                       mpq="mpq", title="speechmpq pipeline: FP32 vs one-stage MPQ"),
+                                       mpq="mpq", int8="ort-int8-dynamic", fp32_cached="fp32-cache",
+                                       int8_cached="ort-int8-dynamic-cache",
+                                       title="speechmpq pipeline: FP32, onnxruntime's quantizers and "
+                                             "one-stage MPQ, with and without the front-end cache"),
                            progress=progress)
         write_report(report, bench_prefix, "speechmpq " + " ".join(cfg.extra.get("argv", ["pipeline"])))
     bench = json.loads(bench_json.read_text())
@@ -167,7 +185,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
                                                             for k, v in asdict(cfg).items()},
               "quantize": {k: quantized.get(k) for k in ("average_bits", "bits", "compression_seconds")},
               "machine": _machine(),
-              "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md"))}
+              "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md")),
+              "threads": bench["headline"]["threads"], "headline": headline(bench)}
     write_json(cfg.out / "pipeline.json", result)
     atomic_write(cfg.out / "pipeline.md", markdown(result))
     return result
@@ -184,15 +203,19 @@ def _machine() -> str:
 def results_table(bench: dict, quantized: dict) -> list[dict]:
     threads = str(bench["headline"]["threads"])
     rows = []
-    for label in ("fp32", "mpq"):
+    for label in [label for label in ROWS if label in bench["latency"][threads]]:
         latency, wer = bench["latency"][threads][label], bench["wer"][label]
-        row = {"system": label.upper(), "wer": 100 * wer["streaming_wer"],
+        _, cache, name = ROWS[label]
+        row = {"system": name, "label": label, "frontend_cache": cache, "wer": 100 * wer["streaming_wer"],
                "offline_wer": 100 * wer["offline_wer"], "file_mb": latency["file_bytes"] / 1e6,
                "chunk_ms_p50": latency["chunk_latency_ms"]["p50"], "rtf": latency["rtf"],
-               "peak_rss_mib": latency["peak_rss_mib"], "average_bits": 32.0, "p": None, "lossless": True}
-        if label == "mpq":
-            fp32 = rows[0]
+               "peak_rss_mib": latency["peak_rss_mib"], "average_bits": None, "p": None, "lossless": True}
+        if label.startswith("fp32"):
+            row["average_bits"] = 32.0
+        elif label.startswith("mpq"):
             row["average_bits"] = quantized["average_bits"]
+        if label != "fp32":
+            fp32 = rows[0]
             row["p"] = wer.get("streaming_vs_fp32_p")
             row["lossless"] = row["wer"] <= fp32["wer"] or (row["p"] is not None and row["p"] >= ALPHA)
             row["size_ratio"] = fp32["file_mb"] / row["file_mb"]
@@ -208,19 +231,36 @@ def _with_ratio(text: str, row: dict, key: str, template: str) -> str:
 
 def format_table(table: list[dict]) -> str:
     lines = ["| system | WER % (streaming) | vs FP32 | lossless (MAPSSWE, α=0.05) | avg bits | file MB | "
-             "chunk p50 ms | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
+             "chunk p50 ms (vs FP32) | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
     for row in table:
         versus, verdict = "—", "reference"
-        if row["system"] != "FP32":
+        if row is not table[0]:
             verdict = "yes" if row["lossless"] else "NO"
             if row["p"] is not None:
                 versus = f"{row['wer'] - table[0]['wer']:+.2f} (p={row['p']:.3f})"
+        bits = "—" if row["average_bits"] is None else f"{row['average_bits']:.2f}"
         size = _with_ratio(f"{row['file_mb']:.2f}", row, "size_ratio", " ({:.1f}x smaller)")
+        if row.get("size_ratio", 2.0) < 1.05:
+            size = f"{row['file_mb']:.2f}"
         latency = _with_ratio(f"{row['chunk_ms_p50']:.1f}", row, "latency_ratio", " ({:.2f}x)")
         memory = _with_ratio(f"{row['peak_rss_mib']:.0f}", row, "memory_ratio", " ({:.2f}x)")
         lines.append(f"| {row['system']} | {row['wer']:.2f} | {versus} | {verdict} | "
-                     f"{row['average_bits']:.2f} | {size} | {latency} | {row['rtf']:.3f} | {memory} |")
+                     f"{bits} | {size} | {latency} | {row['rtf']:.3f} | {memory} |")
     return "\n".join(lines)
+
+
+def headline(bench: dict) -> list[str]:
+    """The bench's headline ratios (MPQ = kernel map + cache), against the peers as they run today
+    and against the peers with the front-end cache too."""
+    head, lines = bench["headline"], []
+    for keys, against in ((("latency_ratio_mpq_over_fp32", "latency_ratio_mpq_over_ort_int8",
+                            "rss_ratio_mpq_over_fp32"), "the peers as they run today"),
+                          (("latency_ratio_mpq_over_fp32_cached", "latency_ratio_mpq_over_ort_int8_cached",
+                            "rss_ratio_mpq_over_fp32_cached"), "the peers with the front-end cache too")):
+        parts = [f"`{key}` = {head[key]:.2f}" for key in keys if head.get(key) is not None]
+        if parts:
+            lines.append(f"- against {against}: " + ", ".join(parts))
+    return lines
 
 
 def markdown(result: dict) -> str:
@@ -239,4 +279,6 @@ def markdown(result: dict) -> str:
         "fresh processes (medians over interleaved runs). Average bits are over the searched layers "
         "(the transformer linears); file sizes are the .onnx files.", "",
         format_table(result["table"]), "",
+        f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernel map + "
+        "front-end cache):", "", *result.get("headline", []), "",
         f"Benchmark report with plots: `{result['bench_report']}`.", ""])

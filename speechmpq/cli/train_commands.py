@@ -116,6 +116,8 @@ def _cmd_pipeline(args) -> int:
     result = run_pipeline(cfg, progress=not args.quiet)
     print()
     print(format_table(result["table"]))
+    if result["headline"]:
+        print("\n" + "\n".join(result["headline"]))
     print(f"\nwall time {result['seconds']['total'] / 60:.1f} min; report {args.out / 'pipeline.md'}, "
           f"benchmark report with plots {result['bench_report']}")
     return 0

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from speechmpq.cli import main
-from speechmpq.train.pipeline import PipelineConfig, format_table, results_table
+from speechmpq.train.pipeline import ROWS, PipelineConfig, format_table, headline, results_table
 
 
 @pytest.mark.parametrize("field, value", [("train_hours", 0), ("test_utterances", 3), ("steps", 1),
@@ -39,6 +39,28 @@ def test_lossless_verdict_follows_the_significance_test(mpq_wer, p, lossless):
     assert ("| NO |" in text) is (not lossless) and "2.90" in text and "5.0x smaller" in text
 
 
+def test_peer_rows_and_both_headlines():
+    bench = _bench(0.20, 0.20, 0.9)
+    rows = bench["latency"]["2"]
+    rows["ort-int8-dynamic"] = {**rows["fp32"], "file_bytes": 6e6, "chunk_latency_ms": {"p50": 10.0}}
+    rows["fp32-cache"] = {**rows["fp32"], "chunk_latency_ms": {"p50": 12.0}}
+    bench["wer"]["ort-int8-dynamic"] = {**bench["wer"]["mpq"], "streaming_vs_fp32_p": 0.01,
+                                        "streaming_wer": 0.3}
+    bench["wer"]["fp32-cache"] = {**bench["wer"]["fp32"], "streaming_vs_fp32_p": 0.9}
+    bench["headline"].update(latency_ratio_mpq_over_fp32=0.5, latency_ratio_mpq_over_ort_int8=0.8,
+                             latency_ratio_mpq_over_fp32_cached=0.9)
+    table = results_table(bench, {"average_bits": 2.5})
+    assert [row["label"] for row in table] == ["fp32", "fp32-cache", "ort-int8-dynamic", "mpq"]
+    assert table[1]["average_bits"] == 32.0 and table[2]["average_bits"] is None
+    assert table[2]["lossless"] is False and table[2]["latency_ratio"] == pytest.approx(0.5)
+    text = format_table(table)
+    assert "| ORT int8-dynamic | 30.00 | +10.00 (p=0.010) | NO | — |" in text
+    assert "| FP32 + cache | 20.00 | +0.00 (p=0.900) | yes | 32.00 | 20.00 | 12.0 (0.60x) |" in text
+    lines = headline(bench)
+    assert lines[0].startswith("- against the peers as they run today: `latency_ratio_mpq_over_fp32` = 0.50")
+    assert "`latency_ratio_mpq_over_fp32_cached` = 0.90" in lines[1]
+
+
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
@@ -46,9 +68,11 @@ def test_tiny_pipeline_end_to_end(tmp_path, capsys):
             "--steps", "10", "--repetitions", "1", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| FP32 |" in printed and "| MPQ |" in printed and "pipeline.md" in printed
+    assert "| FP32 |" in printed and "| MPQ, kernel map + cache |" in printed and "pipeline.md" in printed
+    assert "| ORT int8-dynamic + cache |" in printed and "latency_ratio_mpq_over_ort_int8" in printed
     result = json.loads((out / "pipeline.json").read_text())
-    mpq = result["table"][1]
+    assert [row["label"] for row in result["table"]] == list(ROWS)
+    mpq = result["table"][-1]
     assert 2.0 <= mpq["average_bits"] <= 8.0 and mpq["file_mb"] < result["table"][0]["file_mb"]
     assert (out / "report" / "bench.md").exists() and list((out / "report").glob("bench_*.png"))
     assert main(argv) == 0  # a second run finds every stage done and only reprints
