@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, start to finish: a small synthetic corpus, one-stage
-# mixed-precision quantization of the committed demo model (short schedule), ONNX export of FP32 and
-# MPQ, both streamed through the onnxruntime runtime, one table FP32 vs MPQ (WER with the lossless
-# verdict, average bits, file size, latency, peak memory). Everything lands in out/pipeline/
-# (pipeline.md, pipeline.json, report/bench.md with plots). Extra flags go to `speechmpq pipeline`.
+# mixed-precision quantization of the committed demo model (short schedule), ONNX export of FP32, MPQ
+# and onnxruntime's own int8-dynamic and int4-RTN, all streamed through the onnxruntime runtime (FP32,
+# int8 and MPQ with and without the front-end cache), one table (WER with the lossless verdict,
+# average bits, file size, latency, peak memory) and the headline ratios. Everything lands in
+# out/pipeline/ (pipeline.md, pipeline.json, report/bench.md with plots). Extra flags go to
+# `speechmpq pipeline`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${SPEECHMPQ_VENV:-.venv}"

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
 from speechmpq.files import atomic_write
+from speechmpq.runtime.bench import machine_facts
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
 from speechmpq.scoring import score_pairs
@@ -104,9 +105,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    facts = machine_facts()
     report = {
         "command": "python scripts/frontend_cache_check.py " + " ".join(argv),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "machine": f"{facts['cpu']}, {facts['cores']} cores, {platform.machine()}, onnxruntime "
+        f"{facts['versions'].get('onnxruntime')}",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     if args.exact:
