@@ -59,6 +59,8 @@ class BenchConfig:
     # label -> front-end cache for that row: "auto" (default: on where the model says it is exact),
     # "on" (also approximate group-norm front ends), "off" (recompute the convs every window)
     frontend_cache: dict[str, str] = field(default_factory=dict)
+    # label -> DecoderConfig fields for that row (default: greedy), e.g. {"method": "lm", "lm": PATH}
+    decoders: dict[str, dict] = field(default_factory=dict)
     # a free-text line for the report (what the models are)
     title: str = ""
 
@@ -122,11 +124,10 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     models = parse_models(config.models)
-    unknown = sorted(set(config.frontend_cache) - set(models))
-    if unknown:
-        raise SpeechmpqError(
-            f"--frontend-cache names no model labelled {unknown[0]!r} (have {sorted(models)})"
-        )
+    for flag, given in (("--frontend-cache", config.frontend_cache), ("--lm", config.decoders)):
+        unknown = sorted(set(given) - set(models))
+        if unknown:
+            raise SpeechmpqError(f"{flag} names no model labelled {unknown[0]!r} (have {sorted(models)})")
     stream_files, eos_files, data = _audio(config)
     base = {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms}
     runs: dict[str, dict[int, list[dict]]] = {label: {t: [] for t in config.threads} for label in models}
@@ -144,6 +145,7 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
                     "model": str(path),
                     "threads": threads,
                     "frontend_cache": config.frontend_cache.get(label, "auto"),
+                    "decoder": config.decoders.get(label, {}),
                     "stream_audio": stream_files,
                     "eos_audio": eos_files,
                 }
@@ -163,6 +165,7 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
                     "task": "wer",
                     "model": str(path),
                     "frontend_cache": config.frontend_cache.get(label, "auto"),
+                    "decoder": config.decoders.get(label, {}),
                     "threads": max(config.threads),
                     "data": data,
                 },

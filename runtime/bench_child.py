@@ -27,14 +27,15 @@ from speechmpq.runtime.memory import process_memory
 
 def _recognizer(spec: dict, backend=None, offline: bool = False):
     from speechmpq.runtime.session import SessionConfig
-    from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+    from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig, StreamingConfig
 
     streaming = (StreamingConfig(chunk_ms=0) if offline else
                  StreamingConfig(spec.get("chunk_ms"), spec.get("left_ms"), spec.get("right_ms"),
                                  frontend_cache=spec.get("frontend_cache", "auto")))
     session = SessionConfig(threads=spec["threads"], accuracy_level=spec.get("accuracy_level"),
                             arena=spec.get("arena", True), profile_prefix=spec.get("profile_prefix"))
-    config = RecognizerConfig(session=session, streaming=streaming)
+    config = RecognizerConfig(session=session, streaming=streaming,
+                              decoder=DecoderConfig(**spec.get("decoder", {})))
     return Recognizer(backend if backend is not None else spec["model"], config)
 
 
@@ -83,7 +84,8 @@ def _model_facts(recognizer) -> dict:
             "chunk_ms": 1000 * recognizer.geometry.chunk // info.sample_rate,
             "left_ms": 1000 * recognizer.geometry.left // info.sample_rate,
             "right_ms": 1000 * recognizer.geometry.right // info.sample_rate,
-            "frontend_cache": bool(getattr(recognizer, "frontend_cache", False))}
+            "frontend_cache": bool(getattr(recognizer, "frontend_cache", False)),
+            "decoder": recognizer.config.decoder.method}
 
 
 def measure_wer(spec: dict, make_backend=None) -> dict:

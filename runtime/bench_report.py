@@ -32,6 +32,7 @@ def _row(label: str, path: Path, results: list[dict]) -> dict:
         "label": label, "path": str(path), "weights": first["weights"],
         "accuracy_level": first["accuracy_level"], "file_bytes": _bytes(path),
         "frontend_cache": bool(first.get("frontend_cache", False)),
+        "decoder": first.get("decoder", "greedy"),
         "chunk_ms": first["chunk_ms"], "left_ms": first["left_ms"], "right_ms": first["right_ms"],
         "load_seconds": float(np.median([r["load_seconds"] for r in results])),
         "chunk_latency_ms": {"p50": float(np.percentile(chunks, 50)), "p95": float(np.percentile(chunks, 95)),
@@ -89,8 +90,15 @@ def summarize(config, models: dict, runs: dict, wer: dict, machine: dict, stream
     fp32, mpq = _pick(rows, config.fp32, "fp32"), _pick(rows, config.mpq, "mpq")
     int8 = _pick(rows, config.int8, "ort-int8-dynamic")
     for label, entry in wer_rows.items():
-        if fp32 in wer and label != fp32:
-            reference = wer[fp32]
+        # the FP32 reference decoded the same way (greedy against greedy, LM against LM)
+        decoder = wer[label].get("decoder", "greedy")
+        same = [other for other in ([fp32] + list(wer)) if other in wer
+                and wer[other].get("decoder", "greedy") == decoder
+                and (other == fp32 or wer[other].get("weights") == "fp32")]
+        reference_label = same[0] if same else fp32
+        if reference_label in wer and label != reference_label:
+            entry["fp32_reference"] = reference_label
+            reference = wer[reference_label]
             entry["offline_vs_fp32_p"] = mapsswe(reference["references"], reference["offline"],
                                                  wer[label]["offline"])["p_value"]
             entry["streaming_vs_fp32_p"] = mapsswe(reference["references"], reference["streaming"],
@@ -160,18 +168,18 @@ def markdown(report: dict, command: str) -> str:
         lines += [
             f"## {threads} thread{'s' * (threads != '1')}",
             "",
-            "| model | weights | acc. level | front-end cache | file MB | load s | "
+            "| model | weights | acc. level | front-end cache | decoder | file MB | load s | "
             "chunk ms p50 / p95 / p99 | RTF | "
             "end of speech ms p50 | RSS after load MiB | peak RSS MiB (ru_maxrss) | latency / FP32 | "
             "peak RSS / FP32 |",
-            "|---|---|---:|---|---:|---:|---|---:|---:|---:|---|---|---|",
+            "|---|---|---:|---|---|---:|---:|---|---:|---:|---:|---|---|---|",
         ]
         for row in rows.values():
             c = row["chunk_latency_ms"]
             level = "—" if row["accuracy_level"] is None else row["accuracy_level"]
             lines.append(
                 f"| {row['label']} | {row['weights']} | {level} | "
-                f"{'on' if row.get('frontend_cache') else 'off'} | "
+                f"{'on' if row.get('frontend_cache') else 'off'} | {row.get('decoder', 'greedy')} | "
                 f"{row['file_bytes'] / 1e6:.2f} | "
                 f"{row['load_seconds']:.2f} | {c['p50']:.1f} / {c['p95']:.1f} / {c['p99']:.1f} | "
                 f"{row['rtf']:.3f} | {row['end_of_speech_ms']['p50']:.1f} | "
@@ -180,7 +188,8 @@ def markdown(report: dict, command: str) -> str:
                 f"{_fmt_ratio(row['latency_ratio_over_fp32'])} | {_fmt_ratio(row['rss_ratio_over_fp32'])} |")
         lines.append("")
     if report["wer"]:
-        lines += ["## WER (greedy CTC)", "", "| model | utterances | streaming WER % | offline WER % | "
+        lines += ["## WER (each row's decoder)", "",
+                  "| model | utterances | streaming WER % | offline WER % | "
                   "streaming − offline | MAPSSWE p (streaming vs offline) | MAPSSWE p (offline vs FP32) |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for label, row in report["wer"].items():

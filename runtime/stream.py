@@ -46,6 +46,7 @@ from speechmpq.runtime.ctc import GreedyDecoder, PrefixBeamDecoder, collapse_spa
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 
 NORMALIZATIONS = ("running", "window")
+DECODERS = ("auto", "greedy", "beam", "lm")
 
 
 @dataclass
@@ -77,16 +78,64 @@ class StreamingConfig:
 
 @dataclass
 class DecoderConfig:
-    # "greedy" (best path) or "beam" (CTC prefix beam search, no language model)
+    # "greedy" (best path), "beam" (CTC prefix beam search, no language model), "lm" (lexicon +
+    # n-gram LM beam search, runtime/ctc_lm.py) or "auto": "lm" where an LM is found (``lm`` or
+    # lm.arpa[.gz] beside the model), else greedy (the command line's default)
     method: str = "greedy"
-    # hypotheses kept by the beam search
+    # hypotheses kept by the beam searches
     beam_size: int = 8
+    # ARPA n-gram LM (plain or .gz) for "lm"; None: lm.arpa.gz or lm.arpa in the model's folder
+    lm: str | None = None
+    # lexicon file (WORD T O K E N S |); None: lexicon.txt beside the LM, else the LM's words spelled
+    # letter by letter
+    lexicon: str | None = None
+    # weight of the LM's natural-log probability, and the score added per word
+    lm_weight: float = 0.8
+    word_score: float = 1.0
 
     def __post_init__(self):
-        if self.method not in ("greedy", "beam"):
-            raise ValueError(f"decoder method must be greedy or beam, not {self.method!r}")
+        if self.method not in DECODERS:
+            raise ValueError(f"decoder method must be one of {DECODERS}, not {self.method!r}")
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, not {self.beam_size}")
+        if not 0 <= self.lm_weight < 100:
+            raise ValueError(f"lm_weight must be in [0, 100), not {self.lm_weight}")
+        if self.lm is not None and self.method not in ("lm", "auto"):
+            raise ValueError(f"an LM needs the lm decoder, not {self.method!r}")
+
+
+def find_lm(model_path: str | Path | None) -> Path | None:
+    """lm.arpa.gz or lm.arpa in the folder of ``model_path`` (None if neither)."""
+    if model_path is None:
+        return None
+    folder = Path(model_path).parent
+    return next((p for p in (folder / "lm.arpa.gz", folder / "lm.arpa") if p.is_file()), None)
+
+
+def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_delimiter: str,
+                  model_path: str | Path | None = None):
+    """The decoder ``config`` asks for (``auto`` resolved against the model's folder)."""
+    lm_path = Path(config.lm) if config.lm else find_lm(model_path)
+    method = config.method if config.method != "auto" else ("lm" if lm_path else "greedy")
+    if method == "greedy":
+        return GreedyDecoder(tokens, blank_id, word_delimiter)
+    if method == "beam":
+        return PrefixBeamDecoder(tokens, blank_id, word_delimiter, beam_size=config.beam_size)
+    if lm_path is None:
+        raise ModelError("--decoder lm needs --lm FILE (no lm.arpa.gz or lm.arpa beside the model)")
+    from speechmpq.runtime.ctc_lm import LexiconLMDecoder
+    from speechmpq.runtime.lm import Lexicon, NGramLM
+
+    lm = NGramLM(lm_path)
+    lexicon_path = Path(config.lexicon) if config.lexicon else lm_path.parent / "lexicon.txt"
+    if config.lexicon or lexicon_path.is_file():
+        lexicon = Lexicon.read(lexicon_path, tokens, word_delimiter, lm)
+    else:
+        lexicon = Lexicon.from_words(lm.words, tokens, lm)
+    decoder = LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon, beam_size=config.beam_size,
+                               lm_weight=config.lm_weight, word_score=config.word_score)
+    decoder.source = str(lm_path)
+    return decoder
 
 
 @dataclass
@@ -181,10 +230,8 @@ class Recognizer:
                              f"(export it again with the cache)")
         self.frontend_cache = available != "none" and (wanted == "on" or (wanted == "auto"
                                                                          and available == "exact"))
-        method = self.config.decoder
-        arguments = (self.info.tokens, self.info.blank_id, self.info.word_delimiter)
-        self.decoder = (GreedyDecoder(*arguments) if method.method == "greedy"
-                        else PrefixBeamDecoder(*arguments, beam_size=method.beam_size))
+        self.decoder = build_decoder(self.config.decoder, self.info.tokens, self.info.blank_id,
+                                     self.info.word_delimiter, getattr(self.model, "path", None))
 
     @property
     def offline(self) -> bool:

@@ -40,6 +40,9 @@ class PipelineConfig:
     batch_seconds: float = 32.0  # audio per training batch
     repetitions: int = 2  # interleaved latency/memory measurements per model
     threads: int = 2  # onnxruntime threads for latency (and torch threads for training; 0: all)
+    # word n-gram LM for the "+ LM" rows: "auto" = lm.arpa.gz (or lm.arpa) beside the model folder
+    # (models/lm.arpa.gz for models/demo) if there is one, "none", or an ARPA file
+    lm: str = "auto"
     fresh: bool = False  # delete OUT first instead of resuming
     extra: dict = field(default_factory=dict)  # recorded with the results (e.g. the command line)
 
@@ -71,11 +74,30 @@ ROWS = {
     "mpq-kernelmap": ("mpq", "off", "MPQ, kernel map"),
     "mpq": ("mpq", "on", "MPQ, kernel map + cache"),
 }
+# the rows decoded with the LM too (when there is one): the same files, cache on
+LM_ROWS = {
+    "fp32-lm": ("fp32", "on", "FP32 + cache, LM decoder"),
+    "mpq-lm": ("mpq", "on", "MPQ, kernel map + cache, LM decoder"),
+}
+
+
+def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
+    """The LM of the "+ LM" rows (None: greedy rows only)."""
+    from speechmpq.errors import SpeechmpqError
+    from speechmpq.runtime.stream import find_lm
+
+    if cfg.lm == "none":
+        return None
+    if cfg.lm == "auto":
+        return find_lm(cfg.model)
+    if not Path(cfg.lm).is_file():
+        raise SpeechmpqError(f"{cfg.lm}: no such LM file")
+    return Path(cfg.lm)
 
 
 # settings that decide what the stages produce (resuming with other values would mix results)
 _RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "target_bits", "steps", "pass2_steps",
-                    "batch_seconds", "repetitions", "threads")
+                    "batch_seconds", "repetitions", "threads", "lm")
 
 
 def _check_settings(cfg: PipelineConfig) -> None:
@@ -161,10 +183,16 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     from speechmpq.runtime.bench_report import write_report
 
     bench_json = bench_prefix.with_suffix(".json")
+    lm = find_pipeline_lm(cfg)
+    rows = {**ROWS, **(LM_ROWS if lm else {})}
     if not bench_json.exists():
-        models = [f"{label}={onnx_files[name]}" for label, (name, _, _) in ROWS.items()]
+        from speechmpq.runtime.stream import DecoderConfig
+
+        models = [f"{label}={onnx_files[name]}" for label, (name, _, _) in rows.items()]
+        decoder = asdict(DecoderConfig("lm", lm=str(lm))) if lm else {}
         report = run_bench(BenchConfig(models=models,
-                                       frontend_cache={label: cache for label, (_, cache, _) in ROWS.items()},
+                                       frontend_cache={label: cache for label, (_, cache, _) in rows.items()},
+                                       decoders={label: decoder for label in LM_ROWS} if lm else {},
                                        data=[str(data / "test-clean")], out=bench_prefix,
                                        threads=[cfg.threads or 2], repetitions=cfg.repetitions,
                                        stream_seconds=20.0, end_of_speech_utterances=5, fp32="fp32",
@@ -203,9 +231,10 @@ def _machine() -> str:
 def results_table(bench: dict, quantized: dict) -> list[dict]:
     threads = str(bench["headline"]["threads"])
     rows = []
-    for label in [label for label in ROWS if label in bench["latency"][threads]]:
+    every = {**ROWS, **LM_ROWS}
+    for label in [label for label in every if label in bench["latency"][threads]]:
         latency, wer = bench["latency"][threads][label], bench["wer"][label]
-        _, cache, name = ROWS[label]
+        _, cache, name = every[label]
         row = {"system": name, "label": label, "frontend_cache": cache, "wer": 100 * wer["streaming_wer"],
                "offline_wer": 100 * wer["offline_wer"], "file_mb": latency["file_bytes"] / 1e6,
                "chunk_ms_p50": latency["chunk_latency_ms"]["p50"], "rtf": latency["rtf"],
@@ -214,8 +243,10 @@ def results_table(bench: dict, quantized: dict) -> list[dict]:
             row["average_bits"] = 32.0
         elif label.startswith("mpq"):
             row["average_bits"] = quantized["average_bits"]
-        if label != "fp32":
-            fp32 = rows[0]
+        reference = wer.get("fp32_reference") or ("fp32" if label not in LM_ROWS else None)
+        if label != "fp32" and reference is not None:  # against FP32 decoded the same way
+            fp32 = next(r for r in rows if r["label"] == reference)
+            row["reference"] = reference
             row["p"] = wer.get("streaming_vs_fp32_p")
             row["lossless"] = row["wer"] <= fp32["wer"] or (row["p"] is not None and row["p"] >= ALPHA)
             row["size_ratio"] = fp32["file_mb"] / row["file_mb"]
@@ -232,12 +263,15 @@ def _with_ratio(text: str, row: dict, key: str, template: str) -> str:
 def format_table(table: list[dict]) -> str:
     lines = ["| system | WER % (streaming) | vs FP32 | lossless (MAPSSWE, α=0.05) | avg bits | file MB | "
              "chunk p50 ms (vs FP32) | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
+    by_label = {row["label"]: row for row in table}
     for row in table:
         versus, verdict = "—", "reference"
-        if row is not table[0]:
+        if row.get("reference") in by_label:
             verdict = "yes" if row["lossless"] else "NO"
             if row["p"] is not None:
-                versus = f"{row['wer'] - table[0]['wer']:+.2f} (p={row['p']:.3f})"
+                versus = f"{row['wer'] - by_label[row['reference']]['wer']:+.2f} (p={row['p']:.3f})"
+        elif row is not table[0]:
+            verdict = "reference (LM)"
         bits = "—" if row["average_bits"] is None else f"{row['average_bits']:.2f}"
         size = _with_ratio(f"{row['file_mb']:.2f}", row, "size_ratio", " ({:.1f}x smaller)")
         if row.get("size_ratio", 2.0) < 1.05:
@@ -275,7 +309,8 @@ def markdown(result: dict) -> str:
         + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
         f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
         f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
-        "(greedy CTC, the model's recommended chunking); latency = model time per chunk and peak RSS in "
+        "(greedy CTC, and with the LM decoder in the LM rows, each compared with FP32 decoded the same "
+        "way; the model's recommended chunking); latency = model time per chunk and peak RSS in "
         "fresh processes (medians over interleaved runs). Average bits are over the searched layers "
         "(the transformer linears); file sizes are the .onnx files.", "",
         format_table(result["table"]), "",

@@ -15,7 +15,7 @@ import os
 import sys
 
 from speechmpq import __version__
-from speechmpq.cli import export_commands, runtime_commands, train_commands
+from speechmpq.cli import export_commands, lm_commands, runtime_commands, train_commands
 from speechmpq.errors import SpeechmpqError
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_commands.add_commands(commands)
     export_commands.add_commands(commands)
     runtime_commands.add_commands(commands)
+    lm_commands.add_commands(commands)
     return parser
 
 

@@ -21,7 +21,9 @@ def _recognizer_config(args, streaming: bool = True):
     return RecognizerConfig(
         session=SessionConfig(threads=args.threads, accuracy_level=args.accuracy_level,
                               optimization=args.optimization),
-        streaming=chunking, decoder=DecoderConfig(args.decoder, args.beam_size))
+        streaming=chunking,
+        decoder=DecoderConfig(args.decoder, args.beam_size, lm=args.lm, lexicon=args.lexicon,
+                              lm_weight=args.lm_weight, word_score=args.word_score))
 
 
 def _add_runtime_flags(parser) -> None:
@@ -32,8 +34,18 @@ def _add_runtime_flags(parser) -> None:
     group.add_argument("--right-ms", type=int, default=None, help="look-ahead (default: metadata)")
     group.add_argument("--normalization", default="running", choices=["running", "window"],
                        help="for models that expect normalised input: running statistics or per window")
-    group.add_argument("--decoder", default="greedy", choices=["greedy", "beam"], help="CTC decoding")
-    group.add_argument("--beam-size", type=int, default=8, help="with --decoder beam")
+    group.add_argument("--decoder", default="auto", choices=["auto", "greedy", "beam", "lm"],
+                       help="CTC decoding: greedy best path, beam (no LM), lm (lexicon + n-gram LM); "
+                       "auto (default): lm where an LM is given or lm.arpa[.gz] lies beside the model, "
+                       "else greedy")
+    group.add_argument("--beam-size", type=int, default=8, help="with --decoder beam or lm")
+    group.add_argument("--lm", default=None, metavar="FILE",
+                       help="ARPA n-gram LM (.arpa or .arpa.gz, e.g. from speechmpq lm)")
+    group.add_argument("--lexicon", default=None, metavar="FILE",
+                       help="WORD T O K E N S | per line (default: lexicon.txt beside the LM, else the "
+                       "LM's words spelled letter by letter)")
+    group.add_argument("--lm-weight", type=float, default=0.8, help="weight of the LM log probability")
+    group.add_argument("--word-score", type=float, default=1.0, help="score added per word")
     group.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
     group.add_argument("--accuracy-level", type=int, default=None,
                        help="MatMulNBits accuracy level 0..4 (default: the model's)")
@@ -89,11 +101,12 @@ def _cmd_serve(args) -> int:
                  max_streams=args.max_streams)
 
 
-def _label_values(entries: list[str]) -> dict[str, str]:
+def _label_values(entries: list[str], flag: str = "--frontend-cache", form: str = "on|off|auto"
+                  ) -> dict[str, str]:
     pairs = [entry.partition("=") for entry in entries]
     bad = [entry for entry, (_, sep, value) in zip(entries, pairs, strict=True) if not sep or not value]
     if bad:
-        raise SpeechmpqError(f"--frontend-cache takes LABEL=on|off|auto, not {bad[0]!r}")
+        raise SpeechmpqError(f"{flag} takes LABEL={form}, not {bad[0]!r}")
     return {label: value for label, _, value in pairs}
 
 
@@ -107,7 +120,10 @@ def _cmd_bench(args) -> int:
                          end_of_speech_utterances=args.eos_utterances, profile=args.profile,
                          fp32=args.fp32, mpq=args.mpq, int8=args.int8, title=args.title,
                          fp32_cached=args.fp32_cached, int8_cached=args.int8_cached,
-                         frontend_cache=_label_values(args.frontend_cache))
+                         frontend_cache=_label_values(args.frontend_cache),
+                         decoders={label: {"method": "lm", "lm": lm, "beam_size": args.beam_size,
+                                           "lm_weight": args.lm_weight, "word_score": args.word_score}
+                                   for label, lm in _label_values(args.lm, "--lm", "FILE").items()})
     report = run_bench(config, progress=not args.quiet)
     from speechmpq.runtime.bench_report import markdown, write_report
 
@@ -192,6 +208,12 @@ def add_commands(commands) -> None:
     bench.add_argument("--fp32-cached", default=None, help="label of the FP32 row streamed with the "
                        "front-end cache (second set of headline ratios)")
     bench.add_argument("--int8-cached", default=None, help="label of the ORT int8 row with the cache")
+    bench.add_argument("--lm", nargs="+", default=[], metavar="LABEL=FILE",
+                       help="rows decoded with the lexicon + n-gram LM decoder (default: greedy); a "
+                       "model may appear twice under two labels, greedy and with the LM")
+    bench.add_argument("--beam-size", type=int, default=8, help="beam of the --lm rows")
+    bench.add_argument("--lm-weight", type=float, default=0.8, help="LM weight of the --lm rows")
+    bench.add_argument("--word-score", type=float, default=1.0, help="word score of the --lm rows")
     bench.add_argument("--frontend-cache", nargs="+", default=[], metavar="LABEL=on|off|auto",
                        help="per row: reuse conv frames across windows (default auto: where exact)")
     bench.add_argument("--title", default="", help="report title")

@@ -111,7 +111,7 @@ def _cmd_pipeline(args) -> int:
     cfg = PipelineConfig(out=args.out, model=args.model, seed=args.seed, train_hours=args.train_hours,
                          test_utterances=args.test_utterances, target_bits=args.target_bits,
                          steps=args.steps, pass2_steps=args.pass2_steps, repetitions=args.repetitions,
-                         threads=args.threads,
+                         threads=args.threads, lm=args.lm,
                          fresh=args.fresh, extra={"argv": args.argv})
     result = run_pipeline(cfg, progress=not args.quiet)
     print()
@@ -234,6 +234,9 @@ def add_commands(commands) -> None:
     pipe.add_argument("--pass2-steps", type=int, default=0, help="then fine-tune with the bits fixed")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
+    pipe.add_argument("--lm", default="auto",
+                      help="ARPA LM for the LM-decoder rows; auto (default): lm.arpa.gz beside the model "
+                      "folder (models/lm.arpa.gz) if present; none: greedy rows only")
     pipe.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
     pipe.add_argument("--quiet", action="store_true", help="no progress bars")
     pipe.set_defaults(func=_cmd_pipeline)

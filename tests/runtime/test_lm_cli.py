@@ -1,0 +1,90 @@
+"""``speechmpq lm`` and the LM decoder through the recognizer and the command line."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from speechmpq.audio import load_audio
+from speechmpq.cli import main
+from speechmpq.datasets import read_dataset
+from speechmpq.runtime.lm import NGramLM
+from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig
+
+DEMO = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tiny_corpus, tmp_path_factory):
+    """A copy of the demo model (linked) with an LM from the tiny corpus's transcripts beside it."""
+    folder = tmp_path_factory.mktemp("with_lm")
+    os.symlink(DEMO, folder / "model.onnx")
+    extra = folder / "extra.txt"
+    extra.write_text("The cat sat on 2 mats.\nA DOG RAN HOME\n")
+    assert main(["lm", "--text", str(tiny_corpus / "train"), str(tiny_corpus / "test-clean"), str(extra),
+                 "--order", "3", "--out", str(folder / "lm.arpa.gz")]) == 0
+    return folder
+
+
+def test_lm_command_writes_arpa_and_lexicon(lm_folder):
+    with gzip.open(lm_folder / "lm.arpa.gz", "rt") as handle:
+        head = handle.read(200)
+    assert head.lstrip().startswith("\\data\\") and "ngram 3=" in head
+    lm = NGramLM(lm_folder / "lm.arpa.gz")
+    assert lm.order == 3 and {"CAT", "MATS", "TWO", "<unk>", "</s>"} <= set(lm.words)  # normalised text
+    lexicon = (lm_folder / "lexicon.txt").read_text().splitlines()
+    assert "MATS\tM A T S |" in lexicon and not any(line.startswith("<") for line in lexicon)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--order", "0"], "--order must be 1..6"),
+    (["--out", "x.txt"], "must end in .arpa"),
+    (["--text", "missing.txt"], "cannot read"),
+])
+def test_lm_command_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message):
+    text = tmp_path / "t.txt"
+    text.write_text("HELLO WORLD\n")
+    base = {"--text": str(text), "--out": str(tmp_path / "lm.arpa"), "--order": "3"}
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
+        base[flag] = str(tmp_path / value) if flag != "--order" else value
+    assert main(["lm", *[x for pair in base.items() for x in pair]]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_broken_lm_is_one_line_error(tmp_path, tiny_corpus, capsys):
+    bad = tmp_path / "lm.arpa"
+    bad.write_text("\\data\\\nngram 1=5\n\n\\1-grams:\n-1.0 A\n\\end\\\n")
+    audio = read_dataset(tiny_corpus / "test-clean")[0].path
+    assert main(["stream", str(DEMO), str(audio), "--decoder", "lm", "--lm", str(bad), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "announces 5 1-grams" in err[0]
+
+
+def test_auto_decoder_finds_the_lm_beside_the_model(lm_folder, tiny_corpus):
+    model = lm_folder / "model.onnx"
+    auto = Recognizer(model, RecognizerConfig(decoder=DecoderConfig("auto")))
+    greedy = Recognizer(model, RecognizerConfig(decoder=DecoderConfig("greedy")))
+    assert type(auto.decoder).__name__ == "LexiconLMDecoder"
+    assert type(greedy.decoder).__name__ == "GreedyDecoder"
+    words = set((lm_folder / "lexicon.txt").read_text().split())
+    errors = {"auto": 0, "greedy": 0}
+    for utterance in read_dataset(tiny_corpus / "test-clean"):
+        samples = load_audio(utterance.path)
+        text = auto.transcribe(samples, 16000)
+        assert set(text.split()) <= words  # only lexicon words come out
+        for name, recognizer in (("auto", auto), ("greedy", greedy)):
+            hypothesis = recognizer.transcribe(samples, 16000).split()
+            errors[name] += sum(a != b for a, b in zip(hypothesis, utterance.transcript.split(),
+                                                       strict=False))
+    # the LM knows these sentences (its text includes them): it must not do worse than greedy
+    assert errors["auto"] <= errors["greedy"]
+
+
+def test_lm_decoder_needs_an_lm(tmp_path):
+    os.symlink(DEMO, tmp_path / "model.onnx")
+    with pytest.raises(Exception, match="needs --lm FILE"):
+        Recognizer(tmp_path / "model.onnx", RecognizerConfig(decoder=DecoderConfig("lm")))
