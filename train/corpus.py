@@ -79,6 +79,10 @@ class CorpusConfig:
     rate_wpm: tuple[int, int] = (130, 210)  # speaking rate range
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)  # synthesis processes
     overwrite: bool = False  # replace splits that already exist (only once the new one is complete)
+    # a text file of sentences (one per line) to speak instead of the grammar's: each requested
+    # split takes the next sentences of a seeded shuffle in turn (no hash split), e.g. a held-out
+    # test corpus from another text source (train/wordlists/heldout_python_docs.txt)
+    sentences: Path | None = None
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -95,6 +99,8 @@ class CorpusConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {self.jobs}")
+        if self.sentences is not None:
+            self.sentences = Path(self.sentences)
 
 
 @dataclass(frozen=True)
@@ -122,10 +128,34 @@ def _estimated_seconds(transcript: str, rate_wpm: int) -> float:
     return 0.5 + len(transcript.split()) * 60.0 / rate_wpm
 
 
+class _FileSentences:
+    """``sentence_pair`` over a text file's sentences in a seeded shuffle (reshuffled when used up)."""
+
+    def __init__(self, path: Path, seed: int):
+        from speechmpq.text import normalize_transcript
+
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise SpeechmpqError(f"{path}: cannot read the sentences ({error})") from None
+        self.pairs = [(" ".join(line.split()), normalize_transcript(line)) for line in lines]
+        self.pairs = [(text, transcript) for text, transcript in self.pairs if transcript]
+        if not self.pairs:
+            raise SpeechmpqError(f"{path}: no sentences")
+        self.rng = np.random.default_rng([seed, 7])
+        self.order: list[int] = []
+
+    def sentence_pair(self) -> tuple[str, str]:
+        if not self.order:
+            self.order = self.rng.permutation(len(self.pairs)).tolist()
+        return self.pairs[self.order.pop()]
+
+
 def plan_corpus(cfg: CorpusConfig) -> list[UtterancePlan]:
-    """Draw every utterance of the requested splits from ``cfg.seed`` alone."""
+    """Draw every utterance of the requested splits from ``cfg.seed`` alone (and ``cfg.sentences``)."""
     rng = np.random.default_rng(cfg.seed)
-    sentences = SentenceGenerator(cfg.seed)
+    sentences = _FileSentences(cfg.sentences, cfg.seed) if cfg.sentences else SentenceGenerator(cfg.seed)
+    turn = 0
     voices = voice_table()
     seen_ids = [i for i, (_, v) in enumerate(voices) if v in SEEN_VARIANTS]
     unseen_ids = [i for i, (_, v) in enumerate(voices) if v in UNSEEN_VARIANTS]
@@ -137,7 +167,11 @@ def plan_corpus(cfg: CorpusConfig) -> list[UtterancePlan]:
     plans = []
     while any(budget[s] < target[s] for s in wanted):
         tts_text, transcript = sentences.sentence_pair()
-        split = split_of_sentence(transcript)
+        if cfg.sentences:  # the requested splits in turn, skipping full ones
+            open_splits = [s for s in SPLITS if s in wanted and budget[s] < target[s]]
+            split, turn = open_splits[turn % len(open_splits)], turn + 1
+        else:
+            split = split_of_sentence(transcript)
         # Draw every random quantity before deciding whether to keep the sentence, so the plan of
         # one split does not depend on which other splits were requested.
         unseen = split.startswith("test") and rng.random() < 0.5

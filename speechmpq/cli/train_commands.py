@@ -24,7 +24,7 @@ def _cmd_corpus(args) -> int:
 
     cfg = CorpusConfig(out=args.out, hours=args.hours, seed=args.seed, splits=tuple(args.splits),
                        eval_utterances=args.eval_utterances, jobs=args.jobs,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, sentences=args.sentences)
     stats = build_corpus(cfg, progress=not args.quiet)
     for split, figures in stats["splits"].items():
         if split in cfg.splits:
@@ -145,6 +145,10 @@ def add_commands(commands) -> None:
     corpus.add_argument("--eval-utterances", type=int, default=200,
                         help="utterances in each of dev, test-clean and test-other")
     corpus.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
+    corpus.add_argument("--sentences", type=Path, default=None,
+                        help="speak these sentences (one per line) instead of the grammar's; the splits "
+                        "take them in turn (e.g. train/wordlists/heldout_python_docs.txt: a held-out "
+                        "test corpus from another text source)")
     corpus.add_argument("--overwrite", action="store_true", help="replace existing splits")
     corpus.add_argument("--quiet", action="store_true", help="no progress bar")
     corpus.set_defaults(func=_cmd_corpus)
