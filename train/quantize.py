@@ -176,17 +176,25 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                 loss = loss + size
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                # a non-finite gradient (rare: seen once in a bf16 search on a shared CPU, not
+                # reproduced) would turn every weight into NaN for good: skip that update instead.
+                # After DDP's all-reduce the norm is the same on every rank, so all ranks skip.
+                if torch.isfinite(norm):
+                    optimizer.step()
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    state["skipped_steps"] = state.get("skipped_steps", 0) + 1
                 schedule.step()
                 state["step"] += 1
                 state["total_steps"] += 1
                 state["batch_in_epoch"] += 1
                 parts = ctx.all_sum([float(ctc_sum.detach()), float(kl_sum.detach())])
-                window["ctc"] += parts[0] / utts
-                window["kl"] += parts[1] / frames
-                window["size"] += float(size.detach()) if torch.is_tensor(size) else size
-                window["n"] += 1
+                if np.isfinite(parts).all():
+                    window["ctc"] += parts[0] / utts
+                    window["kl"] += parts[1] / frames
+                    window["size"] += float(size.detach()) if torch.is_tensor(size) else size
+                    window["n"] += 1
                 seconds_so_far = state["phase_seconds"].get(phase, 0.0)
                 state["phase_seconds"][phase] = seconds_so_far + time.time() - step_start
                 bar.update(1)
@@ -196,12 +204,13 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                 else:
                     bar.set_postfix(loss=f"{parts[0] / utts + parts[1] / frames:.3f}")
                 if state["step"] % cfg.log_every == 0 or state["step"] == steps:
-                    n = window["n"]
+                    n = max(window["n"], 1)
                     record = {"phase": phase, "step": state["step"], "ctc": window["ctc"] / n,
                               "kl": window["kl"] / n, "size_term": window["size"] / n,
                               "loss": (window["ctc"] + cfg.kl_weight * window["kl"] + window["size"]) / n,
                               "lr": schedule.get_last_lr()[0],
-                              "sec_per_step": (time.time() - window["start"]) / n, "time": time.time()}
+                              "sec_per_step": (time.time() - window["start"]) / n, "time": time.time(),
+                              "skipped_steps": state.get("skipped_steps", 0)}
                     if searching:
                         record.update(tau=model_tau(model), expected_bits=float(bits["expected"].detach()),
                                       hard_bits=bits["hard"], size_direction=direction)
@@ -294,6 +303,7 @@ def _finish(cfg, model, state, teacher, ctx, save_quantized) -> dict:
         "compression_seconds": round(total, 2),
         "phase_seconds": {k: round(v, 2) for k, v in state["phase_seconds"].items()},
         "window_repairs": state.get("window_repairs", 0), "cost": cfg.cost,
+        "skipped_steps": state.get("skipped_steps", 0),
         "predicted_latency_ratio": state.get("latency_ratio"), "device": str(ctx.device), "world": ctx.world,
         "parameters": breakdown["total"], "bias_parameters": bias,
         "bytes_paper": bitplan_lib.model_bytes(plan, breakdown["total"], bias, 8),
