@@ -47,7 +47,13 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
 
     from speechmpq.audio import load_audio
     from speechmpq.runtime.session import SessionConfig
-    from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+    from speechmpq.runtime.stream import (
+        DecoderConfig,
+        Recognizer,
+        RecognizerConfig,
+        StreamingConfig,
+        find_lm,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     report = {"machine": platform.machine(), "python": platform.python_version(),
@@ -63,6 +69,10 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
         load_seconds = time.perf_counter() - began
         offline = Recognizer(streaming.model, RecognizerConfig(session=session,
                                                                streaming=StreamingConfig(chunk_ms=0)))
+        # the LM decoder too where an LM lies beside the model (lm.arpa.gz + lexicon.txt)
+        with_lm = (Recognizer(streaming.model, RecognizerConfig(session=session,
+                                                                decoder=DecoderConfig("lm")))
+                   if find_lm(model) else None)
         clips_report = {}
         for name, samples in audio.items():
             began = time.perf_counter()
@@ -79,6 +89,10 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
                 "audio_seconds": samples.size / 16000, "offline_text": offline.transcribe(samples, 16000),
                 "streaming_text": stream.result.text, "offline_seconds": offline_seconds,
                 "streaming_seconds": streaming_seconds, "windows": len(stream.compute_seconds)}
+            if with_lm is not None:
+                began = time.perf_counter()
+                clips_report[name]["lm_streaming_text"] = with_lm.transcribe(samples, 16000)
+                clips_report[name]["lm_streaming_seconds"] = time.perf_counter() - began
         report["levels"][str(level)] = {"load_seconds": load_seconds, "clips": clips_report}
     with atomic_output(out / "logits.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
@@ -106,7 +120,8 @@ def compare(reference: Path, runs: list[Path]) -> dict:
                 versus_exact = (float(np.abs(ref_logits[f"0/{clip}"] - b).max())
                                 if f"0/{clip}" in ref_logits and a.shape == b.shape else None)
                 same_text = (theirs["offline_text"] == values["offline_text"]
-                             and theirs["streaming_text"] == values["streaming_text"])
+                             and theirs["streaming_text"] == values["streaming_text"]
+                             and theirs.get("lm_streaming_text") == values.get("lm_streaming_text"))
                 ok = same_text and difference <= limit
                 checks[clip] = {"max_logit_difference": difference, "tolerance": limit,
                                 "x86_level_vs_level0": own, "versus_x86_level0": versus_exact,
@@ -164,6 +179,16 @@ def markdown(summary: dict, command: str) -> str:
                              f"{check['max_logit_difference']:.2e} ({check['tolerance']:.2e}) | "
                              f"{_maybe(check.get('versus_x86_level0'))} | {theirs['offline_seconds']:.3f} | "
                              f"{theirs['streaming_seconds']:.3f} |")
+        lines.append("")
+    lm_rows = [(clip, level, values["lm_streaming_text"]) for level, data in ref["levels"].items()
+               for clip, values in data["clips"].items() if "lm_streaming_text" in values]
+    if lm_rows:
+        lines += ["## With the LM decoder (streaming, lm.arpa.gz + lexicon.txt beside the model)", "",
+                  "| clip | level | x86 transcript | same on every arm64 CPU |", "|---|---|---|---|"]
+        for clip, level, text in lm_rows:
+            same = all(e["report"]["levels"][level]["clips"][clip].get("lm_streaming_text") == text
+                       for e in summary["runs"])
+            lines.append(f"| {clip} | {level} | {text} | {same} |")
         lines.append("")
     lines += ["Timings on the arm64 rows are qemu user-mode emulation on the x86 host, not ARM speed; "
               "they only show the runtime works there. 'vs x86 level 0' is the arm64 logits' distance from "

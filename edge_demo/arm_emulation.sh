@@ -86,6 +86,10 @@ cp speechmpq/*.py "$PKG/"
 cp runtime/*.py "$PKG/runtime/"
 cp edge_demo/*.py "$PKG/edge_demo/"
 cp "$MODEL" "$ROOT/opt/work/model.onnx"
+# the word LM beside the model, if any: the check then decodes with it too
+for lm_file in lm.arpa.gz lm.arpa lexicon.txt; do
+    if [ -f "$(dirname "$MODEL")/$lm_file" ]; then cp "$(dirname "$MODEL")/$lm_file" "$ROOT/opt/work/"; fi
+done
 cp edge_demo/clips/*.flac "$ROOT/opt/work/"
 if chroot "$ROOT" /opt/venv/bin/python -c "import torch" 2>/dev/null; then
     echo "error: torch is importable in the chroot; the check must run without it" >&2; exit 1

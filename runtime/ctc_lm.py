@@ -45,7 +45,7 @@ class LexiconLMDecoder:
     ``text`` like the other decoders)."""
 
     def __init__(self, tokens: list[str], blank_id: int, word_delimiter: str, lm: NGramLM,
-                 lexicon: Lexicon, beam_size: int = 16, lm_weight: float = 0.8, word_score: float = 1.0,
+                 lexicon: Lexicon, beam_size: int = 16, lm_weight: float = 0.5, word_score: float = 1.0,
                  prune_log_prob: float = 8.0, beam_threshold: float = 20.0,
                  preview_beam_size: int | None = None):
         self.texts = token_texts(tokens, word_delimiter)
@@ -64,8 +64,10 @@ class LexiconLMDecoder:
     def _rank(self, entry: list) -> float:
         return _logaddexp(entry[1], entry[2]) + entry[5] + self.lm_weight * self.lexicon.smear[entry[3]]
 
-    def _step(self, beams: dict, log_probs: np.ndarray, beam_size: int) -> dict:
-        candidates = np.flatnonzero(log_probs >= log_probs.max() - self.prune).tolist()
+    def _step(self, beams: dict, log_probs: np.ndarray, beam_size: int,
+              candidates: list[int] | None = None) -> dict:
+        if candidates is None:
+            candidates = np.flatnonzero(log_probs >= log_probs.max() - self.prune).tolist()
         blank, delimiter = self.blank_id, self.delimiter_id
         if candidates == [blank]:  # most frames: every hypothesis just ends in blank
             p = float(log_probs[blank])
@@ -105,6 +107,10 @@ class LexiconLMDecoder:
                 elif child is not None:
                     add(_Prefix(prefix, token, hash((prefix.key, token))), child, state, lm_score,
                         NEG, total + p)
+        if not out:  # no hypothesis can go on with the likely tokens: take every token this frame
+            if len(candidates) == log_probs.size:
+                return beams
+            return self._step(beams, log_probs, beam_size, list(range(log_probs.size)))
         ranked = sorted(out.values(), key=self._rank, reverse=True)[:beam_size]
         floor = self._rank(ranked[0]) - self.threshold
         return {e[0].key: e for e in ranked if self._rank(e) >= floor}

@@ -44,76 +44,111 @@ class NGramLM:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        counts, sections = self._parse(self.path)
-        self.order = max(counts)
-        words = [ngram[0] for ngram, _, _ in sections[1]]
-        self.words = words
-        self.ids = {w: i for i, w in enumerate(words)}
-        for special in (EOS, UNK):
-            if special not in self.ids:  # a model without <unk> still scores unknown words (-99)
-                self.ids[special] = len(self.words)
-                self.words.append(special)
-                sections[1].append(((special,), -99.0, None))
-        self.base = len(self.words)
-        if self.base ** self.order >= 2**62:
-            raise ModelError(f"{self.path}: {self.base} words at order {self.order} do not fit 64-bit keys")
+        self._load()
         self.bos, self.eos, self.unk = self.ids.get(BOS, -1), self.ids[EOS], self.ids[UNK]
-        self._keys, self._logp, self._bow = {}, {}, {}
-        for n, entries in sections.items():
-            keys = np.empty(len(entries), np.int64)
-            logp = np.empty(len(entries), np.float32)
-            bow = np.zeros(len(entries), np.float32)
-            for i, (ngram, p, b) in enumerate(entries):
-                try:
-                    keys[i] = self._key(tuple(self.ids[w] for w in ngram))
-                except KeyError as error:
-                    raise ModelError(f"{self.path}: {n}-gram {' '.join(ngram)} has a word missing from "
-                                     f"the unigrams ({error.args[0]})") from None
-                logp[i], bow[i] = p * LOG10, (b or 0.0) * LOG10
-            order = np.argsort(keys, kind="stable")
-            self._keys[n], self._logp[n], self._bow[n] = keys[order], logp[order], bow[order]
-        self.ngrams = {n: len(entries) for n, entries in sections.items()}
         self._memo: dict[tuple, tuple[float, tuple]] = {}
 
-    @staticmethod
-    def _parse(path: Path) -> tuple[dict[int, int], dict[int, list]]:
-        counts: dict[int, int] = {}
-        sections: dict[int, list] = {}
-        current = None
+    def _load(self) -> None:
+        """One pass over the file into arrays sized from the header, filled in blocks, so the peak
+        memory is the arrays' and not a Python object per n-gram."""
+        path, counts, current = self.path, {}, None
+        self.words, self.ids = [], {}
+        self._keys, self._logp, self._bow = {}, {}, {}
         with _open_text(path) as handle:
             try:
-                for number, line in enumerate(handle, 1):
-                    line = line.strip()
-                    if not line:
-                        continue
-                    if line.startswith("\\"):
-                        if line == "\\end\\":
-                            break
-                        if line.endswith("-grams:"):
-                            current = int(line[1:].split("-")[0])
-                            sections[current] = []
-                        continue
-                    if line.startswith("ngram ") and current is None:
-                        n, count = line[6:].split("=")
-                        counts[int(n)] = int(count)
-                        continue
-                    if current is None:
-                        continue
+                marker = None
+                for line in handle:
                     fields = line.split()
-                    if len(fields) not in (current + 1, current + 2):
-                        raise ModelError(f"{path}:{number}: expected a {current}-gram line, "
-                                         f"got {line[:60]!r}")
-                    bow = float(fields[current + 1]) if len(fields) == current + 2 else None
-                    sections[current].append((tuple(fields[1:current + 1]), float(fields[0]), bow))
+                    if fields and fields[0] == "ngram":
+                        n, count = fields[1].split("=")
+                        counts[int(n)] = int(count)
+                    elif fields and fields[0].endswith("-grams:"):
+                        marker = fields[0]
+                        break
+                while marker is not None and marker.endswith("-grams:"):
+                    current = int(marker[1:].split("-")[0])
+                    if current not in counts or (current > 1 and current - 1 not in self._keys):
+                        raise ModelError(f"{path}: a {current}-gram section the header does not announce")
+                    if current == 1:
+                        self.base = counts[1] + 3  # room for </s> and <unk> if missing
+                        if self.base ** max(counts) >= 2**62:
+                            raise ModelError(f"{path}: {counts[1]} words at order {max(counts)} do not fit "
+                                             "64-bit keys")
+                    marker = self._read_section(handle, current, counts[current])
+                if marker == "\\end\\":
+                    current = None
             except (UnicodeDecodeError, ValueError, EOFError, OSError) as error:
                 raise ModelError(f"{path}: not a readable ARPA language model ({error})") from None
-        if not counts or 1 not in sections or sorted(sections) != list(range(1, max(sections) + 1)):
-            raise ModelError(f"{path}: not an ARPA language model (no \\data\\ header or n-gram sections)")
-        for n, count in counts.items():
-            if len(sections.get(n, ())) != count:
-                raise ModelError(f"{path}: the header announces {count} {n}-grams, the file has "
-                                 f"{len(sections.get(n, ()))}")
-        return counts, sections
+        if not counts or 1 not in self._keys or current is not None or sorted(self._keys) != sorted(counts):
+            raise ModelError(f"{path}: not a complete ARPA language model (\\data\\ header, every "
+                             "announced n-gram section and \\end\\)")
+        self.order = max(counts)
+        extra = [w for w in (EOS, UNK) if w not in self.ids]
+        for word in extra:  # a model without <unk> still scores unknown words (-99)
+            self.ids[word] = len(self.words)
+            self.words.append(word)
+        if extra:
+            self._keys[1] = np.concatenate([self._keys[1], [self.ids[w] + 1 for w in extra]])
+            self._logp[1] = np.concatenate([self._logp[1], np.full(len(extra), -99 * LOG10, np.float32)])
+            self._bow[1] = np.concatenate([self._bow[1], np.zeros(len(extra), np.float32)])
+        for n in self._keys:
+            order = np.argsort(self._keys[n], kind="stable")
+            self._keys[n], self._logp[n], self._bow[n] = (self._keys[n][order], self._logp[n][order],
+                                                          self._bow[n][order])
+        self.ngrams = {n: int(keys.size) for n, keys in self._keys.items()}
+
+    def _read_section(self, handle, n: int, size: int) -> str | None:
+        """Read the lines of the n-gram section (its header already read); returns the next
+        section marker (None at the end of the file)."""
+        keys = np.empty(size, np.int64)
+        logp = np.empty(size, np.float32)
+        bow = np.zeros(size, np.float32)
+        ids, words, base = self.ids, self.words, getattr(self, "base", 0)
+        block_keys, block_logp, block_bow = [], [], []
+        filled, marker = 0, None
+
+        def flush() -> None:
+            nonlocal filled
+            end = filled + len(block_keys)
+            keys[filled:end] = block_keys
+            logp[filled:end] = np.array(block_logp, dtype=np.float64) * LOG10
+            for offset, value in block_bow:
+                bow[filled + offset] = float(value) * LOG10
+            filled = end
+            block_keys.clear(), block_logp.clear(), block_bow.clear()
+
+        for line in handle:
+            fields = line.split()
+            if not fields:
+                continue
+            if fields[0][0] == "\\":
+                marker = fields[0]
+                break
+            if len(fields) not in (n + 1, n + 2) or filled + len(block_keys) >= size:
+                raise ModelError(f"{self.path}: a {n}-gram line that does not fit: {line.strip()[:60]!r} "
+                                 f"(the header announces {size} {n}-grams)")
+            if n == 1:
+                ids[fields[1]] = len(words)
+                words.append(fields[1])
+                key = len(words)
+            else:
+                key = 0
+                for word in fields[1:n + 1]:
+                    index = ids.get(word)
+                    if index is None:
+                        raise ModelError(f"{self.path}: {word!r} in a {n}-gram is not among the unigrams")
+                    key = key * base + index + 1
+            if len(fields) == n + 2:
+                block_bow.append((len(block_keys), fields[n + 1]))
+            block_keys.append(key)
+            block_logp.append(fields[0])
+            if len(block_keys) == 65536:
+                flush()
+        flush()
+        if filled != size:
+            raise ModelError(f"{self.path}: the header announces {size} {n}-grams, the file has {filled}")
+        self._keys[n], self._logp[n], self._bow[n] = keys, logp, bow
+        return marker
 
     def _key(self, ids: tuple[int, ...]) -> int:
         key = 0

@@ -82,21 +82,22 @@ class DecoderConfig:
     # n-gram LM beam search, runtime/ctc_lm.py) or "auto": "lm" where an LM is found (``lm`` or
     # lm.arpa[.gz] beside the model), else greedy (the command line's default)
     method: str = "greedy"
-    # hypotheses kept by the beam searches
-    beam_size: int = 8
+    # hypotheses kept by the beam searches (None: 8 for "beam", 16 for "lm")
+    beam_size: int | None = None
     # ARPA n-gram LM (plain or .gz) for "lm"; None: lm.arpa.gz or lm.arpa in the model's folder
     lm: str | None = None
     # lexicon file (WORD T O K E N S |); None: lexicon.txt beside the LM, else the LM's words spelled
     # letter by letter
     lexicon: str | None = None
-    # weight of the LM's natural-log probability, and the score added per word
-    lm_weight: float = 0.8
+    # weight of the LM's natural-log probability, and the score added per word (tuned on the demo
+    # model's dev split: results/lm_tune.md)
+    lm_weight: float = 0.5
     word_score: float = 1.0
 
     def __post_init__(self):
         if self.method not in DECODERS:
             raise ValueError(f"decoder method must be one of {DECODERS}, not {self.method!r}")
-        if self.beam_size < 1:
+        if self.beam_size is not None and self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, not {self.beam_size}")
         if not 0 <= self.lm_weight < 100:
             raise ValueError(f"lm_weight must be in [0, 100), not {self.lm_weight}")
@@ -120,7 +121,7 @@ def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_
     if method == "greedy":
         return GreedyDecoder(tokens, blank_id, word_delimiter)
     if method == "beam":
-        return PrefixBeamDecoder(tokens, blank_id, word_delimiter, beam_size=config.beam_size)
+        return PrefixBeamDecoder(tokens, blank_id, word_delimiter, beam_size=config.beam_size or 8)
     if lm_path is None:
         raise ModelError("--decoder lm needs --lm FILE (no lm.arpa.gz or lm.arpa beside the model)")
     from speechmpq.runtime.ctc_lm import LexiconLMDecoder
@@ -132,8 +133,9 @@ def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_
         lexicon = Lexicon.read(lexicon_path, tokens, word_delimiter, lm)
     else:
         lexicon = Lexicon.from_words(lm.words, tokens, lm)
-    decoder = LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon, beam_size=config.beam_size,
-                               lm_weight=config.lm_weight, word_score=config.word_score)
+    decoder = LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon,
+                               beam_size=config.beam_size or 16, lm_weight=config.lm_weight,
+                               word_score=config.word_score)
     decoder.source = str(lm_path)
     return decoder
 

@@ -8,6 +8,7 @@ where they are missing. Set SPEECHMPQ_SCREENSHOT_DIR to keep the page screenshot
 """
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import soundfile
 
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig, StreamingConfig
 
 aiohttp = pytest.importorskip("aiohttp")
 MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
@@ -73,8 +74,15 @@ def padded_wavs(tiny_corpus, tmp_path_factory):
     return paths
 
 
+@functools.cache
+def _server_default() -> Recognizer:
+    """What ``speechmpq serve`` builds by default (``--decoder auto``: the LM beside the model)."""
+    return Recognizer(MODEL, RecognizerConfig(decoder=DecoderConfig("auto")))
+
+
 def _offline(path: Path) -> str:
-    recognizer = Recognizer(MODEL, RecognizerConfig(streaming=StreamingConfig(chunk_ms=0)))
+    recognizer = Recognizer(_server_default().model, RecognizerConfig(
+        streaming=StreamingConfig(chunk_ms=0), decoder=DecoderConfig("auto")))
     return recognizer.transcribe(load_audio(path), 16000)
 
 
@@ -121,7 +129,7 @@ def test_concurrent_websocket_streams_are_independent(server, padded_wavs):
     results = asyncio.run(both())
     for path, result in zip(padded_wavs, results, strict=True):
         int16 = (np.clip(load_audio(path), -1, 1) * 32767).round() / 32768.0
-        expected = Recognizer(MODEL).transcribe(int16.astype(np.float32), 16000)
+        expected = _server_default().transcribe(int16.astype(np.float32), 16000)
         assert result["text"] == expected and result["partials"] > 0
         assert result["chunks"] > 1 and result["peak_rss_mib"] > 0
 
@@ -164,7 +172,7 @@ def _sent_pcm(driver) -> np.ndarray:
 
 def _streaming(samples: np.ndarray) -> str:
     """What ``speechmpq stream`` gives for these samples (the server's config: the model's defaults)."""
-    return Recognizer(MODEL).transcribe(samples.astype(np.float32), 16000)
+    return _server_default().transcribe(samples.astype(np.float32), 16000)
 
 
 def _microphone_take(driver, wait, seconds: float, screenshot=None) -> tuple[str, np.ndarray, str]:

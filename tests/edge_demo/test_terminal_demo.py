@@ -1,5 +1,6 @@
 """``speechmpq demo``: under a pseudo-terminal (live redraw) and with captured output."""
 
+import functools
 import os
 import pty
 import re
@@ -15,7 +16,7 @@ import pytest
 from speechmpq.audio import load_audio
 from speechmpq.cli import main
 from speechmpq.datasets import read_dataset
-from speechmpq.runtime.stream import Recognizer
+from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig
 from speechmpq.scoring import score_pairs
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
@@ -26,8 +27,14 @@ def utterance(tiny_corpus):
     return max(read_dataset(tiny_corpus / "test-clean"), key=lambda u: len(u.transcript))
 
 
+@functools.cache
+def _cli_default() -> Recognizer:
+    """The recognizer the command line builds by default (``--decoder auto``: the LM beside the model)."""
+    return Recognizer(MODEL, RecognizerConfig(decoder=DecoderConfig("auto")))
+
+
 def _expected(path) -> str:
-    return Recognizer(MODEL).transcribe(load_audio(path), 16000)
+    return _cli_default().transcribe(load_audio(path), 16000)
 
 
 def _screen_lines(output: str) -> list[str]:

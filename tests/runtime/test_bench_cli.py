@@ -9,14 +9,15 @@ from speechmpq.audio import load_audio
 from speechmpq.cli import main
 from speechmpq.datasets import read_dataset
 from speechmpq.runtime import bench
-from speechmpq.runtime.stream import Recognizer
+from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
 
 
 def test_stream_prints_the_final_transcript(tiny_corpus, capsys):
     utterance = read_dataset(tiny_corpus / "test-clean")[0]
-    expected = Recognizer(DEMO).transcribe(load_audio(utterance.path), 16000)
+    expected = Recognizer(DEMO, RecognizerConfig(decoder=DecoderConfig("auto"))).transcribe(
+        load_audio(utterance.path), 16000)  # the command line's default: the LM beside the model
     assert main(["stream", str(DEMO), str(utterance.path), "--feed-ms", "50"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == expected
