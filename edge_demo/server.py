@@ -28,7 +28,7 @@ import numpy as np
 
 from speechmpq.errors import SpeechmpqError
 from speechmpq.runtime.memory import process_memory
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig
+from speechmpq.runtime.stream import Recognizer, RecognizerConfig, describe_decoder
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_MESSAGE_BYTES = 1 << 20  # one WebSocket message: ~32 s of 16 kHz int16
@@ -69,7 +69,8 @@ def model_summary(path: Path, recognizer: Recognizer) -> dict:
             "average_bits": info.bitplan["average_bits"] if info.bitplan else None,
             "candidates": info.bitplan.get("candidates") if info.bitplan else None, "layers": layers,
             "sample_rate": rate, "chunk_ms": 1000 * g.chunk // rate, "left_ms": 1000 * g.left // rate,
-            "right_ms": 1000 * g.right // rate, "source_model_type": info.source_model_type}
+            "right_ms": 1000 * g.right // rate, "source_model_type": info.source_model_type,
+            "decoder": describe_decoder(recognizer.decoder)}
 
 
 class DemoServer:

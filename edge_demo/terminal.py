@@ -22,7 +22,7 @@ import numpy as np
 
 from speechmpq.errors import SpeechmpqError
 from speechmpq.runtime.memory import process_memory, steady_allocator
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig, Stream
+from speechmpq.runtime.stream import Recognizer, RecognizerConfig, Stream, describe_decoder
 
 BOLD, DIM, RESET, CLEAR = "\033[1m", "\033[2m", "\033[0m", "\033[K"
 UP = "\033[1A"
@@ -107,8 +107,8 @@ def _header(recognizer: Recognizer, model: Path) -> str:
     mode = ("offline" if recognizer.offline else
             f"chunk {1000 * g.chunk // rate} ms, left {1000 * g.left // rate} ms, "
             f"look-ahead {1000 * g.right // rate} ms")
-    return (f"{model.name}: {info.weights}{bits}, {os.path.getsize(model) / 1e6:.2f} MB; {mode}. "
-            "Stable text bold, tentative dim.")
+    return (f"{model.name}: {info.weights}{bits}, {os.path.getsize(model) / 1e6:.2f} MB; {mode}; "
+            f"{describe_decoder(recognizer.decoder)}. Stable text bold, tentative dim.")
 
 
 def _feed(recognizer: Recognizer, stream: Stream, samples: np.ndarray, meter: Meter, view: LiveView) -> int:

@@ -113,6 +113,15 @@ def find_lm(model_path: str | Path | None) -> Path | None:
     return next((p for p in (folder / "lm.arpa.gz", folder / "lm.arpa") if p.is_file()), None)
 
 
+def describe_decoder(decoder) -> str:
+    """One line for a user: which decoder runs, with which LM."""
+    name = type(decoder).__name__
+    if name == "LexiconLMDecoder":
+        return (f"LM decoder ({decoder.source}, {sum(decoder.lm.ngrams.values())} n-grams, "
+                f"beam {decoder.beam_size})")
+    return "beam search, no LM" if name == "PrefixBeamDecoder" else "greedy CTC"
+
+
 def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_delimiter: str,
                   model_path: str | Path | None = None):
     """The decoder ``config`` asks for (``auto`` resolved against the model's folder)."""

@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=3, help="bench repetitions")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lm", type=Path, default=None,
+                        help="also bench the bits plan decoded with this LM (the decoder's cost per chunk)")
     cfg = parser.parse_args(argv)
     command = "python -m speechmpq.train.cost_compare " + " ".join(argv if argv is not None else sys.argv[1:])
     run_cfg = argparse.Namespace(model=cfg.model, corpus=cfg.corpus, out=cfg.out, steps=cfg.steps,
@@ -96,14 +98,24 @@ def main(argv: list[str] | None = None) -> int:
                            str(cfg.kernel_table), "--summary", str(folder / "export.json"), "--quiet"],
                  folder / "export.out")
             log(f"{system.name}: exported")
+    # the peer a user would pick instead, and the bits plan decoded with the LM (its decoding cost)
+    onnx["ort-int8-dynamic"] = cfg.out / "ort-int8-dynamic.onnx"
+    if not onnx["ort-int8-dynamic"].is_file():
+        _run(python + ["export", str(cfg.model), "--peer", "ort-int8-dynamic", "--out",
+                       str(onnx["ort-int8-dynamic"]), "--quiet"], cfg.out / "export.out")
+    rows = dict(onnx)
+    lm = ["--lm", f"cost-bits-lm={cfg.lm}"] if cfg.lm else []
+    if cfg.lm:
+        rows["cost-bits-lm"] = onnx["cost-bits"]
     bench = cfg.out / "bench"
     if not Path(f"{bench}.json").is_file():
         log("benchmarking every plan in one run ...")
-        _run(python + ["bench", "--models", *[f"{n}={p}" for n, p in onnx.items()], "--data",
+        _run(python + ["bench", "--models", *[f"{n}={p}" for n, p in rows.items()], "--data",
                        str(cfg.corpus / "test-clean"), "--threads", str(cfg.threads), "--repetitions",
                        str(cfg.repetitions), "--stream-seconds", "15", "--eos-utterances", "3",
-                       "--no-wer", "--fp32", "fp32", "--mpq", "cost-bits", "--frontend-cache",
-                       *[f"{n}=on" for n in onnx], "--out", str(bench), "--quiet"], cfg.out / "bench.out")
+                       "--no-wer", "--fp32", "fp32", "--mpq", "cost-bits", "--int8", "ort-int8-dynamic",
+                       *lm, "--frontend-cache", *[f"{n}=on" for n in rows], "--out", str(bench),
+                       "--quiet"], cfg.out / "bench.out")
     report = build(cfg, json.loads(Path(f"{bench}.json").read_text()), command)
     atomic_write(cfg.report.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     atomic_write(cfg.report.with_suffix(".md"), markdown(report))
@@ -115,7 +127,6 @@ def build(cfg: argparse.Namespace, bench: dict, command: str) -> dict:
     table = json.loads(cfg.kernel_table.read_text())
     fp32 = _load(cfg.out, "fp32")
     latency = bench["latency"][str(cfg.threads)]
-    reference = latency["fp32"]["chunk_latency_ms_per_repetition"]
     rows = []
     for name in ("fp32", "cost-bits", "cost-latency", "cost-both"):
         loaded = _load(cfg.out, name)
@@ -124,9 +135,7 @@ def build(cfg: argparse.Namespace, bench: dict, command: str) -> dict:
             "system": name, "test_wer": _test_wer(loaded),
             "file_mb": measured["file_bytes"] / 1e6,
             "chunk_ms_p50": measured["chunk_latency_ms"]["p50"],
-            "latency_ratio_over_fp32": sorted(
-                a / b for a, b in zip(measured["chunk_latency_ms_per_repetition"], reference, strict=True)
-            )[len(reference) // 2],
+            "latency_ratio_over_fp32": _ratio(measured, latency["fp32"]),
         }
         if name != "fp32":
             export = json.loads((cfg.out / name / "export.json").read_text())
@@ -144,10 +153,30 @@ def build(cfg: argparse.Namespace, bench: dict, command: str) -> dict:
                 "compression_seconds": summary.get("compression_seconds"),
             })  # fmt: skip
         rows.append(row)
+    extra = {}
+    for name in ("ort-int8-dynamic", "cost-bits-lm"):
+        if name in latency:
+            measured = latency[name]
+            extra[name] = {"chunk_ms_p50": measured["chunk_latency_ms"]["p50"],
+                           "file_mb": measured["file_bytes"] / 1e6,
+                           "latency_ratio_over_fp32": measured["latency_ratio_over_fp32"]["median"]}
+    if "ort-int8-dynamic" in latency:
+        extra["latency_ratio_bits_plan_over_ort_int8"] = _ratio(latency["cost-bits"],
+                                                                latency["ort-int8-dynamic"])
+    if "cost-bits-lm" in latency:
+        extra["lm_decoding_latency_ratio"] = _ratio(latency["cost-bits-lm"], latency["cost-bits"])
     return {"command": command, "machine": bench["machine"], "kernel_table": str(cfg.kernel_table),
+            "peers": extra,
             "target_bits": cfg.target_bits, "latency_budget": cfg.latency_budget, "steps": cfg.steps,
             "pass2_steps": cfg.pass2_steps, "test_utterances": sum(
                 fp32["eval"][s]["utterances"] for s in ("test-clean", "test-other")), "rows": rows}
+
+
+def _ratio(numerator: dict, denominator: dict) -> float:
+    """Median over repetitions of the per-repetition chunk-latency ratio."""
+    ratios = sorted(a / b for a, b in zip(numerator["chunk_latency_ms_per_repetition"],
+                                          denominator["chunk_latency_ms_per_repetition"], strict=True))
+    return ratios[len(ratios) // 2]
 
 
 def markdown(report: dict) -> str:
@@ -180,6 +209,19 @@ def markdown(report: dict) -> str:
             f"{row['predicted_searched_latency_ratio']:.2f} | {row['file_mb']:.2f} | {row['test_wer']:.2f} | "
             f"{row['p_value']:.3f} | {'yes' if row['lossless'] else 'NO'} | {row['chunk_ms_p50']:.1f} | "
             f"{row['latency_ratio_over_fp32']:.2f} |")
+    peers = report.get("peers", {})
+    if "ort-int8-dynamic" in peers:
+        p = peers["ort-int8-dynamic"]
+        lines.append(f"| ORT int8-dynamic (peer) | 8 | - | DynamicQuantizeMatMul | - | {p['file_mb']:.2f} "
+                     f"| - | - | - | {p['chunk_ms_p50']:.1f} | {p['latency_ratio_over_fp32']:.2f} |")
+    lines.append("")
+    if peers.get("latency_ratio_bits_plan_over_ort_int8") is not None:
+        lines.append("- bits plan / ORT int8-dynamic per chunk: "
+                     f"{peers['latency_ratio_bits_plan_over_ort_int8']:.2f}")
+    if peers.get("lm_decoding_latency_ratio") is not None:
+        lines.append(f"- bits plan decoded with the LM (`cost-bits-lm`, "
+                     f"{peers['cost-bits-lm']['chunk_ms_p50']:.1f} ms p50) / greedy per chunk: "
+                     f"{peers['lm_decoding_latency_ratio']:.2f}")
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,8 @@ async function loadModel() {
   const model = await (await fetch("/api/model")).json();
   const bits = model.average_bits == null ? "" : `, ${model.average_bits.toFixed(2)} bits per weight on average`;
   $("model").textContent = `${model.name}: ${model.weights}${bits}, ${(model.bytes / 1e6).toFixed(2)} MB` +
-    ` · chunk ${model.chunk_ms} ms, look-ahead ${model.right_ms} ms, left context ${model.left_ms} ms`;
+    ` · chunk ${model.chunk_ms} ms, look-ahead ${model.right_ms} ms, left context ${model.left_ms} ms` +
+    (model.decoder ? ` · ${model.decoder}` : "");
   drawBits(model);
 }
 

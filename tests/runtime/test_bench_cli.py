@@ -95,3 +95,29 @@ def test_bench_refuses_a_missing_model(tmp_path, capsys):
     assert main(["bench", "--models", str(tmp_path / "nope.onnx"), "--data", str(tmp_path),
                  "--out", str(tmp_path / "r")]) == 1
     assert "not an .onnx file or a PyTorch model directory" in capsys.readouterr().err
+
+
+def test_bench_row_with_the_lm_decoder(tiny_corpus, tmp_path):
+    """A row decoded with the LM beside the same model decoded greedily: the decoder is recorded and
+    the LM row's WER is lower (the demo LM knows the grammar's words)."""
+    lm = DEMO.parent / "lm.arpa.gz"
+    data = [str(tiny_corpus / "test-clean")]
+    config = bench.BenchConfig(models=[f"greedy={DEMO}", f"lm={DEMO}"], data=data,
+                               out=tmp_path / "report", threads=[1], repetitions=1, stream_seconds=6,
+                               end_of_speech_utterances=1, fp32="greedy", mpq="lm",
+                               decoders={"lm": {"method": "lm", "lm": str(lm)}})
+    report = bench.run_bench(config, progress=False)
+    rows = report["latency"]["1"]
+    assert rows["greedy"]["decoder"] == "greedy" and rows["lm"]["decoder"] == "lm"
+    utterances = read_dataset(tiny_corpus / "test-clean")
+    recognizer = Recognizer(DEMO, RecognizerConfig(decoder=DecoderConfig("lm", lm=str(lm))))
+    expected = recognizer.transcribe(load_audio(utterances[0].path), 16000)
+    from speechmpq.runtime.bench_report import markdown
+
+    assert "| lm | mpq | 0 | off | lm |" in markdown(report, "speechmpq bench ...")
+    assert expected  # the LM decoder gives words for a test utterance
+    assert report["wer"]["lm"]["offline_wer"] < report["wer"]["greedy"]["offline_wer"]
+    with pytest.raises(Exception, match="names no model labelled"):
+        bench.run_bench(bench.BenchConfig(models=[f"a={DEMO}"], data=[str(tiny_corpus / "test-clean")],
+                                          out=tmp_path / "r2", decoders={"zz": {"method": "lm"}}),
+                        progress=False)
