@@ -33,6 +33,7 @@ window, so ``frontend_cache="auto"`` recomputes them per window.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -122,6 +123,27 @@ def describe_decoder(decoder) -> str:
     return "beam search, no LM" if name == "PrefixBeamDecoder" else "greedy CTC"
 
 
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """(path, size, mtime): a file changed on disk is loaded again."""
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise ModelError(f"{path}: cannot read ({error.strerror or error})") from None
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _load_lm(lm_key: tuple, lexicon_key: tuple | None, tokens: tuple, word_delimiter: str):
+    """The LM and lexicon, loaded once per process (recognizers, streams and server connections
+    share them: they are read-only)."""
+    from speechmpq.runtime.lm import Lexicon, NGramLM
+
+    lm = NGramLM(lm_key[0])
+    if lexicon_key is not None:
+        return lm, Lexicon.read(lexicon_key[0], list(tokens), word_delimiter, lm)
+    return lm, Lexicon.from_words(lm.words, list(tokens), lm)
+
+
 def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_delimiter: str,
                   model_path: str | Path | None = None):
     """The decoder ``config`` asks for (``auto`` resolved against the model's folder)."""
@@ -134,14 +156,10 @@ def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_
     if lm_path is None:
         raise ModelError("--decoder lm needs --lm FILE (no lm.arpa.gz or lm.arpa beside the model)")
     from speechmpq.runtime.ctc_lm import LexiconLMDecoder
-    from speechmpq.runtime.lm import Lexicon, NGramLM
 
-    lm = NGramLM(lm_path)
     lexicon_path = Path(config.lexicon) if config.lexicon else lm_path.parent / "lexicon.txt"
-    if config.lexicon or lexicon_path.is_file():
-        lexicon = Lexicon.read(lexicon_path, tokens, word_delimiter, lm)
-    else:
-        lexicon = Lexicon.from_words(lm.words, tokens, lm)
+    lm, lexicon = _load_lm(_file_key(lm_path), _file_key(lexicon_path) if config.lexicon or
+                           lexicon_path.is_file() else None, tuple(tokens), word_delimiter)
     decoder = LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon,
                                beam_size=config.beam_size or 16, lm_weight=config.lm_weight,
                                word_score=config.word_score)
