@@ -43,10 +43,18 @@ def load_table(path: str | Path) -> dict:
     return table
 
 
-def default_rules(arch: str | None = None) -> dict | None:
-    """The built-in per-bits rule for this CPU family, or None where nothing was measured."""
+def default_rules(arch: str | None = None, isa: list[str] | None = None) -> dict | None:
+    """The built-in per-bits rule for this CPU family (``ARCH-vnni`` where the CPU has int8 dot
+    products and such a rule was measured, else ``ARCH``), or None where nothing was measured."""
+    from speechmpq.export.kernel_graphs import VNNI_ISA
+    from speechmpq.export.kernels import cpu_isa
+
     rules = json.loads(DEFAULTS.read_text())
-    return rules.get(arch or platform.machine())
+    arch = arch or platform.machine()
+    isa = cpu_isa() if isa is None else isa
+    if any(flag in isa for flag in VNNI_ISA) and f"{arch}-vnni" in rules:
+        return rules[f"{arch}-vnni"]
+    return rules.get(arch)
 
 
 def rules_from_table(table: dict) -> dict:

@@ -216,19 +216,23 @@ def best_by_bits(table: dict) -> dict:
     return best
 
 
+def cpu_isa() -> list[str]:
+    """The instruction-set flags that decide onnxruntime's int8 and low-bit kernels on this CPU."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    return sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+                  if f" {f}" in text)
+
+
 def machine() -> dict:
     import onnxruntime
 
     from speechmpq.runtime.bench import machine_facts
 
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    flags = {f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-             if f" {f}" in text}
     return {
         "arch": platform.machine(),
         "cpu": machine_facts()["cpu"],
         "cores": os.cpu_count(),
-        "isa": sorted(flags),
+        "isa": cpu_isa(),
         "onnxruntime": onnxruntime.__version__,
         "date": datetime.date.today().isoformat(),
     }

@@ -154,10 +154,12 @@ def test_the_map_takes_the_fastest_kernel_that_stores_the_layers_bits():
 
 
 def test_built_in_rule_for_x86_comes_from_a_committed_table():
-    rule = default_rules("x86_64")
-    assert set(rule["bits"]) == {"2", "4", "8"} and "results/kernels_" in rule["source"]
-    assert all(parse_kernel(kernel)[1] == int(bits) for bits, kernel in rule["bits"].items())
-    assert default_rules("riscv64") is None
+    for isa in (["avx2"], ["avx2", "avx512f", "avx512_vnni"]):  # without and with int8 dot products
+        rule = default_rules("x86_64", isa)
+        assert set(rule["bits"]) == {"2", "4", "8"} and "results/kernels_" in rule["source"]
+        assert all(parse_kernel(kernel)[1] == int(bits) for bits, kernel in rule["bits"].items())
+        assert all(flag in rule["isa"] for flag in isa if flag.endswith("vnni"))  # measured on such a CPU
+    assert default_rules("riscv64", ["avx2"]) is None
 
 
 def test_export_records_the_kernel_per_layer_and_runs_it(tmp_path):
