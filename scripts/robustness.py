@@ -220,6 +220,22 @@ def build_cases(work: Path, long_hours: float) -> list[dict]:
                                                   "--out", str(work / "ok.flac" / "x.onnx")])
     cli("bench with a missing model", ["bench", "--models", str(work / "nope.onnx"), "--data", str(work),
                                        "--out", str(work / "bench")])
+    # ---- the word LM decoder ----
+    (work / "broken.arpa").write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\tA\n\\end\\\n")
+    (work / "not-an-lm.arpa.gz").write_bytes(b"\x1f\x8b" + bytes(range(200)))
+    (work / "bad-lexicon.txt").write_text("HELLO H E L L O |\nWORLD W O R L D 7 |\n")
+    cli("LM decoder with a missing LM file", ["stream", str(MODEL), ok, "--decoder", "lm", "--lm",
+                                              str(work / "no-such.arpa")])
+    cli("LM whose header announces more n-grams than it has", ["stream", str(MODEL), ok, "--lm",
+                                                               str(work / "broken.arpa")])
+    cli("LM file that is gzip garbage", ["stream", str(MODEL), ok, "--lm", str(work / "not-an-lm.arpa.gz")])
+    cli("lexicon with a token the model does not have", ["stream", str(MODEL), ok, "--lm",
+                                                         str(ROOT / "models" / "lm.arpa.gz"), "--lexicon",
+                                                         str(work / "bad-lexicon.txt")])
+    cli("greedy decoder given an LM", ["stream", str(MODEL), ok, "--decoder", "greedy", "--lm",
+                                       str(ROOT / "models" / "lm.arpa.gz")])
+    cli("LM built from an empty text", ["lm", "--text", str(work / "empty.wav"), "--out",
+                                        str(work / "lm.arpa")])
     return cases
 
 

@@ -87,6 +87,12 @@ CASE_NAMES = [
     "export to an unwritable place",
     "export to a directory that is a file",
     "bench with a missing model",
+    "LM decoder with a missing LM file",
+    "LM whose header announces more n-grams than it has",
+    "LM file that is gzip garbage",
+    "lexicon with a token the model does not have",
+    "greedy decoder given an LM",
+    "LM built from an empty text",
 ]
 
 
