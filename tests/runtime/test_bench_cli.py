@@ -114,7 +114,7 @@ def test_bench_row_with_the_lm_decoder(tiny_corpus, tmp_path):
     expected = recognizer.transcribe(load_audio(utterances[0].path), 16000)
     from speechmpq.runtime.bench_report import markdown
 
-    assert "| lm | mpq | 0 | off | lm |" in markdown(report, "speechmpq bench ...")
+    assert "| lm | mpq | 0 | on | lm |" in markdown(report, "speechmpq bench ...")  # cache: exact, on
     assert expected  # the LM decoder gives words for a test utterance
     assert report["wer"]["lm"]["offline_wer"] < report["wer"]["greedy"]["offline_wer"]
     with pytest.raises(Exception, match="names no model labelled"):
