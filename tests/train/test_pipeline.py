@@ -61,6 +61,23 @@ def test_peer_rows_and_both_headlines():
     assert "`latency_ratio_mpq_over_fp32_cached` = 0.90" in lines[1]
 
 
+def test_lm_rows_are_judged_against_fp32_with_the_lm():
+    bench = _bench(0.60, 0.60, 0.9)
+    rows, wer = bench["latency"]["2"], bench["wer"]
+    rows["fp32-lm"] = {**rows["fp32"], "chunk_latency_ms": {"p50": 22.0}}
+    rows["mpq-lm"] = {**rows["mpq"], "chunk_latency_ms": {"p50": 21.0}}
+    wer["fp32-lm"] = {"streaming_wer": 0.20, "offline_wer": 0.20, "streaming_vs_fp32_p": 0.0}  # vs greedy
+    wer["mpq-lm"] = {"streaming_wer": 0.25, "offline_wer": 0.25, "streaming_vs_fp32_p": 0.01,
+                     "fp32_reference": "fp32-lm"}
+    table = {row["label"]: row for row in results_table(bench, {"average_bits": 2.5})}
+    assert "reference" not in table["fp32-lm"] and table["fp32-lm"]["lossless"] is True
+    assert table["mpq-lm"]["reference"] == "fp32-lm" and table["mpq-lm"]["lossless"] is False
+    assert table["mpq-lm"]["latency_ratio"] == pytest.approx(21.0 / 22.0)
+    text = format_table(list(table.values()))
+    assert "| FP32 + cache, LM decoder | 20.00 | — | reference (LM) |" in text
+    assert "| MPQ, kernel map + cache, LM decoder | 25.00 | +5.00 (p=0.010) | NO |" in text
+
+
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
