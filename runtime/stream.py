@@ -83,7 +83,7 @@ class DecoderConfig:
     # n-gram LM beam search, runtime/ctc_lm.py) or "auto": "lm" where an LM is found (``lm`` or
     # lm.arpa[.gz] beside the model), else greedy (the command line's default)
     method: str = "greedy"
-    # hypotheses kept by the beam searches (None: 8 for "beam", 16 for "lm")
+    # hypotheses kept by the beam searches (None: 8 for "beam", 24 for "lm")
     beam_size: int | None = None
     # ARPA n-gram LM (plain or .gz) for "lm"; None: lm.arpa.gz or lm.arpa in the model's folder
     lm: str | None = None
@@ -92,8 +92,8 @@ class DecoderConfig:
     lexicon: str | None = None
     # weight of the LM's natural-log probability, and the score added per word (tuned on the demo
     # model's dev split: results/lm_tune.md)
-    lm_weight: float = 0.5
-    word_score: float = 1.0
+    lm_weight: float = 0.65
+    word_score: float = 0.5
 
     def __post_init__(self):
         if self.method not in DECODERS:
@@ -161,7 +161,7 @@ def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_
     lm, lexicon = _load_lm(_file_key(lm_path), _file_key(lexicon_path) if config.lexicon or
                            lexicon_path.is_file() else None, tuple(tokens), word_delimiter)
     decoder = LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon,
-                               beam_size=config.beam_size or 16, lm_weight=config.lm_weight,
+                               beam_size=config.beam_size or 24, lm_weight=config.lm_weight,
                                word_score=config.word_score)
     decoder.source = str(lm_path)
     return decoder

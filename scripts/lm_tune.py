@@ -5,7 +5,8 @@
 
 Offline logits (one window per utterance) of ``--utterances`` utterances are cached, then every
 (lm_weight, word_score) pair of the grid is decoded at ``--beam-size`` and scored (WER, CER);
-greedy decoding of the same logits is the first row. Writes OUT.json and OUT.md; choose the
+greedy decoding of the same logits is the first row; ``--beam-sizes`` and ``--prunes``
+trade decoding time for accuracy. Writes OUT.json and OUT.md; choose the
 weights here on dev, never on a test split.
 """
 
@@ -46,7 +47,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lm", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--utterances", type=int, default=300)
-    parser.add_argument("--beam-size", type=int, default=8)
+    parser.add_argument("--beam-sizes", type=int, nargs="+", default=[16])
+    parser.add_argument("--prunes", type=float, nargs="+", default=[5.0],
+                        help="per frame, tokens within this many nats of the best are tried")
     parser.add_argument("--lm-weights", type=float, nargs="+", default=[0.4, 0.6, 0.8, 1.0, 1.3])
     parser.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0, 2.0])
     parser.add_argument("--threads", type=int, default=2)
@@ -70,10 +73,12 @@ def main(argv: list[str]) -> int:
 
     score({"decoder": "greedy"}, *decode_all(GreedyDecoder(info.tokens, info.blank_id,
                                                            info.word_delimiter), logits))
-    for weight, word in itertools.product(args.lm_weights, args.word_scores):
-        config = DecoderConfig("lm", args.beam_size, lm=str(args.lm), lm_weight=weight, word_score=word)
+    for beam, prune, weight, word in itertools.product(args.beam_sizes, args.prunes, args.lm_weights,
+                                                       args.word_scores):
+        config = DecoderConfig("lm", beam, lm=str(args.lm), lm_weight=weight, word_score=word)
         decoder = build_decoder(config, info.tokens, info.blank_id, info.word_delimiter)
-        score({"decoder": "lm", "lm_weight": weight, "word_score": word, "beam_size": args.beam_size},
+        decoder.prune = prune
+        score({"decoder": "lm", "lm_weight": weight, "word_score": word, "beam_size": beam, "prune": prune},
               *decode_all(decoder, logits))
     best = min((r for r in rows if r["decoder"] == "lm"), key=lambda r: r["wer"])
     facts = machine_facts()
@@ -84,14 +89,16 @@ def main(argv: list[str]) -> int:
     lines = [f"# LM decoder weights on {args.data} ({len(utterances)} utterances)", "",
              f"Command: `{report['command']}` ({report['machine']}, {report['date']}). Offline logits; "
              "ms of decoding per second of audio.", "",
-             "| decoder | lm weight | word score | beam | WER % | CER % | decode ms / s audio |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| decoder | lm weight | word score | beam | prune (nats) | WER % | CER % "
+             "| decode ms / s audio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['decoder']} | {r.get('lm_weight', '-')} | {r.get('word_score', '-')} | "
-                     f"{r.get('beam_size', '-')} | {100 * r['wer']:.2f} | {100 * r['cer']:.2f} | "
+                     f"{r.get('beam_size', '-')} | {r.get('prune', '-')} | {100 * r['wer']:.2f} | "
+                     f"{100 * r['cer']:.2f} | "
                      f"{r['ms_per_second_of_audio']:.1f} |")
-    lines += ["", f"Best: lm weight {best['lm_weight']}, word score {best['word_score']}: "
-              f"WER {100 * best['wer']:.2f} %."]
+    lines += ["", f"Best: lm weight {best['lm_weight']}, word score {best['word_score']}, beam "
+              f"{best['beam_size']}, prune {best['prune']}: WER {100 * best['wer']:.2f} %."]
     atomic_write(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     return 0
 

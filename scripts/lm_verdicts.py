@@ -71,8 +71,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mpq", type=Path, required=True)
     parser.add_argument("--lm", type=Path, required=True)
     parser.add_argument("--sets", nargs="+", required=True, help="NAME=FOLDER[,FOLDER...]")
+    parser.add_argument("--pool", nargs="+", default=[], help="NAME=SET+SET...: pooled sets (rows, verdicts)")
     parser.add_argument("--verdict-sets", nargs="+", default=[])
-    parser.add_argument("--beam-size", type=int, default=16)
+    parser.add_argument("--beam-size", type=int, default=24)
     parser.add_argument("--lm-weight", type=float, default=DecoderConfig.lm_weight)
     parser.add_argument("--word-score", type=float, default=DecoderConfig.word_score)
     parser.add_argument("--threads", type=int, default=2)
@@ -82,9 +83,14 @@ def main(argv: list[str]) -> int:
     for entry in args.sets:
         name, _, folders = entry.partition("=")
         sets[name] = [u for folder in folders.split(",") for u in read_dataset(folder)]
+    pools = {}
+    for entry in args.pool:
+        name, _, members = entry.partition("=")
+        pools[name] = members.split("+")
     tsv_root = args.out.parent / f"{args.out.name}_tsv"
     results: dict = {}
     seconds: dict = {}
+    kept: dict = {}
     for model_name, path in (("fp32", args.fp32), ("mpq", args.mpq)):
         model = OnnxCTCModel(path, SessionConfig(threads=args.threads))
         info = model.info
@@ -107,6 +113,13 @@ def main(argv: list[str]) -> int:
                 results.setdefault(model_name, {}).setdefault(set_name, {})[name] = write_tsv(
                     tsv, utterances, hypotheses[name])
                 seconds.setdefault(model_name, {}).setdefault(set_name, {})[name] = timing[name]
+                kept.setdefault((model_name, name), {})[set_name] = hypotheses[name]
+        for pool, members in pools.items():
+            utterances = [u for member in members for u in sets[member]]
+            for name in decoders:
+                texts = [t for member in members for t in kept[(model_name, name)][member]]
+                tsv = tsv_root / model_name / pool / name / "utterances.tsv"
+                results[model_name].setdefault(pool, {})[name] = write_tsv(tsv, utterances, texts)
     verdicts = {}
     for set_name in args.verdict_sets:
         for name in ("greedy", "lm"):

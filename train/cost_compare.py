@@ -200,13 +200,14 @@ def markdown(report: dict) -> str:
     ]  # fmt: skip
     for row in report["rows"]:
         if row["system"] == "fp32":
-            lines.append(f"| fp32 | 32 | - | fp32 | 1.00 | {row['file_mb']:.2f} | {row['test_wer']:.2f} "
-                         f"| - | reference | {row['chunk_ms_p50']:.1f} | 1.00 |")
+            lines.append(f"| fp32 | 32 | - | fp32 | 1.00 | {row['file_mb']:.2f} | "
+                         f"{100 * row['test_wer']:.2f} | - | reference | {row['chunk_ms_p50']:.1f} | 1.00 |")
             continue
         counts = "/".join(str(row["bits_count"][b]) for b in (2, 4, 8))
         lines.append(
             f"| {row['system']} | {row['average_bits']:.2f} | {counts} | {', '.join(row['kernels'])} | "
-            f"{row['predicted_searched_latency_ratio']:.2f} | {row['file_mb']:.2f} | {row['test_wer']:.2f} | "
+            f"{row['predicted_searched_latency_ratio']:.2f} | {row['file_mb']:.2f} | "
+            f"{100 * row['test_wer']:.2f} | "
             f"{row['p_value']:.3f} | {'yes' if row['lossless'] else 'NO'} | {row['chunk_ms_p50']:.1f} | "
             f"{row['latency_ratio_over_fp32']:.2f} |")
     peers = report.get("peers", {})
@@ -216,7 +217,7 @@ def markdown(report: dict) -> str:
                      f"| - | - | - | {p['chunk_ms_p50']:.1f} | {p['latency_ratio_over_fp32']:.2f} |")
     lines.append("")
     if peers.get("latency_ratio_bits_plan_over_ort_int8") is not None:
-        lines.append("- bits plan / ORT int8-dynamic per chunk: "
+        lines.append("- bits plan / ORT int8-dynamic per chunk, both with the front-end cache: "
                      f"{peers['latency_ratio_bits_plan_over_ort_int8']:.2f}")
     if peers.get("lm_decoding_latency_ratio") is not None:
         lines.append(f"- bits plan decoded with the LM (`cost-bits-lm`, "

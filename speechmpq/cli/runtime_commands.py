@@ -39,14 +39,14 @@ def _add_runtime_flags(parser) -> None:
                        "auto (default): lm where an LM is given or lm.arpa[.gz] lies beside the model, "
                        "else greedy")
     group.add_argument("--beam-size", type=int, default=None,
-                       help="hypotheses kept: default 8 with --decoder beam, 16 with lm")
+                       help="hypotheses kept: default 8 with --decoder beam, 24 with lm")
     group.add_argument("--lm", default=None, metavar="FILE",
                        help="ARPA n-gram LM (.arpa or .arpa.gz, e.g. from speechmpq lm)")
     group.add_argument("--lexicon", default=None, metavar="FILE",
                        help="WORD T O K E N S | per line (default: lexicon.txt beside the LM, else the "
                        "LM's words spelled letter by letter)")
-    group.add_argument("--lm-weight", type=float, default=0.5, help="weight of the LM log probability")
-    group.add_argument("--word-score", type=float, default=1.0, help="score added per word")
+    group.add_argument("--lm-weight", type=float, default=0.65, help="weight of the LM log probability")
+    group.add_argument("--word-score", type=float, default=0.5, help="score added per word")
     group.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
     group.add_argument("--accuracy-level", type=int, default=None,
                        help="MatMulNBits accuracy level 0..4 (default: the model's)")
@@ -212,9 +212,9 @@ def add_commands(commands) -> None:
     bench.add_argument("--lm", nargs="+", default=[], metavar="LABEL=FILE",
                        help="rows decoded with the lexicon + n-gram LM decoder (default: greedy); a "
                        "model may appear twice under two labels, greedy and with the LM")
-    bench.add_argument("--beam-size", type=int, default=None, help="beam of the --lm rows (default 16)")
-    bench.add_argument("--lm-weight", type=float, default=0.5, help="LM weight of the --lm rows")
-    bench.add_argument("--word-score", type=float, default=1.0, help="word score of the --lm rows")
+    bench.add_argument("--beam-size", type=int, default=None, help="beam of the --lm rows (default 24)")
+    bench.add_argument("--lm-weight", type=float, default=0.65, help="LM weight of the --lm rows")
+    bench.add_argument("--word-score", type=float, default=0.5, help="word score of the --lm rows")
     bench.add_argument("--frontend-cache", nargs="+", default=[], metavar="LABEL=on|off|auto",
                        help="per row: reuse conv frames across windows (default auto: where exact)")
     bench.add_argument("--title", default="", help="report title")
