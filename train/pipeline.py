@@ -177,14 +177,14 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
             export_onnx(source, out, ExportConfig(), progress=False)
     seconds["export"] = time.perf_counter() - t
 
-    t = _stage(4, "stream", f"{len(ROWS)} rows through the streaming runtime: WER on {cfg.test_utterances} "
+    lm = find_pipeline_lm(cfg)
+    rows = {**ROWS, **(LM_ROWS if lm else {})}
+    t = _stage(4, "stream", f"{len(rows)} rows through the streaming runtime: WER on {cfg.test_utterances} "
                f"utterances, latency and peak memory ({cfg.repetitions} interleaved runs each)")
     from speechmpq.runtime.bench import BenchConfig, run_bench
     from speechmpq.runtime.bench_report import write_report
 
     bench_json = bench_prefix.with_suffix(".json")
-    lm = find_pipeline_lm(cfg)
-    rows = {**ROWS, **(LM_ROWS if lm else {})}
     if not bench_json.exists():
         from speechmpq.runtime.stream import DecoderConfig
 
