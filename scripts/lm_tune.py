@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
     report = {"command": "python scripts/lm_tune.py " + " ".join(argv),
               "machine": f"{facts['cpu']}, {facts['cores']} cores",
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "rows": rows, "best": best}
-    atomic_write(args.out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    atomic_write(args.out.parent / f"{args.out.name}.json", json.dumps(report, indent=1) + "\n")
     lines = [f"# LM decoder weights on {args.data} ({len(utterances)} utterances)", "",
              f"Command: `{report['command']}` ({report['machine']}, {report['date']}). Offline logits; "
              "ms of decoding per second of audio.", "",
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
                      f"{r['ms_per_second_of_audio']:.1f} |")
     lines += ["", f"Best: lm weight {best['lm_weight']}, word score {best['word_score']}, beam "
               f"{best['beam_size']}, prune {best['prune']}: WER {100 * best['wer']:.2f} %."]
-    atomic_write(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    atomic_write(args.out.parent / f"{args.out.name}.md", "\n".join(lines) + "\n")
     return 0
 
 

@@ -139,8 +139,8 @@ def main(argv: list[str]) -> int:
               "decoder": {"beam_size": args.beam_size, "lm_weight": args.lm_weight,
                           "word_score": args.word_score, "lm": str(args.lm)},
               "results": results, "decode_seconds": seconds, "verdicts": verdicts}
-    atomic_write(args.out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
-    atomic_write(args.out.with_suffix(".md"), markdown(report))
+    atomic_write(args.out.parent / f"{args.out.name}.json", json.dumps(report, indent=1) + "\n")
+    atomic_write(args.out.parent / f"{args.out.name}.md", markdown(report))
     print(markdown(report))
     return 0
 
