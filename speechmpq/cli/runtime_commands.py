@@ -26,7 +26,7 @@ def _recognizer_config(args, streaming: bool = True):
                               lm_weight=args.lm_weight, word_score=args.word_score))
 
 
-def _add_runtime_flags(parser) -> None:
+def _add_runtime_flags(parser, decoder: str = "auto") -> None:
     group = parser.add_argument_group("runtime (.onnx models)")
     group.add_argument("--chunk-ms", type=int, default=None,
                        help="new audio per model call (default: the model's metadata)")
@@ -34,10 +34,10 @@ def _add_runtime_flags(parser) -> None:
     group.add_argument("--right-ms", type=int, default=None, help="look-ahead (default: metadata)")
     group.add_argument("--normalization", default="running", choices=["running", "window"],
                        help="for models that expect normalised input: running statistics or per window")
-    group.add_argument("--decoder", default="auto", choices=["auto", "greedy", "beam", "lm"],
-                       help="CTC decoding: greedy best path, beam (no LM), lm (lexicon + n-gram LM); "
-                       "auto (default): lm where an LM is given or lm.arpa[.gz] lies beside the model, "
-                       "else greedy")
+    group.add_argument("--decoder", default=decoder, choices=["auto", "greedy", "beam", "lm"],
+                       help="CTC decoding: greedy best path, beam (no LM), lm (lexicon + n-gram LM), auto: "
+                       f"lm where an LM is given or lm.arpa[.gz] lies beside the model, else greedy "
+                       f"(default: {decoder})")
     group.add_argument("--beam-size", type=int, default=None,
                        help="hypotheses kept: default 8 with --decoder beam, 24 with lm")
     group.add_argument("--lm", default=None, metavar="FILE",
@@ -150,7 +150,7 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--device", default="cpu", help="cpu or cuda (PyTorch models)")
     evaluate.add_argument("--streaming", action="store_true",
                           help=".onnx: decode chunk by chunk as the stream command does (default: offline)")
-    _add_runtime_flags(evaluate)
+    _add_runtime_flags(evaluate, decoder="greedy")  # like PyTorch models' eval; --decoder auto|lm for the LM
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_eval)
 
