@@ -42,7 +42,8 @@ def tolerance(reference_logits: dict, level: str, clip: str) -> tuple[float, flo
     return max(2 * own, LEVEL0_TOLERANCE), own
 
 
-def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int) -> dict:
+def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int,
+        lm: str | None = None) -> dict:
     import onnxruntime as ort
 
     from speechmpq.audio import load_audio
@@ -69,10 +70,10 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
         load_seconds = time.perf_counter() - began
         offline = Recognizer(streaming.model, RecognizerConfig(session=session,
                                                                streaming=StreamingConfig(chunk_ms=0)))
-        # the LM decoder too where an LM lies beside the model (lm.arpa.gz + lexicon.txt)
+        # the LM decoder too: ``lm`` (with lexicon.txt beside it, if any), else an LM beside the model
         with_lm = (Recognizer(streaming.model, RecognizerConfig(session=session,
-                                                                decoder=DecoderConfig("lm")))
-                   if find_lm(model) else None)
+                                                                decoder=DecoderConfig("lm", lm=lm)))
+                   if lm or find_lm(model) else None)
         clips_report = {}
         for name, samples in audio.items():
             began = time.perf_counter()
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--levels", type=int, nargs="+", default=[0, 4])
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--lm", default=None, help="ARPA LM for the LM-decoder transcripts")
     c = sub.add_parser("compare", help="compare arm64 runs with the x86 run, write a report")
     c.add_argument("--reference", type=Path, required=True)
     c.add_argument("--runs", type=Path, nargs="+", required=True)
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--command", default="bash edge_demo/arm_emulation.sh")
     args = parser.parse_args(argv)
     if args.command == "run":
-        report = run(args.model, args.clips, args.out, args.levels, args.threads)
+        report = run(args.model, args.clips, args.out, args.levels, args.threads, args.lm)
         for level, data in report["levels"].items():
             for clip, values in data["clips"].items():
                 print(f"{report['machine']} {report['qemu_cpu'] or '-'} level {level} {clip}: "
