@@ -70,6 +70,10 @@ class _Prefix:
     token: int
     key: int  # hash of the whole token sequence, for merging equal prefixes
 
+    def extend(self, token: int) -> _Prefix:
+        """This prefix followed by ``token``."""
+        return _Prefix(self, token, hash((self.key, token)))
+
     def ids(self) -> list[int]:
         out, node = [], self
         while node is not None and node.token >= 0:
@@ -86,6 +90,14 @@ class BeamState:
     # prefix key -> (prefix, log P(ending in blank), log P(ending in a non-blank))
     beams: dict[int, tuple[_Prefix, float, float]] = field(
         default_factory=lambda: {_ROOT.key: (_ROOT, 0.0, -math.inf)})
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Per-frame log probabilities ``(T, V)`` in float64 (the beam searches add many of them)."""
+    logits = logits.astype(np.float64)
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    return log_probs
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -132,7 +144,7 @@ class PrefixBeamDecoder:
                 if token == blank:
                     add(prefix, total + p, -math.inf)
                     continue
-                extended = _Prefix(prefix, token, hash((prefix.key, token)))
+                extended = prefix.extend(token)
                 if token == prefix.token:  # a repeat extends only across a blank
                     add(extended, -math.inf, p_blank + p)
                     add(prefix, -math.inf, p_token + p)
@@ -142,10 +154,7 @@ class PrefixBeamDecoder:
         return {e[0].key: (e[0], e[1], e[2]) for e in ranked[: self.beam_size]}
 
     def _run(self, beams: dict, logits: np.ndarray) -> dict:
-        logits = logits.astype(np.float64)
-        log_probs = logits - logits.max(-1, keepdims=True)
-        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-        for frame in log_probs:
+        for frame in log_softmax(logits):
             beams = self._step(beams, frame)
         return beams
 

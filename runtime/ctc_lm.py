@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from speechmpq.runtime.ctc import _ROOT, _logaddexp, _Prefix, token_texts
+from speechmpq.runtime.ctc import _ROOT, _logaddexp, log_softmax, token_texts
 from speechmpq.runtime.lm import Lexicon, NGramLM
 
 NEG = -math.inf
@@ -46,7 +46,8 @@ class LexiconLMDecoder:
 
     def __init__(self, tokens: list[str], blank_id: int, word_delimiter: str, lm: NGramLM,
                  lexicon: Lexicon, beam_size: int = 24, lm_weight: float = 0.65, word_score: float = 0.5,
-                 prune_log_prob: float = 5.0, beam_threshold: float = 20.0):
+                 prune_log_prob: float = 5.0, beam_threshold: float = 20.0, source: str = "LM"):
+        self.source = source  # where the LM came from, for messages
         self.texts = token_texts(tokens, word_delimiter)
         self.blank_id = blank_id
         self.delimiter_id = tokens.index(word_delimiter)
@@ -93,33 +94,27 @@ class LexiconLMDecoder:
                     if word < 0:
                         continue
                     logp, after = self.lm.score(state, word)
-                    closed = _Prefix(prefix, token, hash((prefix.key, token)))
+                    closed = prefix.extend(token)
                     add(closed, 0, after, lm_score + self.lm_weight * logp + self.word_score, NEG, total + p)
                     continue
                 child = children[node].get(token)
                 if token == prefix.token:  # a repeat: stays merged, or extends across a blank
                     add(prefix, node, state, lm_score, NEG, p_token + p)
                     if child is not None and p_blank > NEG:
-                        add(_Prefix(prefix, token, hash((prefix.key, token))), child, state, lm_score,
-                            NEG, p_blank + p)
+                        add(prefix.extend(token), child, state, lm_score, NEG, p_blank + p)
                 elif child is not None:
-                    add(_Prefix(prefix, token, hash((prefix.key, token))), child, state, lm_score,
-                        NEG, total + p)
+                    add(prefix.extend(token), child, state, lm_score, NEG, total + p)
         if not out:  # no hypothesis can go on with the likely tokens: take every token this frame
             if len(candidates) == log_probs.size:
                 return beams
             return self._step(beams, log_probs, beam_size, list(range(log_probs.size)))
-        smear, weight = self.lexicon.smear, self.lm_weight
-        scored = [(_logaddexp(e[1], e[2]) + e[5] + weight * smear[e[3]], e) for e in out.values()]
+        scored = [(self._rank(e), e) for e in out.values()]
         scored.sort(key=lambda pair: pair[0], reverse=True)
         floor = scored[0][0] - self.threshold
         return {e[0].key: e for score, e in scored[:beam_size] if score >= floor}
 
     def _run(self, beams: dict, logits: np.ndarray, beam_size: int) -> dict:
-        logits = logits.astype(np.float64)
-        log_probs = logits - logits.max(-1, keepdims=True)
-        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-        for frame in log_probs:
+        for frame in log_softmax(logits):
             beams = self._step(beams, frame, beam_size)
         return beams
 

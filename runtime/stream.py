@@ -33,7 +33,6 @@ window, so ``frontend_cache="auto"`` recomputes them per window.
 from __future__ import annotations
 
 import collections
-import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,11 +42,17 @@ import numpy as np
 
 from speechmpq.audio import normalize_waveform, to_mono_float32
 from speechmpq.errors import AudioError, ModelError
-from speechmpq.runtime.ctc import GreedyDecoder, PrefixBeamDecoder, collapse_spaces
+from speechmpq.runtime.ctc import collapse_spaces
+from speechmpq.runtime.decoding import (  # noqa: F401  (re-exported: recognizers are configured here)
+    DECODERS,
+    DecoderConfig,
+    build_decoder,
+    describe_decoder,
+    find_lm,
+)
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 
 NORMALIZATIONS = ("running", "window")
-DECODERS = ("auto", "greedy", "beam", "lm")
 
 
 @dataclass
@@ -75,96 +80,6 @@ class StreamingConfig:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {self.normalization!r}")
         if self.frontend_cache not in ("auto", "on", "off"):
             raise ValueError(f"frontend_cache must be auto, on or off, not {self.frontend_cache!r}")
-
-
-@dataclass
-class DecoderConfig:
-    # "greedy" (best path), "beam" (CTC prefix beam search, no language model), "lm" (lexicon +
-    # n-gram LM beam search, runtime/ctc_lm.py) or "auto": "lm" where an LM is found (``lm`` or
-    # lm.arpa[.gz] beside the model), else greedy (the command line's default)
-    method: str = "greedy"
-    # hypotheses kept by the beam searches (None: 8 for "beam", 24 for "lm")
-    beam_size: int | None = None
-    # ARPA n-gram LM (plain or .gz) for "lm"; None: lm.arpa.gz or lm.arpa in the model's folder
-    lm: str | None = None
-    # lexicon file (WORD T O K E N S |); None: lexicon.txt beside the LM, else the LM's words spelled
-    # letter by letter
-    lexicon: str | None = None
-    # weight of the LM's natural-log probability, and the score added per word (tuned on the demo
-    # model's dev split: results/lm_tune.md)
-    lm_weight: float = 0.65
-    word_score: float = 0.5
-
-    def __post_init__(self):
-        if self.method not in DECODERS:
-            raise ValueError(f"decoder method must be one of {DECODERS}, not {self.method!r}")
-        if self.beam_size is not None and self.beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, not {self.beam_size}")
-        if not 0 <= self.lm_weight < 100:
-            raise ValueError(f"lm_weight must be in [0, 100), not {self.lm_weight}")
-        if self.lm is not None and self.method not in ("lm", "auto"):
-            raise ValueError(f"an LM needs the lm decoder, not {self.method!r}")
-
-
-def find_lm(model_path: str | Path | None) -> Path | None:
-    """lm.arpa.gz or lm.arpa in the folder of ``model_path`` (None if neither)."""
-    if model_path is None:
-        return None
-    folder = Path(model_path).parent
-    return next((p for p in (folder / "lm.arpa.gz", folder / "lm.arpa") if p.is_file()), None)
-
-
-def describe_decoder(decoder) -> str:
-    """One line for a user: which decoder runs, with which LM."""
-    name = type(decoder).__name__
-    if name == "LexiconLMDecoder":
-        return (f"LM decoder ({decoder.source}, {sum(decoder.lm.ngrams.values())} n-grams, "
-                f"beam {decoder.beam_size})")
-    return "beam search, no LM" if name == "PrefixBeamDecoder" else "greedy CTC"
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    """(path, size, mtime): a file changed on disk is loaded again."""
-    try:
-        stat = path.stat()
-    except OSError as error:
-        raise ModelError(f"{path}: cannot read ({error.strerror or error})") from None
-    return str(path), stat.st_size, stat.st_mtime_ns
-
-
-@functools.lru_cache(maxsize=2)
-def _load_lm(lm_key: tuple, lexicon_key: tuple | None, tokens: tuple, word_delimiter: str):
-    """The LM and lexicon, loaded once per process (recognizers, streams and server connections
-    share them: they are read-only)."""
-    from speechmpq.runtime.lm import Lexicon, NGramLM
-
-    lm = NGramLM(lm_key[0])
-    if lexicon_key is not None:
-        return lm, Lexicon.read(lexicon_key[0], list(tokens), word_delimiter, lm)
-    return lm, Lexicon.from_words(lm.words, list(tokens), lm)
-
-
-def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_delimiter: str,
-                  model_path: str | Path | None = None):
-    """The decoder ``config`` asks for (``auto`` resolved against the model's folder)."""
-    lm_path = Path(config.lm) if config.lm else find_lm(model_path)
-    method = config.method if config.method != "auto" else ("lm" if lm_path else "greedy")
-    if method == "greedy":
-        return GreedyDecoder(tokens, blank_id, word_delimiter)
-    if method == "beam":
-        return PrefixBeamDecoder(tokens, blank_id, word_delimiter, beam_size=config.beam_size or 8)
-    if lm_path is None:
-        raise ModelError("--decoder lm needs --lm FILE (no lm.arpa.gz or lm.arpa beside the model)")
-    from speechmpq.runtime.ctc_lm import LexiconLMDecoder
-
-    lexicon_path = Path(config.lexicon) if config.lexicon else lm_path.parent / "lexicon.txt"
-    lm, lexicon = _load_lm(_file_key(lm_path), _file_key(lexicon_path) if config.lexicon or
-                           lexicon_path.is_file() else None, tuple(tokens), word_delimiter)
-    decoder = LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon,
-                               beam_size=config.beam_size or 24, lm_weight=config.lm_weight,
-                               word_score=config.word_score)
-    decoder.source = str(lm_path)
-    return decoder
 
 
 @dataclass

@@ -27,8 +27,8 @@ from speechmpq.datasets import read_dataset
 from speechmpq.files import atomic_write
 from speechmpq.runtime.bench import machine_facts
 from speechmpq.runtime.ctc import GreedyDecoder
+from speechmpq.runtime.decoding import DecoderConfig, build_decoder
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
-from speechmpq.runtime.stream import DecoderConfig, build_decoder
 from speechmpq.scoring import score_pairs
 
 

@@ -27,12 +27,11 @@ from tqdm import tqdm
 
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
-from speechmpq.evaluation import TSV_COLUMNS, compare_tsv, voice_groups
+from speechmpq.evaluation import compare_tsv, score_utterances, write_rows_tsv
 from speechmpq.files import atomic_write
 from speechmpq.runtime.bench import machine_facts
+from speechmpq.runtime.decoding import DecoderConfig, build_decoder
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
-from speechmpq.runtime.stream import DecoderConfig, build_decoder
-from speechmpq.scoring import score_pairs
 
 ALPHA = 0.05
 
@@ -44,25 +43,10 @@ def decode(decoder, logits) -> str:
 
 
 def write_tsv(path: Path, utterances, hypotheses: list[str]) -> dict:
-    scored = score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances], hypotheses)
-    groups = voice_groups(utterances)
-    lines = ["\t".join(TSV_COLUMNS)]
-    for r in scored["rows"]:
-        row = {"utt_id": r.utt_id, "group": groups[r.utt_id], "ref_words": r.ref_words,
-               "word_errors": r.word_errors, "ref_chars": r.ref_chars, "char_errors": r.char_errors,
-               "reference": r.reference, "hypothesis": r.hypothesis}
-        lines.append("\t".join(str(row[c]) for c in TSV_COLUMNS))
+    rows, rates = score_utterances(utterances, hypotheses)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, "\n".join(lines) + "\n")
-    by_group = {}
-    for group in sorted(set(groups.values())):
-        rows = [r for r in scored["rows"] if groups[r.utt_id] == group]
-        words = sum(r.ref_words for r in rows)
-        by_group[group] = {"utterances": len(rows),
-                           "wer": sum(r.word_errors for r in rows) / max(words, 1),
-                           "cer": sum(r.char_errors for r in rows) / max(sum(r.ref_chars for r in rows), 1)}
-    return {"utterances": scored["utterances"], "wer": scored["wer"], "cer": scored["cer"],
-            "groups": by_group}
+    write_rows_tsv(path, rows)
+    return rates
 
 
 def main(argv: list[str]) -> int:

@@ -42,6 +42,27 @@ def _rates(rows: list[dict]) -> dict:
             "cer": sum(r["char_errors"] for r in rows) / max(chars, 1)}
 
 
+def score_utterances(utterances: list[Utterance], hypotheses: list[str]) -> tuple[list[dict], dict]:
+    """Per-utterance rows (``TSV_COLUMNS``) and the rates: overall plus one entry per voice group."""
+    from speechmpq.scoring import score_pairs
+
+    scored = score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances],
+                         hypotheses)
+    groups = voice_groups(utterances)
+    rows = [{"utt_id": r.utt_id, "group": groups[r.utt_id], "ref_words": r.ref_words,
+             "word_errors": r.word_errors, "ref_chars": r.ref_chars, "char_errors": r.char_errors,
+             "reference": r.reference, "hypothesis": r.hypothesis} for r in scored["rows"]]
+    rates = {**_rates(rows), "groups": {group: _rates([r for r in rows if r["group"] == group])
+                                        for group in sorted(set(groups.values()))}}
+    return rows, rates
+
+
+def write_rows_tsv(path: Path, rows: list[dict]) -> None:
+    """The per-utterance rows as the TSV that ``compare_tsv`` reads (written atomically)."""
+    lines = ["\t".join(TSV_COLUMNS)] + ["\t".join(str(r[c]) for c in TSV_COLUMNS) for r in rows]
+    atomic_write(Path(path), "\n".join(lines) + "\n")
+
+
 def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = True,
              table: bool = False, device: str = "cpu", recognizer=None) -> dict:
     """Transcribe ``data`` with ``model`` (a PyTorch model directory, or an exported .onnx file run
@@ -64,25 +85,15 @@ def evaluate(model: Path, data: Path, out: Path | None = None, progress: bool = 
         hypotheses = transcribe_onnx(model, utterances, recognizer, progress)
     else:
         raise SpeechmpqError(f"{model}: not a model directory or .onnx file")
-    from speechmpq.scoring import score_pairs
-
-    scored = score_pairs([u.utt_id for u in utterances], [u.transcript for u in utterances],
-                         hypotheses)
-    groups = voice_groups(utterances)
-    rows = [{"utt_id": r.utt_id, "group": groups[r.utt_id], "ref_words": r.ref_words,
-             "word_errors": r.word_errors, "ref_chars": r.ref_chars, "char_errors": r.char_errors,
-             "reference": r.reference, "hypothesis": r.hypothesis} for r in scored["rows"]]
-    summary = {"model": str(model), "data": str(data), **_rates(rows),
-               "seconds": round(time.time() - started, 2), "groups": {}}
-    for group in sorted(set(groups.values())):
-        summary["groups"][group] = _rates([r for r in rows if r["group"] == group])
+    rows, rates = score_utterances(utterances, hypotheses)
+    groups = rates.pop("groups")
+    summary = {"model": str(model), "data": str(data), **rates,
+               "seconds": round(time.time() - started, 2), "groups": groups}
     if table:
         print(format_table(rows))
     print(format_summary(summary))
     if out is not None:
-        lines = ["\t".join(TSV_COLUMNS)] + [
-            "\t".join(str(r[c]) for c in TSV_COLUMNS) for r in rows]
-        atomic_write(Path(out) / "utterances.tsv", "\n".join(lines) + "\n")
+        write_rows_tsv(Path(out) / "utterances.tsv", rows)
         write_json(Path(out) / "summary.json", summary)
     return summary
 

@@ -84,7 +84,7 @@ LM_ROWS = {
 def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
     """The LM of the "+ LM" rows (None: greedy rows only)."""
     from speechmpq.errors import SpeechmpqError
-    from speechmpq.runtime.stream import find_lm
+    from speechmpq.runtime.decoding import find_lm
 
     if cfg.lm == "none":
         return None

@@ -20,6 +20,8 @@ from speechmpq.datasets import read_dataset
 from speechmpq.errors import SpeechmpqError
 from speechmpq.train.run_folder import RunLock, append_log, save_checkpoint
 
+MAX_SKIPPED_IN_A_ROW = 20  # non-finite steps in a row before train-fp gives up
+
 # Fields that may differ when a run is resumed; any other difference would change what the
 # checkpoint means (data order, model, schedule shape), so the resume is refused.
 RESUMABLE_CHANGES = ("steps", "stop_at_step", "eval_every", "checkpoint_every", "log_every",
@@ -194,7 +196,7 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     dataset = SpeechDataset(utterances)
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train-fp", unit="step",
                disable=not progress)
-    window = {"loss": 0.0, "n": 0, "start": time.time(), "audio": 0.0}
+    window = {"loss": 0.0, "n": 0, "steps": 0, "start": time.time(), "audio": 0.0}
     last_dev: dict = {}
     while state["step"] < stop:
         sampler.epoch, sampler.start_batch = state["epoch"], state["batch_in_epoch"]
@@ -214,29 +216,42 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
             loss = output.loss.float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if torch.isfinite(loss) and torch.isfinite(grad_norm):
+                optimizer.step()
+                state["skipped_in_a_row"] = 0
+            else:  # a non-finite loss or gradient (seen twice with bf16 on a loaded CPU): skip the step
+                optimizer.zero_grad(set_to_none=True)
+                state["skipped_steps"] = state.get("skipped_steps", 0) + 1
+                state["skipped_in_a_row"] = state.get("skipped_in_a_row", 0) + 1
+                if state["skipped_in_a_row"] >= MAX_SKIPPED_IN_A_ROW:
+                    raise SpeechmpqError(f"train-fp: {MAX_SKIPPED_IN_A_ROW} steps in a row had a non-finite "
+                                         f"loss or gradient (step {state['step']}): lower --lr or try "
+                                         "--no-bf16")
             schedule.step()
             state["step"] += 1
             state["batch_in_epoch"] += 1
             audio = float(batch["attention_mask"].sum()) / 16000
             state["audio_seconds"] += audio
             state["train_seconds"] += time.time() - step_start
-            window["loss"] += float(loss.detach())
-            window["n"] += 1
+            window["steps"] += 1
+            if torch.isfinite(loss):
+                window["loss"] += float(loss.detach())
+                window["n"] += 1
             window["audio"] += audio
             bar.update(1)
             step = state["step"]
             if step % cfg.log_every == 0 or step == stop:
                 elapsed = time.time() - window["start"]
-                record = {"step": step, "loss": window["loss"] / window["n"],
-                          "lr": schedule.get_last_lr()[0], "sec_per_step": elapsed / window["n"],
+                record = {"step": step, "loss": window["loss"] / window["n"] if window["n"] else math.nan,
+                          "lr": schedule.get_last_lr()[0], "sec_per_step": elapsed / window["steps"],
+                          "skipped_steps": state.get("skipped_steps", 0),
                           "audio_sec_per_sec": window["audio"] / elapsed,
                           "audio_hours_seen": state["audio_seconds"] / 3600,
                           "train_seconds": state["train_seconds"], "time": time.time()}
                 append_log(log_path, record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
-                window = {"loss": 0.0, "n": 0, "start": time.time(), "audio": 0.0}
+                window = {"loss": 0.0, "n": 0, "steps": 0, "start": time.time(), "audio": 0.0}
             if dev and (step % cfg.eval_every == 0 or step == cfg.steps):
                 scores = evaluate_torch(model, dev, progress=False)
                 last_dev = {"step": step, "dev_wer": scores["wer"], "dev_cer": scores["cer"],

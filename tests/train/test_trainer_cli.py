@@ -100,6 +100,51 @@ def test_train_config_validation():
         TrainConfig(train_data="x", dev_data=None, out="y", batch_seconds=4)
 
 
+def _poison_training_losses(monkeypatch, poisoned_calls):
+    """Models built by train-fp give a NaN loss on the training forward calls numbered in
+    ``poisoned_calls`` (1-based; None: every call)."""
+    from speechmpq.train import models
+
+    build = models.build_model
+
+    def build_poisoned(*args, **kwargs):
+        model = build(*args, **kwargs)
+        forward, calls = model.forward, [0]
+
+        def poisoned(*a, **k):
+            output = forward(*a, **k)
+            if model.training:
+                calls[0] += 1
+                if poisoned_calls is None or calls[0] in poisoned_calls:
+                    output.loss = output.loss * float("nan")
+            return output
+
+        model.forward = poisoned
+        return model
+
+    monkeypatch.setattr(models, "build_model", build_poisoned)
+
+
+def test_a_non_finite_step_is_skipped_and_counted(tiny_corpus, tmp_path, monkeypatch):
+    import torch
+
+    _poison_training_losses(monkeypatch, {2})
+    assert _train(tiny_corpus, tmp_path / "run", 4) == 0
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert checkpoint["state"]["skipped_steps"] == 1 and checkpoint["state"]["step"] == 4
+    assert all(torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point())
+
+
+def test_steps_that_stay_non_finite_stop_the_run_with_one_line(tiny_corpus, tmp_path, monkeypatch, capsys):
+    from speechmpq.train import trainer
+
+    _poison_training_losses(monkeypatch, None)
+    monkeypatch.setattr(trainer, "MAX_SKIPPED_IN_A_ROW", 3)
+    assert _train(tiny_corpus, tmp_path / "run", 6) == 1
+    err = capsys.readouterr().err
+    assert "3 steps in a row had a non-finite loss" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_training_reduces_ctc_loss(tiny_corpus, tmp_path):
     assert _train(tiny_corpus, tmp_path / "run", 80, "--eval-every", "80") == 0
