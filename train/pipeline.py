@@ -6,6 +6,10 @@
     stream      every .onnx through the streaming runtime (FP32, int8-dynamic and MPQ with and without
                 the front-end cache): WER on the test split (streaming, with MAPSSWE against FP32),
                 per-chunk latency and peak memory in fresh interleaved processes
+    verdicts    the lossless verdict with power: FP32 and MPQ on two test corpora (the grammar's
+                text: test-clean + test-other pooled; held-out text from another source, unseen
+                words and sentence shapes: the same two conditions), greedy and with the LM, MAPSSWE
+                p and bootstrap interval (``speechmpq.verdicts``)
     report      one table of all rows, plus the benchmark report with plots
 
 Each stage skips itself when its output is already there (a cut run resumes; quantization resumes
@@ -25,6 +29,8 @@ from speechmpq.evaluation import write_json
 from speechmpq.files import atomic_write
 
 ALPHA = 0.05  # MAPSSWE significance level of the lossless verdict
+# sentences from another text source than the grammar (Python's documentation), for the held-out corpus
+HELDOUT_TEXT = Path(__file__).resolve().parent / "wordlists" / "heldout_python_docs.txt"
 
 
 @dataclass
@@ -33,7 +39,10 @@ class PipelineConfig:
     model: Path = Path("models/demo")  # full-precision model directory (Hugging Face format)
     seed: int = 1  # corpus seed (1: the demo model's corpus; test sentences are disjoint from train)
     train_hours: float = 1.0  # synthetic speech for quantization-aware training
-    test_utterances: int = 300  # clean test split size
+    test_utterances: int = 300  # clean test split size of the streaming bench
+    # per split of the verdict corpora: test-clean + test-other of the grammar's text (seed) and of
+    # held-out text (seed + 1, train/wordlists/heldout_python_docs.txt): 2 x 750 pooled per corpus
+    verdict_utterances: int = 750
     target_bits: float = 3.0  # average-bits budget over the searched layers
     steps: int = 200  # one-stage search + training steps
     pass2_steps: int = 0  # then fine-tune with the bits fixed ("Pass 2")
@@ -52,6 +61,9 @@ class PipelineConfig:
             raise ValueError(f"train_hours must be > 0, not {self.train_hours}")
         if self.test_utterances < 10:
             raise ValueError(f"test_utterances must be >= 10 (significance test), not {self.test_utterances}")
+        if self.verdict_utterances < 10:
+            raise ValueError(f"verdict_utterances must be >= 10 (significance test), not "
+                             f"{self.verdict_utterances}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
         if self.steps < 10:
@@ -62,7 +74,10 @@ class PipelineConfig:
             raise ValueError(f"target_bits must be between the candidates 2 and 8, not {self.target_bits}")
 
 
-STAGES = ("corpus", "quantize", "export", "stream", "report")
+STAGES = ("corpus", "quantize", "export", "stream", "verdicts", "report")
+# verdict corpora: folder under OUT/data -> (corpus seed offset, held-out text?); pooled per corpus
+VERDICT_CORPORA = {"grammar-text": (0, False), "heldout-text": (1, True)}
+VERDICT_SPLITS = ("test-clean", "test-other")
 
 # bench label -> (exported file, front-end cache, table name); FP32 first (the reference)
 ROWS = {
@@ -96,8 +111,8 @@ def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
 
 
 # settings that decide what the stages produce (resuming with other values would mix results)
-_RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "target_bits", "steps", "pass2_steps",
-                    "batch_seconds", "repetitions", "threads", "lm")
+_RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "verdict_utterances", "target_bits",
+                    "steps", "pass2_steps", "batch_seconds", "repetitions", "threads", "lm")
 
 
 def _check_settings(cfg: PipelineConfig) -> None:
@@ -137,13 +152,20 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     bench_prefix = cfg.out / "report" / "bench"
 
     t = _stage(1, "corpus", f"{cfg.train_hours} h train + {cfg.test_utterances} clean test utterances "
-               f"(seed {cfg.seed})")
-    if not all((data / split / "utterances.tsv").exists() for split in ("train", "test-clean")):
-        from speechmpq.train.corpus import CorpusConfig, build_corpus
+               f"(seed {cfg.seed}); verdict corpora: 2 x {cfg.verdict_utterances} utterances of the "
+               f"grammar's text and 2 x {cfg.verdict_utterances} of held-out text")
+    from speechmpq.train.corpus import CorpusConfig, build_corpus
 
+    if not all((data / split / "utterances.tsv").exists() for split in ("train", "test-clean")):
         build_corpus(CorpusConfig(out=data, hours=cfg.train_hours, seed=cfg.seed,
                                   splits=("train", "test-clean"), eval_utterances=cfg.test_utterances,
                                   overwrite=True), progress=progress)
+    for name, (offset, heldout) in VERDICT_CORPORA.items():
+        folder = cfg.out / "data" / name
+        if not all((folder / split / "utterances.tsv").exists() for split in VERDICT_SPLITS):
+            build_corpus(CorpusConfig(out=folder, seed=cfg.seed + offset, splits=VERDICT_SPLITS,
+                                      eval_utterances=cfg.verdict_utterances, overwrite=True,
+                                      sentences=HELDOUT_TEXT if heldout else None), progress=progress)
     seconds["corpus"] = time.perf_counter() - t
 
     t = _stage(2, "quantize", f"one-stage MPQ of {cfg.model}, {cfg.steps} steps, target "
@@ -205,7 +227,12 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     bench = json.loads(bench_json.read_text())
     seconds["stream"] = time.perf_counter() - t
 
-    t = _stage(5, "report", str(cfg.out / "pipeline.md"))
+    t = _stage(5, "verdicts", f"FP32 and MPQ on 2 x {2 * cfg.verdict_utterances} utterances, greedy"
+               + (" and with the LM" if lm else ""))
+    verdicts = run_verdicts(cfg, onnx_files, lm, progress)
+    seconds["verdicts"] = time.perf_counter() - t
+
+    t = _stage(6, "report", str(cfg.out / "pipeline.md"))
     table = results_table(bench, quantized)
     seconds["report"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - started
@@ -214,10 +241,38 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
               "quantize": {k: quantized.get(k) for k in ("average_bits", "bits", "compression_seconds")},
               "machine": _machine(),
               "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md")),
-              "threads": bench["headline"]["threads"], "headline": headline(bench)}
+              "threads": bench["headline"]["threads"], "headline": headline(bench), "verdicts": verdicts}
     write_json(cfg.out / "pipeline.json", result)
     atomic_write(cfg.out / "pipeline.md", markdown(result))
     return result
+
+
+def run_verdicts(cfg: PipelineConfig, onnx_files: dict, lm: Path | None, progress: bool) -> dict:
+    """FP32 and MPQ offline on the verdict corpora (each pooled over its splits), greedy and with the
+    LM; MPQ judged against FP32 decoded the same way. Skipped when OUT/verdicts/verdicts.json exists."""
+    from speechmpq.datasets import read_dataset
+    from speechmpq.runtime.decoding import DecoderConfig
+    from speechmpq.verdicts import decode_sets, judge, lossless_everywhere
+
+    path = cfg.out / "verdicts" / "verdicts.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    sets, pools = {}, {}
+    for name in VERDICT_CORPORA:
+        pools[name] = [f"{name}/{split}" for split in VERDICT_SPLITS]
+        for split in VERDICT_SPLITS:
+            sets[f"{name}/{split}"] = read_dataset(cfg.out / "data" / name / split)
+    decoders = {"greedy": DecoderConfig("greedy")}
+    if lm:
+        decoders["lm"] = DecoderConfig("lm", lm=str(lm))
+    tsv_root = path.parent / "tsv"
+    results, seconds = decode_sets({"fp32": onnx_files["fp32"], "mpq": onnx_files["mpq"]}, sets, decoders,
+                                   tsv_root, pools, threads=cfg.threads or 2, progress=progress)
+    verdicts = judge(tsv_root, "fp32", "mpq", list(pools), list(decoders))
+    report = {"results": results, "decode_seconds": seconds, "verdicts": verdicts,
+              "lossless": lossless_everywhere(verdicts), "lm": str(lm) if lm else None}
+    write_json(path, report)
+    return report
 
 
 def _machine() -> str:
@@ -316,4 +371,23 @@ def markdown(result: dict) -> str:
         format_table(result["table"]), "",
         f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernel map + "
         "front-end cache):", "", *result.get("headline", []), "",
+        *verdicts_markdown(result.get("verdicts"), cfg),
         f"Benchmark report with plots: `{result['bench_report']}`.", ""])
+
+
+def verdicts_markdown(report: dict | None, cfg: dict) -> list[str]:
+    if not report:
+        return []
+    from speechmpq.verdicts import results_table as wer_table
+    from speechmpq.verdicts import verdicts_table
+
+    n = cfg.get("verdict_utterances", 750)
+    overall = "**yes**" if report["lossless"] else "**NO**"
+    return [f"Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
+            f"test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
+            f"`heldout-text`: sentences from another text source; MPQ against FP32 decoded the same way, "
+            "MAPSSWE at alpha 0.05 and the bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "
+            f"lossless on both corpora, greedy" + (" and with the LM" if report.get("lm") else "")
+            + f": {overall}.", "", *verdicts_table(report["verdicts"]), "",
+            "WER % on every set (greedy" + (" and with the LM" if report.get("lm") else "") + "):", "",
+            *wer_table(report["results"]), ""]

@@ -109,7 +109,8 @@ def _cmd_pipeline(args) -> int:
     from speechmpq.train.pipeline import PipelineConfig, format_table, run_pipeline
 
     cfg = PipelineConfig(out=args.out, model=args.model, seed=args.seed, train_hours=args.train_hours,
-                         test_utterances=args.test_utterances, target_bits=args.target_bits,
+                         test_utterances=args.test_utterances, verdict_utterances=args.verdict_utterances,
+                         target_bits=args.target_bits,
                          steps=args.steps, pass2_steps=args.pass2_steps, repetitions=args.repetitions,
                          threads=args.threads, lm=args.lm,
                          fresh=args.fresh, extra={"argv": args.argv})
@@ -118,6 +119,13 @@ def _cmd_pipeline(args) -> int:
     print(format_table(result["table"]))
     if result["headline"]:
         print("\n" + "\n".join(result["headline"]))
+    verdicts = result.get("verdicts")
+    if verdicts:
+        from speechmpq.verdicts import verdicts_table
+
+        print("\nlossless verdicts (MPQ vs FP32, pooled test-clean + test-other of each corpus):")
+        print("\n".join(verdicts_table(verdicts["verdicts"])))
+        print(f"MPQ lossless on both corpora: {'yes' if verdicts['lossless'] else 'NO'}")
     print(f"\nwall time {result['seconds']['total'] / 60:.1f} min; report {args.out / 'pipeline.md'}, "
           f"benchmark report with plots {result['bench_report']}")
     return 0
@@ -232,7 +240,11 @@ def add_commands(commands) -> None:
     pipe.add_argument("--model", type=Path, default=Path("models/demo"), help="full-precision model dir")
     pipe.add_argument("--seed", type=int, default=1, help="corpus seed")
     pipe.add_argument("--train-hours", type=float, default=1.0, help="synthetic training speech")
-    pipe.add_argument("--test-utterances", type=int, default=300, help="clean test split size")
+    pipe.add_argument("--test-utterances", type=int, default=300,
+                      help="clean test split size (streaming bench)")
+    pipe.add_argument("--verdict-utterances", type=int, default=750,
+                      help="per split of the two verdict corpora (test-clean + test-other of the grammar's "
+                      "text and of held-out text)")
     pipe.add_argument("--target-bits", type=float, default=3.0, help="average-bits budget")
     pipe.add_argument("--steps", type=int, default=200, help="one-stage training steps")
     pipe.add_argument("--pass2-steps", type=int, default=0, help="then fine-tune with the bits fixed")

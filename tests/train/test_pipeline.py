@@ -5,10 +5,11 @@ import json
 import pytest
 
 from speechmpq.cli import main
-from speechmpq.train.pipeline import ROWS, PipelineConfig, format_table, headline, results_table
+from speechmpq.train.pipeline import LM_ROWS, ROWS, PipelineConfig, format_table, headline, results_table
 
 
 @pytest.mark.parametrize("field, value", [("train_hours", 0), ("test_utterances", 3), ("steps", 1),
+                                          ("verdict_utterances", 9),
                                           ("target_bits", 9.0), ("repetitions", 0)])
 def test_impossible_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
@@ -82,16 +83,22 @@ def test_lm_rows_are_judged_against_fp32_with_the_lm():
 def test_tiny_pipeline_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["pipeline", "--out", str(out), "--train-hours", "0.02", "--test-utterances", "12",
-            "--steps", "10", "--repetitions", "1", "--quiet"]
+            "--verdict-utterances", "10", "--steps", "10", "--repetitions", "1", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| FP32 |" in printed and "| MPQ, kernel map + cache |" in printed and "pipeline.md" in printed
     assert "| ORT int8-dynamic + cache |" in printed and "latency_ratio_mpq_over_ort_int8" in printed
     result = json.loads((out / "pipeline.json").read_text())
-    assert [row["label"] for row in result["table"]] == list(ROWS)
-    mpq = result["table"][-1]
+    assert [row["label"] for row in result["table"]] == list(ROWS) + list(LM_ROWS)  # models/lm.arpa.gz
+    mpq = result["table"][len(ROWS) - 1]
     assert 2.0 <= mpq["average_bits"] <= 8.0 and mpq["file_mb"] < result["table"][0]["file_mb"]
     assert (out / "report" / "bench.md").exists() and list((out / "report").glob("bench_*.png"))
+    verdicts = result["verdicts"]["verdicts"]
+    assert set(verdicts) == {"grammar-text", "heldout-text"}
+    for by_decoder in verdicts.values():
+        assert set(by_decoder) == {"greedy", "lm"} and by_decoder["lm"]["utterances"] == 20
+    assert "MPQ lossless on both corpora:" in printed and "| heldout-text | lm | 20 |" in printed
+    assert "Lossless verdict with power" in (out / "pipeline.md").read_text()
     assert main(argv) == 0  # a second run finds every stage done and only reprints
 
 
