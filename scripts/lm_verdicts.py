@@ -29,8 +29,10 @@ from speechmpq.verdicts import decode_sets, judge, results_table, verdicts_table
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fp32", type=Path, required=True)
-    parser.add_argument("--mpq", type=Path, required=True)
+    parser.add_argument("--fp32", type=Path, required=True, help="the reference model (.onnx)")
+    parser.add_argument("--mpq", type=Path, required=True, help="the candidate judged against it (.onnx)")
+    parser.add_argument("--names", nargs=2, default=["fp32", "mpq"], metavar=("REFERENCE", "CANDIDATE"),
+                        help="labels of the two models in the report (e.g. old-fp32 new-fp32)")
     parser.add_argument("--lm", type=Path, required=True)
     parser.add_argument("--sets", nargs="+", required=True, help="NAME=FOLDER[,FOLDER...]")
     parser.add_argument("--pool", nargs="+", default=[], help="NAME=SET+SET...: pooled sets (rows, verdicts)")
@@ -53,9 +55,10 @@ def main(argv: list[str]) -> int:
     decoders = {"greedy": DecoderConfig("greedy"),
                 "lm": DecoderConfig("lm", args.beam_size, lm=str(args.lm), lm_weight=args.lm_weight,
                                     word_score=args.word_score)}
-    results, seconds = decode_sets({"fp32": args.fp32, "mpq": args.mpq}, sets, decoders, tsv_root, pools,
-                                   threads=args.threads)
-    verdicts = judge(tsv_root, "fp32", "mpq", args.verdict_sets, list(decoders))
+    reference, candidate = args.names
+    results, seconds = decode_sets({reference: args.fp32, candidate: args.mpq}, sets, decoders, tsv_root,
+                                   pools, threads=args.threads)
+    verdicts = judge(tsv_root, reference, candidate, args.verdict_sets, list(decoders))
     facts = machine_facts()
     report = {"command": "python scripts/lm_verdicts.py " + " ".join(argv),
               "machine": f"{facts['cpu']}, {facts['cores']} cores, onnxruntime "
@@ -63,7 +66,7 @@ def main(argv: list[str]) -> int:
               "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "decoder": {"beam_size": args.beam_size, "lm_weight": args.lm_weight,
                           "word_score": args.word_score, "lm": str(args.lm)},
-              "results": results, "decode_seconds": seconds, "verdicts": verdicts}
+              "names": args.names, "results": results, "decode_seconds": seconds, "verdicts": verdicts}
     atomic_write(args.out.parent / f"{args.out.name}.json", json.dumps(report, indent=1) + "\n")
     atomic_write(args.out.parent / f"{args.out.name}.md", markdown(report))
     print(markdown(report))
@@ -72,14 +75,16 @@ def main(argv: list[str]) -> int:
 
 def markdown(report: dict) -> str:
     d = report["decoder"]
-    lines = ["# Demo model: WER greedy and with the LM, and MPQ vs FP32 verdicts", "",
+    lines = ["# WER greedy and with the LM, and verdicts of one model against another", "",
              f"Command: `{report['command']}`", "", f"Machine: {report['machine']}; {report['date']}. "
              f"Offline (one window per utterance). LM decoder: `{d['lm']}`, beam {d['beam_size']}, "
              f"LM weight {d['lm_weight']}, word score {d['word_score']}.", "",
              *results_table(report["results"])]
     if report["verdicts"]:
-        lines += ["", "MPQ against FP32 decoded the same way (MAPSSWE, alpha 0.05; bootstrap 95 % interval "
-                  "of WER(MPQ) - WER(FP32), points):", "", *verdicts_table(report["verdicts"])]
+        reference, candidate = report.get("names", ["fp32", "mpq"])
+        lines += ["", f"{candidate} against {reference} decoded the same way (MAPSSWE, alpha 0.05; bootstrap "
+                  f"95 % interval of WER({candidate}) - WER({reference}), points; 'lossless' = not "
+                  "significantly worse):", "", *verdicts_table(report["verdicts"], reference, candidate)]
     return "\n".join(lines) + "\n"
 
 
