@@ -43,9 +43,9 @@ class PipelineConfig:
     # per split of the verdict corpora: test-clean + test-other of the grammar's text (seed) and of
     # held-out text (seed + 1, train/wordlists/heldout_python_docs.txt): 2 x 750 pooled per corpus
     verdict_utterances: int = 750
-    target_bits: float = 3.0  # average-bits budget over the searched layers
+    target_bits: float = 4.0  # average-bits budget over the searched layers
     steps: int = 200  # one-stage search + training steps
-    pass2_steps: int = 0  # then fine-tune with the bits fixed ("Pass 2")
+    pass2_steps: int = 40  # then fine-tune with the bits fixed ("Pass 2")
     batch_seconds: float = 32.0  # audio per training batch
     repetitions: int = 2  # interleaved latency/memory measurements per model
     threads: int = 2  # onnxruntime threads for latency (and torch threads for training; 0: all)
@@ -359,7 +359,8 @@ def markdown(result: dict) -> str:
         f"Command: `speechmpq {' '.join(cfg['extra'].get('argv', ['pipeline']))}`  ",
         f"Machine: {result['machine']}. Date: {result['date']}. Wall time {s['total'] / 60:.1f} min "
         f"(corpus {s['corpus']:.0f} s, quantize {s['quantize']:.0f} s, export {s['export']:.0f} s, "
-        f"stream {s['stream']:.0f} s).", "",
+        f"stream {s['stream']:.0f} s" + (f", verdicts {s['verdicts']:.0f} s" if "verdicts" in s else "")
+        + ").", "",
         f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches"
         + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
         f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "

@@ -220,7 +220,7 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
             if torch.isfinite(loss) and torch.isfinite(grad_norm):
                 optimizer.step()
                 state["skipped_in_a_row"] = 0
-            else:  # a non-finite loss or gradient (seen twice with bf16 on a loaded CPU): skip the step
+            else:  # a non-finite loss or gradient (seen with bf16 on the Xeon): skip the step
                 optimizer.zero_grad(set_to_none=True)
                 state["skipped_steps"] = state.get("skipped_steps", 0) + 1
                 state["skipped_in_a_row"] = state.get("skipped_in_a_row", 0) + 1

@@ -245,9 +245,10 @@ def add_commands(commands) -> None:
     pipe.add_argument("--verdict-utterances", type=int, default=750,
                       help="per split of the two verdict corpora (test-clean + test-other of the grammar's "
                       "text and of held-out text)")
-    pipe.add_argument("--target-bits", type=float, default=3.0, help="average-bits budget")
+    pipe.add_argument("--target-bits", type=float, default=4.0,
+                      help="average-bits budget over the searched layers")
     pipe.add_argument("--steps", type=int, default=200, help="one-stage training steps")
-    pipe.add_argument("--pass2-steps", type=int, default=0, help="then fine-tune with the bits fixed")
+    pipe.add_argument("--pass2-steps", type=int, default=40, help="then fine-tune with the bits fixed")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
     pipe.add_argument("--lm", default="auto",
