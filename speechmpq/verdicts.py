@@ -17,8 +17,6 @@ from pathlib import Path
 from speechmpq.datasets import Utterance
 from speechmpq.evaluation import compare_tsv, score_utterances, write_rows_tsv
 
-ALPHA = 0.05  # MAPSSWE significance level
-
 
 def _decode(decoder, logits) -> str:
     state = decoder.initial()
@@ -85,7 +83,7 @@ def judge(tsv_root: Path, reference: str, candidate: str, set_names: list[str],
             compared = compare_tsv(tsv_root / reference / set_name / name / "utterances.tsv",
                                    tsv_root / candidate / set_name / name / "utterances.tsv")
             test = compared["mapsswe"]
-            worse = bool(test["p_value"] < ALPHA and test["mean_difference"] > 0)
+            worse = bool(test["significant"] and test["mean_difference"] > 0)  # mapsswe's alpha: 0.05
             verdicts.setdefault(set_name, {})[name] = {
                 "utterances": compared["utterances"], "wer_reference": compared["wer_a"],
                 "wer_candidate": compared["wer_b"], "p_value": test["p_value"],
