@@ -10,7 +10,7 @@ from speechmpq.train.pipeline import LM_ROWS, ROWS, PipelineConfig, format_table
 
 @pytest.mark.parametrize("field, value", [("train_hours", 0), ("test_utterances", 3), ("steps", 1),
                                           ("verdict_utterances", 9),
-                                          ("target_bits", 9.0), ("repetitions", 0)])
+                                          ("target_bits", 9.0), ("repetitions", 0), ("lr", 0.0)])
 def test_impossible_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         PipelineConfig(**{field: value})
@@ -109,3 +109,5 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     _check_settings(PipelineConfig(out=tmp_path, steps=100))  # same settings: resumes
     with pytest.raises(Exception, match="steps 100 -> 200.*--fresh"):
         _check_settings(PipelineConfig(out=tmp_path, steps=200))
+    with pytest.raises(Exception, match="lr 2e-05 -> 0.0002"):
+        _check_settings(PipelineConfig(out=tmp_path, steps=100, lr=2e-4))
