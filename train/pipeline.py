@@ -50,6 +50,7 @@ class PipelineConfig:
     # command's 2e-4, because on the demo model the weight updates cost more WER than the bit widths
     # (README "The demo model": 6 bits at 2e-4 lost on 3 of 4 verdicts, at 2e-5 on 1)
     lr: float = 2e-5
+    granularity: str = "per-tensor"  # step sizes per tensor (the paper) or per output channel
     batch_seconds: float = 32.0  # audio per training batch
     repetitions: int = 2  # interleaved latency/memory measurements per model
     threads: int = 2  # onnxruntime threads for latency (and torch threads for training; 0: all)
@@ -70,6 +71,8 @@ class PipelineConfig:
                              f"{self.verdict_utterances}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
+        if self.granularity not in ("per-tensor", "per-channel"):
+            raise ValueError(f"granularity must be per-tensor or per-channel, not {self.granularity!r}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), not {self.lr}")
         if self.steps < 10:
@@ -118,7 +121,7 @@ def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
 
 # settings that decide what the stages produce (resuming with other values would mix results)
 _RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "verdict_utterances", "target_bits",
-                    "steps", "pass2_steps", "lr", "batch_seconds", "repetitions", "threads", "lm")
+                    "steps", "pass2_steps", "lr", "granularity", "batch_seconds", "repetitions", "threads", "lm")
 
 
 def _check_settings(cfg: PipelineConfig) -> None:
@@ -180,8 +183,10 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     if not summary_path.exists():
         from speechmpq.train.quantize import quantize
         from speechmpq.train.quantize_config import QuantizeConfig
+        from speechmpq.train.supernet import SupernetConfig
 
         result = quantize(QuantizeConfig(model=cfg.model, train_data=data / "train", out=qrun,
+                                         supernet=SupernetConfig(granularity=cfg.granularity),
                                          method="one-stage", target_bits=cfg.target_bits, steps=cfg.steps,
                                          pass2_steps=cfg.pass2_steps, lr=cfg.lr,
                                          batch_seconds=cfg.batch_seconds, threads=cfg.threads, device="cpu"),
@@ -369,7 +374,7 @@ def markdown(result: dict) -> str:
         + ").", "",
         f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches"
         + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
-        f"weight lr {cfg.get('lr', 2e-4):g}, target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
+        f"weight lr {cfg.get('lr', 2e-4):g}, {cfg.get('granularity', 'per-tensor')} step sizes, target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
         f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
         "(greedy CTC, and with the LM decoder in the LM rows, each compared with FP32 decoded the same "
         "way; the model's recommended chunking); latency = model time per chunk and peak RSS in "

@@ -111,7 +111,8 @@ def _cmd_pipeline(args) -> int:
     cfg = PipelineConfig(out=args.out, model=args.model, seed=args.seed, train_hours=args.train_hours,
                          test_utterances=args.test_utterances, verdict_utterances=args.verdict_utterances,
                          target_bits=args.target_bits,
-                         steps=args.steps, pass2_steps=args.pass2_steps, lr=args.lr, repetitions=args.repetitions,
+                         steps=args.steps, pass2_steps=args.pass2_steps, lr=args.lr,
+                         granularity=args.granularity, repetitions=args.repetitions,
                          threads=args.threads, lm=args.lm,
                          fresh=args.fresh, extra={"argv": args.argv})
     result = run_pipeline(cfg, progress=not args.quiet)
@@ -251,6 +252,8 @@ def add_commands(commands) -> None:
     pipe.add_argument("--pass2-steps", type=int, default=40, help="then fine-tune with the bits fixed")
     pipe.add_argument("--lr", type=float, default=2e-5,
                       help="peak learning rate of weights and step sizes (quantize's default is 2e-4)")
+    pipe.add_argument("--granularity", default="per-tensor", choices=["per-tensor", "per-channel"],
+                      help="one step size per weight matrix (the paper) or per output channel")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
     pipe.add_argument("--lm", default="auto",

@@ -10,7 +10,8 @@ from speechmpq.train.pipeline import LM_ROWS, ROWS, PipelineConfig, format_table
 
 @pytest.mark.parametrize("field, value", [("train_hours", 0), ("test_utterances", 3), ("steps", 1),
                                           ("verdict_utterances", 9),
-                                          ("target_bits", 9.0), ("repetitions", 0), ("lr", 0.0)])
+                                          ("target_bits", 9.0), ("repetitions", 0), ("lr", 0.0),
+                                          ("granularity", "per-row")])
 def test_impossible_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         PipelineConfig(**{field: value})
