@@ -165,7 +165,7 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                         int(np.random.SeedSequence(step_seed + [7]).generate_state(1)[0]))
                     sn.draw_gumbel_noise(model, generator)
                 ctc_sum, kl_sum, utts, frames = step_losses(trained, teacher, batch, ctx, cfg, use_bf16)
-                loss = ctx.world * (ctc_sum / utts + cfg.kl_weight * kl_sum / frames)
+                loss = ctx.world * (cfg.ctc_weight * ctc_sum / utts + cfg.kl_weight * kl_sum / frames)
                 bits = sn.bits_summary(model)
                 size, direction = (size_term(bits, cfg) if searching and cfg.cost != "latency"
                                    else (0.0, "off"))
@@ -207,7 +207,8 @@ def quantize(cfg: QuantizeConfig, progress: bool = True) -> dict:
                     n = max(window["n"], 1)
                     record = {"phase": phase, "step": state["step"], "ctc": window["ctc"] / n,
                               "kl": window["kl"] / n, "size_term": window["size"] / n,
-                              "loss": (window["ctc"] + cfg.kl_weight * window["kl"] + window["size"]) / n,
+                              "loss": (cfg.ctc_weight * window["ctc"] + cfg.kl_weight * window["kl"]
+                                       + window["size"]) / n,
                               "lr": schedule.get_last_lr()[0],
                               "sec_per_step": (time.time() - window["start"]) / n, "time": time.time(),
                               "skipped_steps": state.get("skipped_steps", 0)}

@@ -40,6 +40,7 @@ class QuantizeConfig:
     weight_decay: float = 0.0  # on weights only
     grad_clip: float = 5.0  # max global gradient norm
     kl_weight: float = 1.0  # beta: weight of KL(FP teacher ‖ quantized student), per frame
+    ctc_weight: float = 1.0  # weight of the CTC loss on the transcripts (0: distil from the teacher only)
     size_weight: float = 1.0  # lambda: weight of the size term (in average bits)
     # what the size term pays for: "bits" (the paper: average bits against the target window),
     # "latency" (expected latency of the searched layers from a kernel table, over their fp32
@@ -100,9 +101,11 @@ class QuantizeConfig:
                      "tau_start", "tau_end"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("kl_weight", "size_weight", "weight_decay"):
+        for name in ("kl_weight", "ctc_weight", "size_weight", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.kl_weight == 0 and self.ctc_weight == 0:
+            raise ValueError("kl_weight and ctc_weight are both 0: nothing to train on")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.batch_seconds < self.max_utterance_seconds:

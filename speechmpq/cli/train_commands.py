@@ -87,7 +87,7 @@ def _cmd_quantize(args) -> int:
         batch_seconds=args.batch_seconds, max_utterance_seconds=args.max_utterance_seconds,
         min_batch_utterances=args.min_batch_utterances, lr=args.lr, logits_lr=args.logits_lr,
         warmup_ratio=args.warmup_ratio,
-        kl_weight=args.kl_weight, size_weight=args.size_weight, tau_start=args.tau_start,
+        kl_weight=args.kl_weight, ctc_weight=args.ctc_weight, size_weight=args.size_weight, tau_start=args.tau_start,
         tau_end=args.tau_end, sensitivity_batches=args.sensitivity_batches, seed=args.seed,
         threads=args.threads, bf16=not args.no_bf16, device=args.device, workers=args.workers,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, cost=args.cost,
@@ -219,6 +219,8 @@ def add_commands(commands) -> None:
     quant.add_argument("--logits-lr", type=float, default=1e-2, help="bit-choice logits")
     quant.add_argument("--warmup-ratio", type=float, default=0.1)
     quant.add_argument("--kl-weight", type=float, default=1.0, help="beta")
+    quant.add_argument("--ctc-weight", type=float, default=1.0,
+                       help="weight of the CTC loss (0: learn from the FP teacher's outputs only)")
     quant.add_argument("--size-weight", type=float, default=1.0, help="lambda (per average bit)")
     quant.add_argument("--cost", default="bits", choices=["bits", "latency", "both"],
                        help="what the size term pays for: average bits (default), the kernel table's latency "

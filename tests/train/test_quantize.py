@@ -111,12 +111,25 @@ def test_hubert_and_wavlm_quantize_end_to_end(tiny_corpus, tmp_path, model_type)
 
 def test_impossible_settings_fail_with_one_line(tiny_corpus, tiny_model, tmp_path, capsys):
     cases = [["--target-bits", "9"], ["--method", "uniform"], ["--candidates", "1", "4"],
-             ["--layer", "no.such.layer=8"], ["--window", "-1"]]
+             ["--layer", "no.such.layer=8"], ["--window", "-1"], ["--ctc-weight", "-1"],
+             ["--ctc-weight", "0", "--kl-weight", "0"]]
     for extra in cases:
         capsys.readouterr()
         assert _quantize(tiny_corpus, tiny_model, tmp_path / "x", "--steps", "2", *extra) == 1, extra
         err = capsys.readouterr().err
         assert err.startswith("error:") and err.count("\n") == 1, (extra, err)
+
+
+def test_ctc_weight_zero_trains_on_the_teacher_alone(tiny_corpus, tiny_model, tmp_path):
+    out = tmp_path / "run"
+    assert _quantize(tiny_corpus, tiny_model, out, "--steps", "2", "--ctc-weight", "0", "--log-every", "1",
+                     "--kl-weight", "2") == 0
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "kl" in r]
+    assert steps
+    for r in steps:  # the CTC loss is still measured and logged, but not trained on
+        assert r["ctc"] > 0
+        assert r["loss"] == pytest.approx(2 * r["kl"] + r["size_term"], rel=1e-6)
 
 
 @pytest.mark.slow
