@@ -252,10 +252,10 @@ def add_commands(commands) -> None:
                       help="average-bits budget over the searched layers")
     pipe.add_argument("--steps", type=int, default=200, help="one-stage training steps")
     pipe.add_argument("--pass2-steps", type=int, default=40, help="then fine-tune with the bits fixed")
-    pipe.add_argument("--lr", type=float, default=2e-5,
+    pipe.add_argument("--lr", type=float, default=2e-6,
                       help="peak learning rate of weights and step sizes (quantize's default is 2e-4)")
-    pipe.add_argument("--granularity", default="per-tensor", choices=["per-tensor", "per-channel"],
-                      help="one step size per weight matrix (the paper) or per output channel")
+    pipe.add_argument("--granularity", default="per-channel", choices=["per-tensor", "per-channel"],
+                      help="one step size per output channel, or per weight matrix (the paper)")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
     pipe.add_argument("--lm", default="auto",

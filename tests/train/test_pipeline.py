@@ -110,5 +110,5 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     _check_settings(PipelineConfig(out=tmp_path, steps=100))  # same settings: resumes
     with pytest.raises(Exception, match="steps 100 -> 200.*--fresh"):
         _check_settings(PipelineConfig(out=tmp_path, steps=200))
-    with pytest.raises(Exception, match="lr 2e-05 -> 0.0002"):
+    with pytest.raises(Exception, match="lr 2e-06 -> 0.0002"):
         _check_settings(PipelineConfig(out=tmp_path, steps=100, lr=2e-4))
