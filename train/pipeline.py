@@ -122,7 +122,8 @@ def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
 
 # settings that decide what the stages produce (resuming with other values would mix results)
 _RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "verdict_utterances", "target_bits",
-                    "steps", "pass2_steps", "lr", "granularity", "batch_seconds", "repetitions", "threads", "lm")
+                    "steps", "pass2_steps", "lr", "granularity", "batch_seconds", "repetitions", "threads",
+                    "lm")
 
 
 def _check_settings(cfg: PipelineConfig) -> None:
@@ -375,7 +376,8 @@ def markdown(result: dict) -> str:
         + ").", "",
         f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches"
         + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
-        f"weight lr {cfg.get('lr', 2e-4):g}, {cfg.get('granularity', 'per-tensor')} step sizes, target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
+        f"weight lr {cfg.get('lr', 2e-4):g}, {cfg.get('granularity', 'per-tensor')} step sizes, "
+        f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
         f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
         "(greedy CTC, and with the LM decoder in the LM rows, each compared with FP32 decoded the same "
         "way; the model's recommended chunking); latency = model time per chunk and peak RSS in "
