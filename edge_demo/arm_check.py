@@ -33,6 +33,25 @@ from speechmpq.files import atomic_output, atomic_write
 LEVEL0_TOLERANCE = 1e-3
 
 
+TEXT_KEYS = ("offline_text", "streaming_text", "lm_streaming_text")
+
+
+def _same_texts(theirs: dict, allowed: dict) -> bool:
+    return all(theirs.get(key) == allowed.get(key) for key in TEXT_KEYS)
+
+
+def _allowed_texts(ref: dict, level: str, clip: str) -> list[dict]:
+    """The x86 transcripts an arm64 run may match: at level 0 x86's own; at a level with int8
+    activations x86's at that level or its exact (level-0) ones, since each CPU is only within its
+    own quantization error of the exact product (a near tie may fall either way; an arm64 CPU
+    without an int8 dot-product kernel computes the exact product at every level)."""
+    allowed = [ref["levels"][level]["clips"][clip]]
+    exact = ref["levels"].get("0", {}).get("clips", {}).get(clip)
+    if level != "0" and exact is not None:
+        allowed.append(exact)
+    return allowed
+
+
 def tolerance(reference_logits: dict, level: str, clip: str) -> tuple[float, float | None]:
     """(tolerance, the x86 level-L vs level-0 difference it was derived from)."""
     exact = reference_logits.get(f"0/{clip}")
@@ -112,7 +131,7 @@ def compare(reference: Path, runs: list[Path]) -> dict:
         entry = {"name": path.name, "report": other, "levels": {}}
         for level, data in ref["levels"].items():
             checks = {}
-            for clip, values in data["clips"].items():
+            for clip in data["clips"]:
                 theirs = other["levels"][level]["clips"][clip]
                 key = f"{level}/{clip}"
                 a, b = ref_logits[key], logits[key]
@@ -120,9 +139,7 @@ def compare(reference: Path, runs: list[Path]) -> dict:
                 limit, own = tolerance(ref_logits, level, clip)
                 versus_exact = (float(np.abs(ref_logits[f"0/{clip}"] - b).max())
                                 if f"0/{clip}" in ref_logits and a.shape == b.shape else None)
-                same_text = (theirs["offline_text"] == values["offline_text"]
-                             and theirs["streaming_text"] == values["streaming_text"]
-                             and theirs.get("lm_streaming_text") == values.get("lm_streaming_text"))
+                same_text = any(_same_texts(theirs, allowed) for allowed in _allowed_texts(ref, level, clip))
                 ok = same_text and difference <= limit
                 checks[clip] = {"max_logit_difference": difference, "tolerance": limit,
                                 "x86_level_vs_level0": own, "versus_x86_level0": versus_exact,
@@ -158,7 +175,8 @@ def markdown(summary: dict, command: str) -> str:
                      f"machine {r['machine']}, Python {r['python']}, onnxruntime {r['onnxruntime']}, "
                      f"numpy {r['numpy']}")
     lines += ["", f"Verdict: **{'PASS' if summary['passed'] else 'FAIL'}** — transcripts (offline and "
-              "streaming) identical to x86, and logits within the tolerance of the accuracy level: "
+              "streaming) identical to x86 (above level 0: to x86's at that level or its exact level-0 "
+              "ones), and logits within the tolerance of the accuracy level: "
               f"{LEVEL0_TOLERANCE:g} at level 0 (fp32 activations: summation order only); at level 4 "
               "twice the x86 run's own level-4 vs level-0 difference on that clip (int8 activations "
               "on both sides, each within that error of the exact product).", ""]
