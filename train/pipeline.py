@@ -72,7 +72,9 @@ class PipelineConfig:
                              f"{self.verdict_utterances}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
-        if self.granularity not in ("per-tensor", "per-channel"):
+        from speechmpq.bitplan import GRANULARITIES
+
+        if self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be per-tensor or per-channel, not {self.granularity!r}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), not {self.lr}")

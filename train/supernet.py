@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from speechmpq import bitplan
 from speechmpq.train.quant import fake_quant_candidates_ste, fake_quant_ste, mse_step_size, quantize
 
 # q, k, v, out projections and the two FFN matrices of every transformer block, in all three
@@ -47,7 +48,7 @@ class SupernetConfig:
             raise ValueError(f"candidates must be distinct bit widths, got {self.candidates}")
         if not all(2 <= b <= 8 for b in self.candidates):
             raise ValueError(f"candidate bit widths must be in 2..8, got {self.candidates}")
-        if self.granularity not in ("per-tensor", "per-channel"):
+        if self.granularity not in bitplan.GRANULARITIES:
             raise ValueError(f"granularity must be per-tensor or per-channel, got {self.granularity!r}")
         if self.logit_init is None:
             self.logit_init = tuple([0.0] * (len(self.candidates) - 1) + [0.02])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from speechmpq.bitplan import GRANULARITIES
 from speechmpq.errors import SpeechmpqError
 
 
@@ -200,7 +201,7 @@ def add_commands(commands) -> None:
                        help="size term off inside [target-bits - window, target-bits]")
     quant.add_argument("--search", default="nas", choices=["nas", "kl"], help="two-stage stage 1")
     quant.add_argument("--candidates", type=int, nargs="+", default=[2, 4, 8], help="bit widths")
-    quant.add_argument("--granularity", default="per-tensor", choices=["per-tensor", "per-channel"])
+    quant.add_argument("--granularity", default="per-tensor", choices=GRANULARITIES)
     quant.add_argument("--fixed-steps", action="store_true",
                        help="keep the MSE-initialised step sizes (no LSQ learning)")
     quant.add_argument("--layer", action="append", default=[], metavar="NAME=SETTING",
@@ -255,7 +256,7 @@ def add_commands(commands) -> None:
     pipe.add_argument("--pass2-steps", type=int, default=40, help="then fine-tune with the bits fixed")
     pipe.add_argument("--lr", type=float, default=2e-6,
                       help="peak learning rate of weights and step sizes (quantize's default is 2e-4)")
-    pipe.add_argument("--granularity", default="per-channel", choices=["per-tensor", "per-channel"],
+    pipe.add_argument("--granularity", default="per-channel", choices=GRANULARITIES,
                       help="one step size per output channel, or per weight matrix (the paper)")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
