@@ -22,9 +22,9 @@ from speechmpq import bitplan as bitplan_lib
 from speechmpq.errors import ModelError, SpeechmpqError
 from speechmpq.export.config import PEERS, ExportConfig
 from speechmpq.export.fp32 import FP32_OPSET, export_fp32
-from speechmpq.export.metadata import model_metadata, set_metadata
 from speechmpq.export.qdq import QuantizedWeight, apply_quantized_weights, minimum_opset
 from speechmpq.export.save import save_checked
+from speechmpq.onnx_metadata import model_metadata, set_metadata
 
 
 @dataclass
@@ -108,8 +108,8 @@ def _set_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
 
 def _kernel_map(weights: list[QuantizedWeight], cfg: ExportConfig) -> tuple[int, dict | None, str]:
     """(accuracy level, layer -> kernel choice or None for no map, where the choice came from)."""
-    from speechmpq.export.kernel_map import choose, default_rules, load_table
-    from speechmpq.export.packing import container_bits
+    from speechmpq.bitplan import container_bits
+    from speechmpq.kernel_table import choose, default_rules, load_table
 
     linear = [w for w in weights if w.kind == "linear"]
     if cfg.kernel_table == "none" or not linear:

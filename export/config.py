@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from speechmpq.runtime.model_info import STREAMING_DEFAULTS_MS
+from speechmpq.onnx_metadata import STREAMING_DEFAULTS_MS
 
 EXPORTERS = ("torchscript", "dynamo")
 OTHERS = ("fp32", "int8")

@@ -12,7 +12,8 @@
                        0 float activations, 4 int8 activations quantized per block in the kernel)
 
 Kernel ids: ``fp32``, ``int8-dynamic``, ``nbits{B}-block{S}`` (+ accuracy level, a session option, kept
-beside the id). ``export/kernels.py`` times them, ``export/kernel_map.py`` picks one per layer.
+beside the id; ``speechmpq.kernel_table``). ``export/kernels.py`` times them, ``kernel_table.choose`` picks
+one per layer.
 """
 
 from __future__ import annotations
@@ -22,31 +23,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from speechmpq.export.packing import integer_initializer
-
-FP32, INT8_DYNAMIC = "fp32", "int8-dynamic"
-NBITS_BITS, NBITS_BLOCKS, ACCURACY_LEVELS = (2, 4, 8), (32, 64, 128, 256), (0, 4)
-
-
-def nbits_id(bits: int, block: int) -> str:
-    return f"nbits{bits}-block{block}"
-
-
-def int8_dynamic_id(bits: int) -> str:
-    return INT8_DYNAMIC if bits == 8 else f"{INT8_DYNAMIC}-from{bits}"
-
-
-def parse_kernel(kernel: str) -> tuple[str, int, int | None]:
-    """kernel id -> (kind, stored bits, block size or None)."""
-    if kernel == FP32:
-        return FP32, 32, None
-    if kernel == INT8_DYNAMIC:
-        return INT8_DYNAMIC, 8, None
-    if kernel in (f"{INT8_DYNAMIC}-from2", f"{INT8_DYNAMIC}-from4"):
-        return INT8_DYNAMIC, int(kernel[-1]), None
-    if kernel.startswith("nbits") and "-block" in kernel:
-        bits, block = kernel[5:].split("-block")
-        return "nbits", int(bits), int(block)
-    raise ValueError(f"unknown kernel {kernel!r}")
+from speechmpq.kernel_table import FP32, INT8_DYNAMIC, parse_kernel
 
 
 def int8_dynamic_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.ndarray, bits: int = 8,
@@ -106,17 +83,6 @@ def nbits_nodes(
         numpy_helper.from_array(scales, s),
     ]
 
-
-# On x86 without VNNI, onnxruntime's uint8 x int8 GEMM (MatMulInteger, DynamicQuantizeMatMul) sums
-# pairs of products in int16 (vpmaddubsw) and saturates once |weight code| > 64: measured 27 % error
-# for full-range 8-bit codes, exact up to the activations' rounding for codes within +-64.
-SATURATION_FREE_CODE = 64
-VNNI_ISA = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def saturation_free(max_code: int, isa: list[str] | None) -> bool:
-    """Whether the int8-dynamic kernels compute a layer with these codes without int16 overflow."""
-    return max_code <= SATURATION_FREE_CODE or any(flag in (isa or []) for flag in VNNI_ISA)
 
 
 def linear_model(

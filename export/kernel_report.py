@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechmpq.export.kernel_graphs import parse_kernel
+from speechmpq.kernel_table import parse_kernel
 
 
 def _cell(entry: dict) -> str:

@@ -14,35 +14,32 @@ The JSON is what ``export --kernel-table`` reads; the markdown beside it is for 
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from speechmpq.export.kernel_graphs import (
+from speechmpq.export.kernel_graphs import conv_model, linear_model
+from speechmpq.kernel_table import (
     ACCURACY_LEVELS,
+    FORMAT,
     FP32,
     INT8_DYNAMIC,
     NBITS_BITS,
     NBITS_BLOCKS,
-    conv_model,
+    best_by_bits,
     int8_dynamic_id,
-    linear_model,
     nbits_id,
-    parse_kernel,
 )
+from speechmpq.machine import kernel_machine
 
-FORMAT = "speechmpq-kernels/1"
 LINEAR_KINDS = ("q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense")
 
 
 def window_frames(config, window_ms: int) -> int:
-    from speechmpq.export.metadata import conv_geometry
+    from speechmpq.onnx_metadata import conv_geometry
 
     stride, field = conv_geometry(config)
     return (window_ms * 16 - field) // stride + 1
@@ -113,8 +110,7 @@ def measure(preset: str, threads: int, repetitions: int = 7, window_ms: int | No
     """Time every kernel for ``preset``'s shapes; returns the table (see module doc)."""
     from tqdm import tqdm
 
-    from speechmpq.export.metadata import conv_geometry
-    from speechmpq.runtime.model_info import STREAMING_DEFAULTS_MS
+    from speechmpq.onnx_metadata import STREAMING_DEFAULTS_MS, conv_geometry
     from speechmpq.train.models import build_config
 
     config = build_config(preset)
@@ -123,7 +119,7 @@ def measure(preset: str, threads: int, repetitions: int = 7, window_ms: int | No
     rows = window_frames(config, window_ms)
     rng = np.random.default_rng(0)
     table = {"format": FORMAT, "preset": preset, "threads": threads, "repetitions": repetitions,
-             "window_ms": window_ms, "rows": rows, "linear": [], "conv": [], "machine": machine()}
+             "window_ms": window_ms, "rows": rows, "linear": [], "conv": [], "machine": kernel_machine()}
     shapes = linear_shapes(config)
     bar = tqdm(total=len(shapes) + 1, desc=f"kernels {preset}", disable=not progress, unit="shape")
     for (k, n), kinds in shapes.items():
@@ -181,61 +177,6 @@ def measure(preset: str, threads: int, repetitions: int = 7, window_ms: int | No
     bar.close()
     table["best"] = best_by_bits(table)
     return table
-
-
-def levels_of(entry: dict) -> tuple[int, ...]:
-    """Accuracy levels a table entry holds at: the level is a MatMulNBits session option, so an
-    nbits entry holds at its own, the other kernels run alike at any level."""
-    return (entry["accuracy_level"],) if entry["kernel"].startswith("nbits") else ACCURACY_LEVELS
-
-
-def level_totals(table: dict) -> dict[int, dict[int, dict[str, float]]]:
-    """accuracy level -> stored bits -> kernel -> total ms over the table's model (each shape
-    weighted by how many layers have it)."""
-    totals: dict[int, dict[int, dict[str, float]]] = {}
-    for shape in table["linear"]:
-        for entry in shape["kernels"]:
-            bits = parse_kernel(entry["kernel"])[1]
-            for level in levels_of(entry):
-                per = totals.setdefault(level, {}).setdefault(bits, {})
-                per[entry["kernel"]] = per.get(entry["kernel"], 0.0) + entry["median_ms"] * shape["per_block"]
-    return totals
-
-
-def best_by_bits(table: dict) -> dict:
-    """For each stored bit width: at each accuracy level, the kernel with the least total time over
-    the model's layers, and that total in ms."""
-    best: dict[str, dict] = {}
-    for level, per_bits in sorted(level_totals(table).items()):
-        for bits, totals in sorted(per_bits.items()):
-            if bits == 32 and level:
-                continue
-            kernel = min(totals, key=totals.get)
-            entry = {"kernel": kernel, "model_ms": round(totals[kernel], 3)}
-            best.setdefault(str(bits), {})[str(level)] = entry
-    return best
-
-
-def cpu_isa() -> list[str]:
-    """The instruction-set flags that decide onnxruntime's int8 and low-bit kernels on this CPU."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    return sorted(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-                  if f" {f}" in text)
-
-
-def machine() -> dict:
-    import onnxruntime
-
-    from speechmpq.runtime.bench import machine_facts
-
-    return {
-        "arch": platform.machine(),
-        "cpu": machine_facts()["cpu"],
-        "cores": os.cpu_count(),
-        "isa": cpu_isa(),
-        "onnxruntime": onnxruntime.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
 
 
 def write(table: dict, out: Path, command: str) -> list[Path]:

@@ -10,17 +10,10 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
+from speechmpq.bitplan import container_bits
+
 # bits -> (ONNX element type, container bits, minimum opset whose DequantizeLinear takes it)
 CONTAINERS = {2: (TensorProto.INT2, 2, 25), 4: (TensorProto.INT4, 4, 21), 8: (TensorProto.INT8, 8, 21)}
-
-
-def container_bits(bits: int, minimum: int = 2) -> int:
-    """The narrowest ONNX integer container for ``bits`` of at least ``minimum`` bits:
-    2 -> 2, 3..4 -> 4, 5..8 -> 8."""
-    if not 2 <= bits <= 8:
-        raise ValueError(f"no ONNX integer container for {bits}-bit weights (2..8 supported)")
-    bits = max(bits, minimum)
-    return 2 if bits <= 2 else 4 if bits <= 4 else 8
 
 
 def pack(codes: np.ndarray, container: int) -> bytes:

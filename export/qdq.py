@@ -30,9 +30,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from speechmpq.bitplan import container_bits
 from speechmpq.errors import SpeechmpqError
-from speechmpq.export.kernel_graphs import INT8_DYNAMIC, block_scales, int8_dynamic_nodes, parse_kernel
-from speechmpq.export.packing import CONTAINERS, container_bits, integer_initializer
+from speechmpq.export.kernel_graphs import block_scales, int8_dynamic_nodes
+from speechmpq.export.packing import CONTAINERS, integer_initializer
+from speechmpq.kernel_table import INT8_DYNAMIC, parse_kernel
 
 
 @dataclass

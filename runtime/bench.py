@@ -10,10 +10,8 @@ child's own ``VmHWM``).
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from pathlib import Path
 
 from speechmpq.datasets import read_dataset
 from speechmpq.errors import SpeechmpqError
+from speechmpq.machine import machine_facts
 
 
 @dataclass
@@ -110,7 +109,7 @@ def _audio(config: BenchConfig) -> tuple[list[str], list[str], list[str]]:
 
 
 def _child(path: Path, spec: dict) -> dict:
-    module = "speechmpq.runtime.bench_child" if path.suffix == ".onnx" else "speechmpq.train.torch_backend"
+    module = "speechmpq.runtime.bench_child" if path.suffix == ".onnx" else "speechmpq.jobs.torch_backend"
     completed = subprocess.run([sys.executable, "-m", module, json.dumps(spec)], capture_output=True,
                                text=True, env={**os.environ, "OMP_NUM_THREADS": str(spec["threads"])})
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
@@ -199,27 +198,6 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     report = summarize(config, models, runs, wer, machine_facts(), len(stream_files), len(eos_files))
     report["profile"] = profiles
     return report
-
-
-def machine_facts() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    versions = {}
-    for name in ("onnxruntime", "numpy", "torch"):
-        try:
-            from importlib.metadata import version
-
-            versions[name] = version(name)
-        except Exception:  # not installed: the row that needs it says so
-            versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}", "versions": versions,
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
 def median(values: list[float]) -> float:

@@ -10,7 +10,7 @@ import onnxruntime as ort
 
 from speechmpq.audio import normalize_waveform
 from speechmpq.errors import ModelError
-from speechmpq.runtime.model_info import ModelInfo
+from speechmpq.onnx_metadata import ModelInfo
 from speechmpq.vocab import ctc_greedy_decode
 
 OPTIMIZATION_LEVELS = {

@@ -20,7 +20,7 @@ if [ -d .whl ]; then
 fi
 # The package without installing it: speechmpq/ plus its subpackages linked in.
 rm -rf /tmp/pkg && mkdir -p /tmp/pkg && cp -r speechmpq /tmp/pkg/
-for d in train export runtime edge_demo; do ln -s "$PWD/$d" "/tmp/pkg/speechmpq/$d"; done
+for d in train export runtime edge_demo jobs; do ln -s "$PWD/$d" "/tmp/pkg/speechmpq/$d"; done
 export PYTHONPATH=/tmp/pkg:/tmp/site PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1  # not the checkout's speechmpq/
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
@@ -28,11 +28,11 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
   --seed 1 --eval-utterances "${EVAL_UTTS:-300}" --quiet || exit 1
 echo "corpus ready after $(( $(date +%s) - started )) s"
 left=$(( DEADLINE - ($(date +%s) - started) ))
-timeout "$left" python3 -m speechmpq.train.mpq_experiments --model models/demo --corpus data/synth-gpu \
+timeout "$left" python experiments/mpq_demo.py --model models/demo --corpus data/synth-gpu \
   --out runs/mpq-gpu --steps "$STEPS" --pass2-steps "$PASS2" --batch-seconds 64 --device "$DEVICE" \
   --eval-device "$DEVICE" --workers "${WORKERS:-2}" --lanes "$LANES"
 echo "experiments exit $? after $(( $(date +%s) - started )) s"
-python3 -m speechmpq.train.bench_supernet --model models/demo --data data/synth-gpu/dev \
+python experiments/supernet_step_time.py --model models/demo --data data/synth-gpu/dev \
   --device "$DEVICE" --batch-seconds 64 --out runs/mpq-gpu/step_time.json
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > runs/mpq-gpu/gpu.txt
 if [ -n "${OUT:-}" ]; then

@@ -149,6 +149,15 @@ def dumps(plan: dict) -> str:
     return json.dumps(validate(plan), indent=1) + "\n"
 
 
+def container_bits(bits: int, minimum: int = 2) -> int:
+    """The narrowest ONNX integer container for ``bits`` of at least ``minimum`` bits:
+    2 -> 2, 3..4 -> 4, 5..8 -> 8."""
+    if not 2 <= bits <= 8:
+        raise ValueError(f"no ONNX integer container for {bits}-bit weights (2..8 supported)")
+    bits = max(bits, minimum)
+    return 2 if bits <= 2 else 4 if bits <= 4 else 8
+
+
 def model_bytes(plan: dict, total_parameters: int, bias_parameters: int,
                 others_bits: int = 8) -> float:
     """Model size in bytes: planned layers at their bits, biases in fp32, every other parameter at

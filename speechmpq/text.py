@@ -1,7 +1,7 @@
 """Transcript text rules (LibriSpeech style): upper-case A–Z, apostrophe, single spaces.
 
 One normaliser for every transcript in the project: real datasets (speechmpq.datasets) and
-the synthetic corpus (speechmpq.train.textgen) both use normalize_transcript, so their words
+the synthetic corpus (speechmpq.train.corpus.textgen) both use normalize_transcript, so their words
 agree. Standard library only.
 """
 

@@ -23,10 +23,15 @@ from speechmpq.errors import SpeechmpqError
 
 def layer_latencies(model, table_path: Path) -> dict[str, dict]:
     """name -> {"fp32": ms, "by_bits": {b: ms}} for every searched linear quantizer of ``model``."""
-    from speechmpq.export.kernel_graphs import INT8_DYNAMIC, VNNI_ISA, parse_kernel
-    from speechmpq.export.kernel_map import load_table, rules_from_table
-    from speechmpq.export.kernels import levels_of
-    from speechmpq.export.packing import container_bits
+    from speechmpq.bitplan import container_bits
+    from speechmpq.kernel_table import (
+        INT8_DYNAMIC,
+        VNNI_ISA,
+        levels_of,
+        load_table,
+        parse_kernel,
+        rules_from_table,
+    )
     from speechmpq.train import supernet as sn
 
     table = load_table(table_path)

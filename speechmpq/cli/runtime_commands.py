@@ -54,7 +54,7 @@ def _add_runtime_flags(parser, decoder: str = "auto") -> None:
 
 
 def _cmd_eval(args) -> int:
-    from speechmpq import evaluation
+    from speechmpq.jobs import evaluation
 
     if args.compare:
         result = evaluation.compare_tsv(Path(args.compare[0]), Path(args.compare[1]),

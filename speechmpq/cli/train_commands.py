@@ -21,7 +21,7 @@ def need_train_extra() -> None:
 
 def _cmd_corpus(args) -> int:
     need_train_extra()
-    from speechmpq.train.corpus import CorpusConfig, build_corpus
+    from speechmpq.train.corpus.build import CorpusConfig, build_corpus
 
     cfg = CorpusConfig(out=args.out, hours=args.hours, seed=args.seed, splits=tuple(args.splits),
                        eval_utterances=args.eval_utterances, jobs=args.jobs,
@@ -108,7 +108,7 @@ def _cmd_quantize(args) -> int:
 
 def _cmd_pipeline(args) -> int:
     need_train_extra()
-    from speechmpq.train.pipeline import PipelineConfig, format_table, run_pipeline
+    from speechmpq.jobs.pipeline import PipelineConfig, format_table, run_pipeline
 
     cfg = PipelineConfig(out=args.out, model=args.model, seed=args.seed, train_hours=args.train_hours,
                          test_utterances=args.test_utterances, verdict_utterances=args.verdict_utterances,
@@ -124,7 +124,7 @@ def _cmd_pipeline(args) -> int:
         print("\n" + "\n".join(result["headline"]))
     verdicts = result.get("verdicts")
     if verdicts:
-        from speechmpq.verdicts import verdicts_table
+        from speechmpq.jobs.verdicts import verdicts_table
 
         print("\nlossless verdicts (MPQ vs FP32, pooled test-clean + test-other of each corpus):")
         print("\n".join(verdicts_table(verdicts["verdicts"])))
@@ -158,7 +158,7 @@ def add_commands(commands) -> None:
     corpus.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
     corpus.add_argument("--sentences", type=Path, default=None,
                         help="speak these sentences (one per line) instead of the grammar's; the splits "
-                        "take them in turn (e.g. train/wordlists/heldout_python_docs.txt: a held-out "
+                        "take them in turn (e.g. train/corpus/wordlists/heldout_python_docs.txt: a held-out "
                         "test corpus from another text source)")
     corpus.add_argument("--overwrite", action="store_true", help="replace existing splits")
     corpus.add_argument("--quiet", action="store_true", help="no progress bar")

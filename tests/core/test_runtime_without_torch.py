@@ -23,12 +23,12 @@ def test_blocker_really_blocks_torch():
 
 
 def test_runtime_and_shared_modules_import_without_torch():
-    code = ("import speechmpq.runtime, speechmpq.runtime.session, speechmpq.runtime.model_info, "
+    code = ("import speechmpq.runtime, speechmpq.runtime.session, speechmpq.onnx_metadata, "
             "speechmpq.runtime.stream, speechmpq.runtime.ctc, speechmpq.runtime.cli, speechmpq.scoring, "
             "speechmpq.runtime.ctc_lm, speechmpq.runtime.lm, speechmpq.ngram, speechmpq.cli.lm_commands, "
             "speechmpq.edge_demo, speechmpq.edge_demo.terminal, speechmpq.edge_demo.server, "
             "speechmpq.edge_demo.arm_check, speechmpq.runtime.memory, speechmpq.audio, speechmpq.datasets, "
-            "speechmpq.vocab, speechmpq.significance, speechmpq.evaluation, speechmpq.cli\n"
+            "speechmpq.vocab, speechmpq.significance, speechmpq.jobs.evaluation, speechmpq.cli\n"
             "assert 'torch' not in sys.modules")
     result = _run(code)
     assert result.returncode == 0, result.stderr

@@ -11,10 +11,11 @@ import torch
 from onnx import numpy_helper
 
 from speechmpq import bitplan
+from speechmpq.bitplan import container_bits
 from speechmpq.cli import main
 from speechmpq.export.api import Source, export_onnx
 from speechmpq.export.config import ExportConfig
-from speechmpq.export.packing import container_bits, integer_initializer
+from speechmpq.export.packing import integer_initializer
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.train.models import build_model, load_model, save_model
 from speechmpq.train.qmodel import save_quantized

@@ -11,8 +11,8 @@ import onnx
 import pytest
 
 from speechmpq import bitplan
+from speechmpq.bitplan import container_bits
 from speechmpq.cli import main
-from speechmpq.export.packing import container_bits
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 
 REFERENCE = Path(__file__).resolve().parents[2] / "models" / "demo-mpq" / "bitplan.json"

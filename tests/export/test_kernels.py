@@ -15,8 +15,8 @@ from test_export import _quantized_dir  # noqa: E402 (pytest puts this folder on
 from speechmpq.cli import main
 from speechmpq.export.api import Source, export_onnx
 from speechmpq.export.config import ExportConfig
-from speechmpq.export.kernel_graphs import linear_model, parse_kernel
-from speechmpq.export.kernel_map import choose, default_rules, load_table, rules_from_table
+from speechmpq.export.kernel_graphs import linear_model
+from speechmpq.kernel_table import choose, default_rules, load_table, parse_kernel, rules_from_table
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.train.models import load_model
 
@@ -66,8 +66,8 @@ def test_each_kernel_computes_the_matmul_and_fuses_into_its_op(kernel, level, tm
 
 def test_int8_dynamic_saturates_full_range_codes_without_vnni_and_the_map_avoids_it():
     """onnxruntime's AVX2 uint8 x int8 GEMM adds product pairs in int16: codes beyond +-64 overflow."""
-    from speechmpq.export.kernel_graphs import saturation_free
-    from speechmpq.export.kernels import machine
+    from speechmpq.kernel_table import saturation_free
+    from speechmpq.machine import kernel_machine as machine
 
     k, n = 128, 96
     x = np.random.default_rng(1).standard_normal((37, k)).astype(np.float32)

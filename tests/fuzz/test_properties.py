@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from speechmpq import bitplan
 from speechmpq.audio import load_audio
 from speechmpq.errors import AudioError, ModelError
+from speechmpq.onnx_metadata import ModelInfo
 from speechmpq.runtime.ctc import GreedyDecoder, PrefixBeamDecoder, collapse_spaces
-from speechmpq.runtime.model_info import ModelInfo
 from speechmpq.vocab import BLANK_ID, VOCAB, WORD_DELIMITER
 
 EXAMPLES = int(os.environ.get("SPEECHMPQ_FUZZ_EXAMPLES", "100"))

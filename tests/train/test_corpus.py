@@ -7,7 +7,7 @@ import soundfile
 
 from speechmpq.datasets import read_dataset, read_librispeech
 from speechmpq.errors import SpeechmpqError
-from speechmpq.train.corpus import (
+from speechmpq.train.corpus.build import (
     SEEN_VARIANTS,
     UNSEEN_VARIANTS,
     CorpusConfig,
@@ -15,7 +15,7 @@ from speechmpq.train.corpus import (
     plan_corpus,
     split_of_sentence,
 )
-from speechmpq.train.espeak import ACCENTS, Prosody, get_engine
+from speechmpq.train.corpus.espeak import ACCENTS, Prosody, get_engine
 
 
 def _digest(root: Path) -> str:

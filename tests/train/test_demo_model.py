@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from speechmpq.datasets import read_librispeech
-from speechmpq.evaluation import voice_groups
-from speechmpq.train.corpus import CorpusConfig, build_corpus
+from speechmpq.jobs.evaluation import voice_groups
+from speechmpq.train.corpus.build import CorpusConfig, build_corpus
 from speechmpq.train.evaluate import evaluate_torch
 from speechmpq.train.models import load_model, parameter_breakdown
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechmpq.train.corpus import CorpusConfig, plan_corpus, split_of_sentence
-from speechmpq.train.lm_text import train_sentences
-
-HELDOUT = Path(__file__).resolve().parents[2] / "train" / "wordlists" / "heldout_python_docs.txt"
+from speechmpq.train.corpus.build import CorpusConfig, plan_corpus, split_of_sentence
+from speechmpq.train.corpus.heldout_text import HELDOUT_TEXT as HELDOUT
+from speechmpq.train.corpus.lm_text import train_sentences
 
 
 def test_no_dev_or_test_sentence_reaches_the_lm_text():

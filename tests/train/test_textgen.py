@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from speechmpq.train.textgen import (
+from speechmpq.train.corpus.textgen import (
     SentenceGenerator,
     normalize_transcript,
     number_to_words,

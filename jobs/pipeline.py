@@ -1,0 +1,409 @@
+"""``speechmpq pipeline``: the whole job on the embedded default, start to finish, in one command.
+
+    corpus      a small synthetic corpus: a train split for quantization + the clean test split
+    quantize    one-stage mixed-precision QAT of the committed demo model (short schedule)
+    export      FP32, MPQ and onnxruntime's own int8-dynamic and int4-RTN to self-describing .onnx
+    stream      every .onnx through the streaming runtime (FP32, int8-dynamic and MPQ with and without
+                the front-end cache): WER on the test split (streaming, with MAPSSWE against FP32),
+                per-chunk latency and peak memory in fresh interleaved processes
+    verdicts    the lossless verdict with power: FP32 and MPQ on two test corpora (the grammar's
+                text: test-clean + test-other pooled; held-out text from another source, unseen
+                words and sentence shapes: the same two conditions), greedy and with the LM, MAPSSWE
+                p and bootstrap interval (``speechmpq.jobs.verdicts``)
+    report      one table of all rows, plus the benchmark report with plots
+
+Each stage skips itself when its output is already there (a cut run resumes; quantization resumes
+from its checkpoint); ``--fresh`` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from speechmpq.files import atomic_write
+from speechmpq.jobs.evaluation import write_json
+from speechmpq.train.corpus.heldout_text import HELDOUT_TEXT  # sentences from outside the grammar
+
+ALPHA = 0.05  # MAPSSWE significance level of the lossless verdict
+
+
+@dataclass
+class PipelineConfig:
+    out: Path = Path("out/pipeline")  # everything the run writes
+    model: Path = Path("models/demo")  # full-precision model directory (Hugging Face format)
+    seed: int = 1  # corpus seed (1: the demo model's corpus; test sentences are disjoint from train)
+    train_hours: float = 1.0  # synthetic speech for quantization-aware training
+    test_utterances: int = 300  # clean test split size of the streaming bench
+    # per split of the verdict corpora: test-clean + test-other of the grammar's text (seed) and of
+    # held-out text (seed + 1, train/corpus/wordlists/heldout_python_docs.txt): 2 x 750 pooled per corpus
+    verdict_utterances: int = 750
+    target_bits: float = 4.0  # average-bits budget over the searched layers
+    steps: int = 200  # one-stage search + training steps
+    pass2_steps: int = 40  # then fine-tune with the bits fixed ("Pass 2")
+    # peak learning rate of the weights and step sizes during quantization: 100x below the quantize
+    # command's 2e-4, because on the demo model the weight updates cost more WER than the bit widths
+    # (README "The demo model": 6 bits at 2e-4 lost on 3 of the 4 verdicts, at 2e-5 on 1, and 4 bits
+    # per channel rounded to nearest with no training on none)
+    lr: float = 2e-6
+    granularity: str = "per-channel"  # step sizes per output channel, or per tensor (the paper)
+    batch_seconds: float = 32.0  # audio per training batch
+    repetitions: int = 2  # interleaved latency/memory measurements per model
+    threads: int = 2  # onnxruntime threads for latency (and torch threads for training; 0: all)
+    # word n-gram LM for the "+ LM" rows: "auto" = lm.arpa.gz (or lm.arpa) beside the model folder
+    # (models/lm.arpa.gz for models/demo) if there is one, "none", or an ARPA file
+    lm: str = "auto"
+    fresh: bool = False  # delete OUT first instead of resuming
+    extra: dict = field(default_factory=dict)  # recorded with the results (e.g. the command line)
+
+    def __post_init__(self):
+        self.out, self.model = Path(self.out), Path(self.model)
+        if not self.train_hours > 0:
+            raise ValueError(f"train_hours must be > 0, not {self.train_hours}")
+        if self.test_utterances < 10:
+            raise ValueError(f"test_utterances must be >= 10 (significance test), not {self.test_utterances}")
+        if self.verdict_utterances < 10:
+            raise ValueError(f"verdict_utterances must be >= 10 (significance test), not "
+                             f"{self.verdict_utterances}")
+        if self.pass2_steps < 0:
+            raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
+        from speechmpq.bitplan import GRANULARITIES
+
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be per-tensor or per-channel, not {self.granularity!r}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must be in (0, 1), not {self.lr}")
+        if self.steps < 10:
+            raise ValueError(f"steps must be >= 10, not {self.steps}")
+        if self.repetitions < 1 or self.threads < 0:
+            raise ValueError("repetitions must be >= 1 and threads >= 0")
+        if not 1.0 < self.target_bits < 8.0:
+            raise ValueError(f"target_bits must be between the candidates 2 and 8, not {self.target_bits}")
+
+
+STAGES = ("corpus", "quantize", "export", "stream", "verdicts", "report")
+# verdict corpora: folder under OUT/data -> (corpus seed offset, held-out text?); pooled per corpus
+VERDICT_CORPORA = {"grammar-text": (0, False), "heldout-text": (1, True)}
+VERDICT_SPLITS = ("test-clean", "test-other")
+
+# bench label -> (exported file, front-end cache, table name); FP32 first (the reference)
+ROWS = {
+    "fp32": ("fp32", "off", "FP32"),
+    "fp32-cache": ("fp32", "on", "FP32 + cache"),
+    "ort-int8-dynamic": ("int8", "off", "ORT int8-dynamic"),
+    "ort-int8-dynamic-cache": ("int8", "on", "ORT int8-dynamic + cache"),
+    "ort-int4-rtn": ("int4", "off", "ORT int4-RTN"),
+    "mpq-kernelmap": ("mpq", "off", "MPQ, kernel map"),
+    "mpq": ("mpq", "on", "MPQ, kernel map + cache"),
+}
+# the rows decoded with the LM too (when there is one): the same files, cache on
+LM_ROWS = {
+    "fp32-lm": ("fp32", "on", "FP32 + cache, LM decoder"),
+    "mpq-lm": ("mpq", "on", "MPQ, kernel map + cache, LM decoder"),
+}
+
+
+def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
+    """The LM of the "+ LM" rows (None: greedy rows only)."""
+    from speechmpq.errors import SpeechmpqError
+    from speechmpq.runtime.decoding import find_lm
+
+    if cfg.lm == "none":
+        return None
+    if cfg.lm == "auto":
+        return find_lm(cfg.model)
+    if not Path(cfg.lm).is_file():
+        raise SpeechmpqError(f"{cfg.lm}: no such LM file")
+    return Path(cfg.lm)
+
+
+# settings that decide what the stages produce (resuming with other values would mix results)
+_RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "verdict_utterances", "target_bits",
+                    "steps", "pass2_steps", "lr", "granularity", "batch_seconds", "repetitions", "threads",
+                    "lm")
+
+
+def _check_settings(cfg: PipelineConfig) -> None:
+    from speechmpq.errors import SpeechmpqError
+
+    path = cfg.out / "settings.json"
+    settings = {key: str(getattr(cfg, key)) for key in _RESULT_SETTINGS}
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = [f"{key} {before.get(key)} -> {value}" for key, value in settings.items()
+                   if before.get(key) != value]
+        if changed:
+            raise SpeechmpqError(f"{cfg.out} holds a run made with other settings ({', '.join(changed)}); "
+                                 "add --fresh to start over there, or give another --out")
+    else:
+        write_json(path, settings)
+
+
+def _stage(index: int, name: str, detail: str) -> float:
+    print(f"\n[{index}/{len(STAGES)}] {name}: {detail}", file=sys.stderr, flush=True)
+    return time.perf_counter()
+
+
+def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from speechmpq.errors import SpeechmpqError
+
+    if not (cfg.model / "config.json").is_file():
+        raise SpeechmpqError(f"{cfg.model}: not a model directory (no config.json)")
+    if cfg.fresh and cfg.out.exists():
+        shutil.rmtree(cfg.out)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    _check_settings(cfg)
+    started, seconds = time.perf_counter(), {}
+    data, qrun = cfg.out / "data", cfg.out / "quantize"
+    bench_prefix = cfg.out / "report" / "bench"
+
+    t = _stage(1, "corpus", f"{cfg.train_hours} h train + {cfg.test_utterances} clean test utterances "
+               f"(seed {cfg.seed}); verdict corpora: 2 x {cfg.verdict_utterances} utterances of the "
+               f"grammar's text and 2 x {cfg.verdict_utterances} of held-out text")
+    from speechmpq.train.corpus.build import CorpusConfig, build_corpus
+
+    if not all((data / split / "utterances.tsv").exists() for split in ("train", "test-clean")):
+        build_corpus(CorpusConfig(out=data, hours=cfg.train_hours, seed=cfg.seed,
+                                  splits=("train", "test-clean"), eval_utterances=cfg.test_utterances,
+                                  overwrite=True), progress=progress)
+    for name, (offset, heldout) in VERDICT_CORPORA.items():
+        folder = cfg.out / "data" / name
+        if not all((folder / split / "utterances.tsv").exists() for split in VERDICT_SPLITS):
+            build_corpus(CorpusConfig(out=folder, seed=cfg.seed + offset, splits=VERDICT_SPLITS,
+                                      eval_utterances=cfg.verdict_utterances, overwrite=True,
+                                      sentences=HELDOUT_TEXT if heldout else None), progress=progress)
+    seconds["corpus"] = time.perf_counter() - t
+
+    t = _stage(2, "quantize", f"one-stage MPQ of {cfg.model}, {cfg.steps} + {cfg.pass2_steps} steps, "
+               f"target {cfg.target_bits} bits, candidates 2/4/8, {cfg.granularity}, lr {cfg.lr:g}")
+    summary_path = qrun / "summary.json"
+    if not summary_path.exists():
+        from speechmpq.train.quantize import quantize
+        from speechmpq.train.quantize_config import QuantizeConfig
+        from speechmpq.train.supernet import SupernetConfig
+
+        result = quantize(QuantizeConfig(model=cfg.model, train_data=data / "train", out=qrun,
+                                         supernet=SupernetConfig(granularity=cfg.granularity),
+                                         method="one-stage", target_bits=cfg.target_bits, steps=cfg.steps,
+                                         pass2_steps=cfg.pass2_steps, lr=cfg.lr,
+                                         batch_seconds=cfg.batch_seconds, threads=cfg.threads, device="cpu"),
+                          progress=progress)
+        if not result:
+            raise SpeechmpqError(f"quantization stopped early; run again to resume from {qrun}")
+    quantized = json.loads(summary_path.read_text())
+    seconds["quantize"] = time.perf_counter() - t
+
+    t = _stage(3, "export", "FP32, MPQ (kernel map + front-end cache), ORT int8-dynamic and int4-RTN")
+    from speechmpq.export.api import Source, export_onnx
+    from speechmpq.export.config import ExportConfig
+
+    onnx_files = {name: cfg.out / f"{name}.onnx" for name in ("fp32", "mpq", "int8", "int4")}
+    jobs = [(onnx_files["fp32"], Source(model_dir=cfg.model)),
+            (onnx_files["mpq"], Source(model_dir=qrun / "model")),
+            (onnx_files["int8"], Source(model_dir=cfg.model, peer="ort-int8-dynamic")),
+            (onnx_files["int4"], Source(model_dir=cfg.model, peer="ort-int4-rtn"))]
+    for out, source in tqdm(jobs, desc="export", unit="model", disable=not progress):
+        if not out.exists():
+            export_onnx(source, out, ExportConfig(), progress=False)
+    seconds["export"] = time.perf_counter() - t
+
+    lm = find_pipeline_lm(cfg)
+    rows = {**ROWS, **(LM_ROWS if lm else {})}
+    t = _stage(4, "stream", f"{len(rows)} rows through the streaming runtime: WER on {cfg.test_utterances} "
+               f"utterances, latency and peak memory ({cfg.repetitions} interleaved runs each)")
+    from speechmpq.runtime.bench import BenchConfig, run_bench
+    from speechmpq.runtime.bench_report import write_report
+
+    bench_json = bench_prefix.with_suffix(".json")
+    if not bench_json.exists():
+        from speechmpq.runtime.stream import DecoderConfig
+
+        models = [f"{label}={onnx_files[name]}" for label, (name, _, _) in rows.items()]
+        decoder = asdict(DecoderConfig("lm", lm=str(lm))) if lm else {}
+        report = run_bench(BenchConfig(models=models,
+                                       frontend_cache={label: cache for label, (_, cache, _) in rows.items()},
+                                       decoders={label: decoder for label in LM_ROWS} if lm else {},
+                                       data=[str(data / "test-clean")], out=bench_prefix,
+                                       threads=[cfg.threads or 2], repetitions=cfg.repetitions,
+                                       stream_seconds=20.0, end_of_speech_utterances=5, fp32="fp32",
+                                       mpq="mpq", int8="ort-int8-dynamic", fp32_cached="fp32-cache",
+                                       int8_cached="ort-int8-dynamic-cache",
+                                       title="speechmpq pipeline: FP32, onnxruntime's quantizers and "
+                                             "one-stage MPQ, with and without the front-end cache"),
+                           progress=progress)
+        write_report(report, bench_prefix, "speechmpq " + " ".join(cfg.extra.get("argv", ["pipeline"])))
+    bench = json.loads(bench_json.read_text())
+    seconds["stream"] = time.perf_counter() - t
+
+    t = _stage(5, "verdicts", f"FP32 and MPQ on 2 x {2 * cfg.verdict_utterances} utterances, greedy"
+               + (" and with the LM" if lm else ""))
+    verdicts = run_verdicts(cfg, onnx_files, lm, progress)
+    seconds["verdicts"] = time.perf_counter() - t
+
+    t = _stage(6, "report", str(cfg.out / "pipeline.md"))
+    table = results_table(bench, quantized)
+    seconds["report"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - started
+    result = {"table": table, "seconds": seconds, "config": {k: str(v) if isinstance(v, Path) else v
+                                                            for k, v in asdict(cfg).items()},
+              "quantize": {k: quantized.get(k) for k in ("average_bits", "bits", "compression_seconds")},
+              "machine": _machine(),
+              "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md")),
+              "threads": bench["headline"]["threads"], "headline": headline(bench), "verdicts": verdicts}
+    write_json(cfg.out / "pipeline.json", result)
+    atomic_write(cfg.out / "pipeline.md", markdown(result))
+    return result
+
+
+def run_verdicts(cfg: PipelineConfig, onnx_files: dict, lm: Path | None, progress: bool) -> dict:
+    """FP32 and MPQ offline on the verdict corpora (each pooled over its splits), greedy and with the
+    LM; MPQ judged against FP32 decoded the same way. Skipped when OUT/verdicts/verdicts.json exists."""
+    from speechmpq.datasets import read_dataset
+    from speechmpq.jobs.verdicts import decode_sets, judge, lossless_everywhere
+    from speechmpq.runtime.decoding import DecoderConfig
+
+    path = cfg.out / "verdicts" / "verdicts.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    sets, pools = {}, {}
+    for name in VERDICT_CORPORA:
+        pools[name] = [f"{name}/{split}" for split in VERDICT_SPLITS]
+        for split in VERDICT_SPLITS:
+            sets[f"{name}/{split}"] = read_dataset(cfg.out / "data" / name / split)
+    decoders = {"greedy": DecoderConfig("greedy")}
+    if lm:
+        decoders["lm"] = DecoderConfig("lm", lm=str(lm))
+    tsv_root = path.parent / "tsv"
+    results, seconds = decode_sets({"fp32": onnx_files["fp32"], "mpq": onnx_files["mpq"]}, sets, decoders,
+                                   tsv_root, pools, threads=cfg.threads or 2, progress=progress)
+    verdicts = judge(tsv_root, "fp32", "mpq", list(pools), list(decoders))
+    report = {"results": results, "decode_seconds": seconds, "verdicts": verdicts,
+              "lossless": lossless_everywhere(verdicts), "lm": str(lm) if lm else None}
+    write_json(path, report)
+    return report
+
+
+def _machine() -> str:
+    from speechmpq.machine import machine_facts
+
+    facts = machine_facts()
+    return (f"{facts['cpu']}, {facts['cores']} cores, {facts['system']}, Python {facts['python']}, "
+            + ", ".join(f"{name} {version}" for name, version in facts["versions"].items() if version))
+
+
+def results_table(bench: dict, quantized: dict) -> list[dict]:
+    threads = str(bench["headline"]["threads"])
+    rows = []
+    every = {**ROWS, **LM_ROWS}
+    for label in [label for label in every if label in bench["latency"][threads]]:
+        latency, wer = bench["latency"][threads][label], bench["wer"][label]
+        _, cache, name = every[label]
+        row = {"system": name, "label": label, "frontend_cache": cache, "wer": 100 * wer["streaming_wer"],
+               "offline_wer": 100 * wer["offline_wer"], "file_mb": latency["file_bytes"] / 1e6,
+               "chunk_ms_p50": latency["chunk_latency_ms"]["p50"], "rtf": latency["rtf"],
+               "peak_rss_mib": latency["peak_rss_mib"], "average_bits": None, "p": None, "lossless": True}
+        if label.startswith("fp32"):
+            row["average_bits"] = 32.0
+        elif label.startswith("mpq"):
+            row["average_bits"] = quantized["average_bits"]
+        reference = wer.get("fp32_reference") or ("fp32" if label not in LM_ROWS else None)
+        if label != "fp32" and reference is not None:  # against FP32 decoded the same way
+            fp32 = next(r for r in rows if r["label"] == reference)
+            row["reference"] = reference
+            row["p"] = wer.get("streaming_vs_fp32_p")
+            row["lossless"] = row["wer"] <= fp32["wer"] or (row["p"] is not None and row["p"] >= ALPHA)
+            row["size_ratio"] = fp32["file_mb"] / row["file_mb"]
+            row["latency_ratio"] = row["chunk_ms_p50"] / fp32["chunk_ms_p50"]
+            row["memory_ratio"] = row["peak_rss_mib"] / fp32["peak_rss_mib"]
+        rows.append(row)
+    return rows
+
+
+def _with_ratio(text: str, row: dict, key: str, template: str) -> str:
+    return text + (template.format(row[key]) if key in row else "")
+
+
+def format_table(table: list[dict]) -> str:
+    lines = ["| system | WER % (streaming) | vs FP32 | lossless (MAPSSWE, α=0.05) | avg bits | file MB | "
+             "chunk p50 ms (vs FP32) | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
+    by_label = {row["label"]: row for row in table}
+    for row in table:
+        versus, verdict = "—", "reference"
+        if row.get("reference") in by_label:
+            verdict = "yes" if row["lossless"] else "NO"
+            if row["p"] is not None:
+                versus = f"{row['wer'] - by_label[row['reference']]['wer']:+.2f} (p={row['p']:.3f})"
+        elif row is not table[0]:
+            verdict = "reference (LM)"
+        bits = "—" if row["average_bits"] is None else f"{row['average_bits']:.2f}"
+        size = _with_ratio(f"{row['file_mb']:.2f}", row, "size_ratio", " ({:.1f}x smaller)")
+        if row.get("size_ratio", 2.0) < 1.05:
+            size = f"{row['file_mb']:.2f}"
+        latency = _with_ratio(f"{row['chunk_ms_p50']:.1f}", row, "latency_ratio", " ({:.2f}x)")
+        memory = _with_ratio(f"{row['peak_rss_mib']:.0f}", row, "memory_ratio", " ({:.2f}x)")
+        lines.append(f"| {row['system']} | {row['wer']:.2f} | {versus} | {verdict} | "
+                     f"{bits} | {size} | {latency} | {row['rtf']:.3f} | {memory} |")
+    return "\n".join(lines)
+
+
+def headline(bench: dict) -> list[str]:
+    """The bench's headline ratios (MPQ = kernel map + cache), against the peers as they run today
+    and against the peers with the front-end cache too."""
+    head, lines = bench["headline"], []
+    for keys, against in ((("latency_ratio_mpq_over_fp32", "latency_ratio_mpq_over_ort_int8",
+                            "rss_ratio_mpq_over_fp32"), "the peers as they run today"),
+                          (("latency_ratio_mpq_over_fp32_cached", "latency_ratio_mpq_over_ort_int8_cached",
+                            "rss_ratio_mpq_over_fp32_cached"), "the peers with the front-end cache too")):
+        parts = [f"`{key}` = {head[key]:.2f}" for key in keys if head.get(key) is not None]
+        if parts:
+            lines.append(f"- against {against}: " + ", ".join(parts))
+    return lines
+
+
+def markdown(result: dict) -> str:
+    cfg, s = result["config"], result["seconds"]
+    return "\n".join([
+        "# speechmpq pipeline: FP32 vs one-stage mixed precision", "",
+        f"Command: `speechmpq {' '.join(cfg['extra'].get('argv', ['pipeline']))}`  ",
+        f"Machine: {result['machine']}. Date: {result['date']}. Wall time {s['total'] / 60:.1f} min "
+        f"(corpus {s['corpus']:.0f} s, quantize {s['quantize']:.0f} s, export {s['export']:.0f} s, "
+        f"stream {s['stream']:.0f} s" + (f", verdicts {s['verdicts']:.0f} s" if "verdicts" in s else "")
+        + ").", "",
+        f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches"
+        + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
+        f"weight lr {cfg.get('lr', 2e-4):g}, {cfg.get('granularity', 'per-tensor')} step sizes, "
+        f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
+        f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
+        "(greedy CTC, and with the LM decoder in the LM rows, each compared with FP32 decoded the same "
+        "way; the model's recommended chunking); latency = model time per chunk and peak RSS in "
+        "fresh processes (medians over interleaved runs). Average bits are over the searched layers "
+        "(the transformer linears); file sizes are the .onnx files.", "",
+        format_table(result["table"]), "",
+        f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernel map + "
+        "front-end cache):", "", *result.get("headline", []), "",
+        *verdicts_markdown(result.get("verdicts"), cfg),
+        f"Benchmark report with plots: `{result['bench_report']}`.", ""])
+
+
+def verdicts_markdown(report: dict | None, cfg: dict) -> list[str]:
+    if not report:
+        return []
+    from speechmpq.jobs.verdicts import results_table as wer_table
+    from speechmpq.jobs.verdicts import verdicts_table
+
+    n = cfg.get("verdict_utterances", 750)
+    overall = "**yes**" if report["lossless"] else "**NO**"
+    return [f"Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
+            f"test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
+            f"`heldout-text`: sentences from another text source; MPQ against FP32 decoded the same way, "
+            "MAPSSWE at alpha 0.05 and the bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "
+            f"lossless on both corpora, greedy" + (" and with the LM" if report.get("lm") else "")
+            + f": {overall}.", "", *verdicts_table(report["verdicts"]), "",
+            "WER % on every set (greedy" + (" and with the LM" if report.get("lm") else "") + "):", "",
+            *wer_table(report["results"]), ""]
