@@ -66,11 +66,11 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
     import onnxruntime as ort
 
     from speechmpq.audio import load_audio
-    from speechmpq.runtime.session import SessionConfig
-    from speechmpq.runtime.stream import (
+    from speechmpq.runtime import (
         DecoderConfig,
         Recognizer,
         RecognizerConfig,
+        SessionConfig,
         StreamingConfig,
         find_lm,
     )

@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import SpeechmpqError
-from speechmpq.runtime.memory import process_memory
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig, describe_decoder
+from speechmpq.runtime import Recognizer, RecognizerConfig, process_memory
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_MESSAGE_BYTES = 1 << 20  # one WebSocket message: ~32 s of 16 kHz int16
@@ -70,7 +69,7 @@ def model_summary(path: Path, recognizer: Recognizer) -> dict:
             "candidates": info.bitplan.get("candidates") if info.bitplan else None, "layers": layers,
             "sample_rate": rate, "chunk_ms": 1000 * g.chunk // rate, "left_ms": 1000 * g.left // rate,
             "right_ms": 1000 * g.right // rate, "source_model_type": info.source_model_type,
-            "decoder": describe_decoder(recognizer.decoder)}
+            "decoder": recognizer.decoder.describe()}
 
 
 class DemoServer:
@@ -240,7 +239,7 @@ class _Session:
 def serve(model: str | None, config: RecognizerConfig, host: str = "127.0.0.1", port: int = 8000,
           max_streams: int = 16) -> int:
     from speechmpq.edge_demo.terminal import default_model
-    from speechmpq.runtime.memory import steady_allocator
+    from speechmpq.runtime import steady_allocator
 
     web, _ = _import_aiohttp()
     path = Path(model) if model else default_model()

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import SpeechmpqError
-from speechmpq.runtime.memory import process_memory, steady_allocator
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig, Stream, describe_decoder
+from speechmpq.runtime import Recognizer, RecognizerConfig, Stream, process_memory, steady_allocator
 
 BOLD, DIM, RESET, CLEAR = "\033[1m", "\033[2m", "\033[0m", "\033[K"
 UP = "\033[1A"
@@ -108,7 +107,7 @@ def _header(recognizer: Recognizer, model: Path) -> str:
             f"chunk {1000 * g.chunk // rate} ms, left {1000 * g.left // rate} ms, "
             f"look-ahead {1000 * g.right // rate} ms")
     return (f"{model.name}: {info.weights}{bits}, {os.path.getsize(model) / 1e6:.2f} MB; {mode}; "
-            f"{describe_decoder(recognizer.decoder)}. Stable text bold, tentative dim.")
+            f"{recognizer.decoder.describe()}. Stable text bold, tentative dim.")
 
 
 def _feed(recognizer: Recognizer, stream: Stream, samples: np.ndarray, meter: Meter, view: LiveView) -> int:
@@ -125,12 +124,12 @@ def _feed(recognizer: Recognizer, stream: Stream, samples: np.ndarray, meter: Me
 
 def run_file(recognizer: Recognizer, path: str | Path, view: LiveView, realtime: bool = False,
              feed_ms: int = 100) -> tuple[str, Meter]:
-    from speechmpq.runtime.cli import pieces
+    from speechmpq.runtime import file_pieces
 
     rate = recognizer.info.sample_rate
     stream, meter = recognizer.create_stream(), Meter()
     started, position = time.perf_counter(), 0
-    for samples in pieces(path, rate, feed_ms):  # bounded memory, whatever the file's length
+    for samples in file_pieces(path, rate, feed_ms):  # bounded memory, whatever the file's length
         if realtime:
             time.sleep(max(0.0, started + position / rate - time.perf_counter()))
         position += samples.size

@@ -26,9 +26,8 @@ import torch
 
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
-from speechmpq.export.api import Source, export_onnx
-from speechmpq.export.config import ExportConfig
-from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+from speechmpq.export import ExportConfig, Source, export_onnx
+from speechmpq.runtime import OnnxCTCModel, SessionConfig
 from speechmpq.scoring import score_pairs
 from speechmpq.significance import mapsswe
 from speechmpq.train.evaluate import transcribe_torch

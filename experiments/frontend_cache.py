@@ -26,8 +26,7 @@ from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
 from speechmpq.files import atomic_write
 from speechmpq.machine import machine_facts
-from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+from speechmpq.runtime import OnnxCTCModel, Recognizer, RecognizerConfig, SessionConfig, StreamingConfig
 from speechmpq.scoring import score_pairs
 
 

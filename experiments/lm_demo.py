@@ -24,7 +24,7 @@ from speechmpq.datasets import read_dataset
 from speechmpq.files import atomic_write
 from speechmpq.jobs.verdicts import decode_sets, judge, results_table, verdicts_table
 from speechmpq.machine import machine_facts
-from speechmpq.runtime.decoding import DecoderConfig
+from speechmpq.runtime import DecoderConfig
 
 
 def main(argv: list[str]) -> int:

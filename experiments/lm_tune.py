@@ -26,9 +26,7 @@ from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
 from speechmpq.files import atomic_write
 from speechmpq.machine import machine_facts
-from speechmpq.runtime.ctc import GreedyDecoder
-from speechmpq.runtime.decoding import DecoderConfig, build_decoder
-from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+from speechmpq.runtime import DecoderConfig, GreedyDecoder, OnnxCTCModel, SessionConfig, build_decoder
 from speechmpq.scoring import score_pairs
 
 

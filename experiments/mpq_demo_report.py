@@ -172,15 +172,15 @@ def headline(table: list[dict]) -> dict:
 
 
 def _layer_grid(bits: dict[str, int]):
-    from speechmpq.train.supernet import MATRIX_TYPES
+    from speechmpq.bitplan import SEARCHED_LINEAR_KINDS
 
     grid = {}
     for name, width in bits.items():
         match = re.search(r"layers\.(\d+)\..*?(\w+)$", name)
-        if match and match.group(2) in MATRIX_TYPES:
-            grid[(int(match.group(1)), MATRIX_TYPES.index(match.group(2)))] = width
+        if match and match.group(2) in SEARCHED_LINEAR_KINDS:
+            grid[(int(match.group(1)), SEARCHED_LINEAR_KINDS.index(match.group(2)))] = width
     layers = max(i for i, _ in grid) + 1
-    return [[grid.get((i, j), 0) for j in range(len(MATRIX_TYPES))] for i in range(layers)]
+    return [[grid.get((i, j), 0) for j in range(len(SEARCHED_LINEAR_KINDS))] for i in range(layers)]
 
 
 def plots(report: dict, runs: Path, prefix: Path) -> dict[str, str]:
@@ -189,7 +189,7 @@ def plots(report: dict, runs: Path, prefix: Path) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from speechmpq.train.supernet import MATRIX_TYPES
+    from speechmpq.bitplan import SEARCHED_LINEAR_KINDS
 
     files = {}
     rows = {r["system"]: r for r in report["rows"]}
@@ -204,8 +204,9 @@ def plots(report: dict, runs: Path, prefix: Path) -> dict[str, str]:
                 for j, width in enumerate(line):
                     ax.text(j, i, str(width), ha="center", va="center",
                             color="white" if width < 6 else "black", fontsize=8)
-            ax.set_xticks(range(len(MATRIX_TYPES)), [m.replace("_dense", "").replace("_proj", "")
-                                                     for m in MATRIX_TYPES], rotation=45, fontsize=7)
+            ax.set_xticks(range(len(SEARCHED_LINEAR_KINDS)), [m.replace("_dense", "").replace("_proj", "")
+                                                              for m in SEARCHED_LINEAR_KINDS],
+                          rotation=45, fontsize=7)
             ax.set_ylabel("layer")
             ax.set_title(f"{name}\n{rows[name]['average_bits']:.2f} bits", fontsize=9)
         fig.colorbar(image, ax=axes[0].tolist(), label="bits")

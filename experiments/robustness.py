@@ -74,6 +74,8 @@ def _speech(seconds: float) -> np.ndarray:
 
 
 def build_cases(work: Path, long_hours: float) -> list[dict]:
+    """Every case, written in results/robustness.md's order (long: one flat table of cases, read top
+    to bottom; a split would scatter it)."""
     speech = _speech(6.0)
     cases = []
 

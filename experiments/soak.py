@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechmpq.runtime.memory import process_memory
+from speechmpq.runtime import process_memory
 
 PIECE_SECONDS = 0.1
 GAP_SECONDS = 1.5
@@ -98,9 +98,7 @@ def run_soak(model: str, data: list[str], minutes: float, streams: int, threads:
     from tqdm import tqdm
 
     from speechmpq.datasets import read_dataset
-    from speechmpq.runtime.memory import steady_allocator
-    from speechmpq.runtime.session import SessionConfig
-    from speechmpq.runtime.stream import Recognizer, RecognizerConfig
+    from speechmpq.runtime import Recognizer, RecognizerConfig, SessionConfig, steady_allocator
     from speechmpq.scoring import score_pairs
 
     # what `speechmpq serve` and `speechmpq demo --mic` do (or the user's own MALLOC_MMAP_THRESHOLD_)

@@ -24,8 +24,7 @@ from tqdm import tqdm
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
 from speechmpq.files import atomic_write
-from speechmpq.runtime.session import SessionConfig
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+from speechmpq.runtime import Recognizer, RecognizerConfig, SessionConfig, StreamingConfig
 from speechmpq.scoring import score_pairs
 from speechmpq.significance import mapsswe
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse, build the student once, time the steps, write the JSON (long: one linear measurement
+    script; each part is a few lines)."""
     import torch
 
     from speechmpq.datasets import read_dataset

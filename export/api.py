@@ -11,79 +11,21 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, version_converter
 
-from speechmpq import bitplan as bitplan_lib
 from speechmpq.errors import ModelError, SpeechmpqError
-from speechmpq.export.config import PEERS, ExportConfig
+from speechmpq.export.config import ExportConfig
 from speechmpq.export.fp32 import FP32_OPSET, export_fp32
 from speechmpq.export.qdq import QuantizedWeight, apply_quantized_weights, minimum_opset
+from speechmpq.export.quiet import errors_only
 from speechmpq.export.save import save_checked
+from speechmpq.export.source import LoadedSource, Source, load_source
 from speechmpq.onnx_metadata import model_metadata, set_metadata
-
-
-@dataclass
-class Source:
-    """What to export: a model directory, or a preset shape with random weights."""
-
-    model_dir: Path | None = None
-    preset: str | None = None
-    model_type: str | None = None
-    seed: int = 0
-    plan: Path | None = None  # apply this bit plan (round to nearest) to a float model
-    plan_pattern: Path | None = None  # repeat this plan's per-matrix-type bits over the model's layers
-    peer: str | None = None  # one of PEERS, applied to the FP32 graph
-
-    def __post_init__(self):
-        if (self.model_dir is None) == (self.preset is None):
-            raise SpeechmpqError("give a model directory or a preset, not both or neither")
-        if self.plan is not None and self.plan_pattern is not None:
-            raise SpeechmpqError("--plan and --plan-pattern exclude each other")
-        if self.peer is not None and self.peer not in PEERS:
-            raise SpeechmpqError(f"unknown peer {self.peer!r}; choose from {PEERS}")
-
-
-def _load(source: Source):
-    """(model, vocab, do_normalize, quantized weights or [], plan or None)."""
-    from safetensors.numpy import load_file
-
-    from speechmpq.export.plans import pattern_plan, rtn_weights
-    from speechmpq.train.models import build_model, feature_settings, load_model, model_vocab
-
-    if source.model_dir is not None:
-        model = load_model(source.model_dir)
-        vocab = model_vocab(source.model_dir)
-        do_normalize = feature_settings(source.model_dir)["do_normalize"]
-    else:
-        model = build_model(source.preset, source.model_type, seed=source.seed).eval()
-        vocab, do_normalize = model_vocab(None), True
-    plan = getattr(model, "bitplan", None)
-    if plan is not None:
-        if source.plan or source.plan_pattern or source.peer:
-            raise SpeechmpqError(f"{source.model_dir} is already quantized; --plan, --plan-pattern "
-                                 f"and --peer need a float model")
-        tensors = load_file(str(Path(source.model_dir) / "model.safetensors"))
-        missing = [n for n in plan["layers"]
-                   if f"{n}.weight_int" not in tensors or f"{n}.weight_scale" not in tensors]
-        if missing:
-            raise ModelError(f"{source.model_dir}: bit plan layer {missing[0]} has no stored integer weights")
-        weights = [QuantizedWeight(name, entry["bits"], tensors[f"{name}.weight_int"],
-                                   tensors[f"{name}.weight_scale"].astype(np.float32), entry["kind"],
-                                   entry.get("searched", True)) for name, entry in plan["layers"].items()]
-        return model, vocab, do_normalize, weights, plan
-    if source.plan is not None or source.plan_pattern is not None:
-        try:
-            given = bitplan_lib.load(source.plan or source.plan_pattern)
-        except bitplan_lib.BitPlanError as error:
-            raise SpeechmpqError(str(error)) from None
-        plan = given if source.plan is not None else pattern_plan(model, given)
-        return model, vocab, do_normalize, rtn_weights(model, plan), plan
-    return model, vocab, do_normalize, [], None
 
 
 def _weights_label(plan: dict | None, peer: str | None) -> str:
@@ -127,37 +69,82 @@ def _kernel_map(weights: list[QuantizedWeight], cfg: ExportConfig) -> tuple[int,
 
 
 def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = True) -> dict:
-    """Export ``source`` to ``out``; returns a summary (files, bytes, per-layer records, timings)."""
-    from speechmpq.export.plans import other_int8_weights
-
+    """Export ``source`` to ``out``; returns a summary (files, bytes, per-layer records, timings).
+    ``progress=False``: nothing but errors reaches the terminal."""
     started = time.time()
     say = print if progress else (lambda *a, **k: None)
     out = Path(out)
-    model, vocab, do_normalize, weights, plan = _load(source)
-    if len(vocab) != model.config.vocab_size:
-        raise ModelError(f"vocabulary has {len(vocab)} tokens but the model outputs "
-                         f"{model.config.vocab_size}")
-    if model.config.pad_token_id is None:
+    with nullcontext() if progress else errors_only():
+        loaded = load_source(source)
+        _check_ctc_head(loaded)
+        weights = loaded.weights + _other_weights(loaded, cfg)
+        say(f"exporting {loaded.model.config.model_type} ({_parameters(loaded.model) / 1e6:.1f} M "
+            f"parameters) with the {cfg.exporter} exporter ...")
+        graph, opset = _fp32_graph(loaded.model, weights, cfg)
+        level, kernels, table_source = _kernel_map(weights, cfg)
+        records = apply_quantized_weights(graph, weights, cfg.block_size, cfg.min_container_bits, kernels)
+        label = _weights_label(loaded.plan, source.peer)
+        extra = _export_metadata(cfg, bool(loaded.weights), level, kernels, table_source)
+        if source.peer is not None:
+            from speechmpq.export.peers import quantize_peer
+
+            graph = quantize_peer(graph, source.peer, level)
+        set_metadata(graph, model_metadata(loaded.model.config, loaded.vocab, loaded.do_normalize, cfg,
+                                           label, loaded.plan, extra))
+        files, file_bytes = _save(graph, out, cfg, loaded.do_normalize)
+    summary = {
+        "out": str(out), "files": [str(f) for f in files], "bytes": file_bytes, "weights": label,
+        "opset": opset, "exporter": cfg.exporter, "config": cfg.to_dict(),
+        "parameters": int(_parameters(loaded.model)),
+        "average_bits": loaded.plan["average_bits"] if loaded.plan else None, "layers": records,
+        "seconds": round(time.time() - started, 2),
+    }  # fmt: skip
+    if loaded.plan is not None:
+        summary["size"] = size_accounting(loaded.model, loaded.plan, records, file_bytes)
+    say(f"wrote {out} ({file_bytes / 1e6:.2f} MB, {label}, opset {opset}) in {summary['seconds']:.0f} s")
+    return summary
+
+
+def _parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _check_ctc_head(loaded: LoadedSource) -> None:
+    """The metadata describes the output: one token per logit, and the blank."""
+    config = loaded.model.config
+    if len(loaded.vocab) != config.vocab_size:
+        raise ModelError(f"vocabulary has {len(loaded.vocab)} tokens but the model outputs "
+                         f"{config.vocab_size}")
+    if config.pad_token_id is None:
         raise ModelError("the model config has no pad_token_id (the CTC blank); cannot describe its output")
-    others = []
-    if cfg.others == "int8" and weights:
-        others = other_int8_weights(model, {w.name for w in weights})
-    say(f"exporting {model.config.model_type} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M "
-        f"parameters) with the {cfg.exporter} exporter ...")
+
+
+def _other_weights(loaded: LoadedSource, cfg: ExportConfig) -> list[QuantizedWeight]:
+    """With ``others="int8"`` and a plan: int8 weights for every layer outside it (the model's float
+    weights set to match), else none."""
+    from speechmpq.export.plans import other_int8_weights
+
+    if cfg.others != "int8" or not loaded.weights:
+        return []
+    return other_int8_weights(loaded.model, {w.name for w in loaded.weights})
+
+
+def _fp32_graph(model, weights: list[QuantizedWeight], cfg: ExportConfig) -> tuple[onnx.ModelProto, int]:
+    """(the traced FP32 graph at the opset that holds ``weights``' containers, that opset)."""
     graph = export_fp32(model, cfg)
-    needed = minimum_opset(weights + others, cfg.min_container_bits)
+    needed = minimum_opset(weights, cfg.min_container_bits)
     opset = cfg.opset or needed
     if opset < needed:
         raise SpeechmpqError(f"opset {opset} cannot hold these weights; {needed} or later is needed "
                              f"(INT4/INT8 block scales: 21, INT2: 25)")
-    graph = _set_opset(graph, opset)
-    level, kernels, table_source = _kernel_map(weights + others, cfg)
-    records = apply_quantized_weights(
-        graph, weights + others, cfg.block_size, cfg.min_container_bits, kernels
-    )
-    label = _weights_label(plan, source.peer)
+    return _set_opset(graph, opset), opset
+
+
+def _export_metadata(cfg: ExportConfig, planned: bool, level: int, kernels: dict | None,
+                     table_source: str) -> dict:
+    """The export's own speechmpq.* metadata entries (beside the model's, see onnx_metadata)."""
     extra = {
-        "speechmpq.others": cfg.others if weights else "fp32",
+        "speechmpq.others": cfg.others if planned else "fp32",
         "speechmpq.block_size": cfg.block_size,
         "speechmpq.exporter": cfg.exporter,
         "speechmpq.min_container_bits": cfg.min_container_bits,
@@ -168,11 +155,11 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
         extra["speechmpq.kernels"] = json.dumps(
             {name: k["kernel"] for name, k in kernels.items()}, sort_keys=True
         )
-    if source.peer is not None:
-        from speechmpq.export.peers import quantize_peer
+    return extra
 
-        graph = quantize_peer(graph, source.peer, level)
-    set_metadata(graph, model_metadata(model.config, vocab, do_normalize, cfg, label, plan, extra))
+
+def _save(graph: onnx.ModelProto, out: Path, cfg: ExportConfig, do_normalize: bool) -> tuple[list[Path], int]:
+    """(files written, bytes of the model's own files); with ``cfg.audio_graph`` also NAME.audio.onnx."""
     files = save_checked(graph, out, cfg.external_data_threshold)
     file_bytes = sum(f.stat().st_size for f in files)
     if cfg.audio_graph:
@@ -180,17 +167,7 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
 
         audio_model = audio_bytes_graph(graph, 16000, do_normalize)
         files += save_checked(audio_model, out.with_suffix(".audio.onnx"), cfg.external_data_threshold)
-    summary = {
-        "out": str(out), "files": [str(f) for f in files], "bytes": file_bytes, "weights": label,
-        "opset": opset, "exporter": cfg.exporter, "config": cfg.to_dict(),
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "average_bits": plan["average_bits"] if plan else None, "layers": records,
-        "seconds": round(time.time() - started, 2),
-    }  # fmt: skip
-    if plan is not None:
-        summary["size"] = size_accounting(model, plan, records, file_bytes)
-    say(f"wrote {out} ({file_bytes / 1e6:.2f} MB, {label}, opset {opset}) in {summary['seconds']:.0f} s")
-    return summary
+    return files, file_bytes
 
 
 def size_accounting(model, plan: dict, records: list[dict], file_bytes: int) -> dict:
@@ -215,6 +192,7 @@ def size_accounting(model, plan: dict, records: list[dict], file_bytes: int) -> 
 
 
 def write_summary(summary: dict, path: Path) -> None:
+    """Write ``export_onnx``'s summary as JSON, atomically."""
     from speechmpq.files import atomic_write
 
     atomic_write(path, json.dumps(summary, indent=1) + "\n")

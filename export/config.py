@@ -36,8 +36,8 @@ class ExportConfig:
     # the kernel (ORT's default for the fusion): changes ~10 % of the demo transcripts at no
     # significant WER cost (results/export_demo.md). None: the kernel map's choice (0 without one).
     accuracy_level: int | None = None
-    # How each linear layer runs (export/kernel_map.py): "default" takes the built-in rule measured
-    # for this CPU family (export/kernel_defaults.json), a path takes a table from speechmpq kernels,
+    # How each linear layer runs (speechmpq.kernel_table): "default" takes the built-in rule measured
+    # for this CPU family (speechmpq/kernel_defaults.json), a path takes a table from speechmpq kernels,
     # "none" runs every layer as MatMulNBits at block_size (weight-only, float activations at
     # level 0: the exact PyTorch numerics). The map may pick int8 weights with dynamically quantized
     # activations (the file still stores each layer's own bits) where that runs fastest.

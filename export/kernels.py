@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechmpq.bitplan import SEARCHED_LINEAR_KINDS
 from speechmpq.export.kernel_graphs import conv_model, linear_model
 from speechmpq.kernel_table import (
     ACCURACY_LEVELS,
@@ -35,8 +36,6 @@ from speechmpq.kernel_table import (
 )
 from speechmpq.machine import kernel_machine
 
-LINEAR_KINDS = ("q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense")
-
 
 def window_frames(config, window_ms: int) -> int:
     from speechmpq.onnx_metadata import conv_geometry
@@ -49,7 +48,8 @@ def linear_shapes(config) -> dict[tuple[int, int], list[str]]:
     """(K, N) -> the matrix kinds of that shape in every transformer block."""
     h, i = config.hidden_size, config.intermediate_size
     shapes: dict[tuple[int, int], list[str]] = {}
-    for kind, shape in zip(LINEAR_KINDS, [(h, h)] * 4 + [(h, i), (i, h)], strict=True):
+    # in SEARCHED_LINEAR_KINDS order: q, k, v, out (h -> h), intermediate (h -> i), output (i -> h)
+    for kind, shape in zip(SEARCHED_LINEAR_KINDS, [(h, h)] * 4 + [(h, i), (i, h)], strict=True):
         shapes.setdefault(shape, []).append(kind)
     return shapes
 
@@ -105,8 +105,8 @@ def _summary(case: dict, fp32_times: list[float]) -> dict:
             "max_ms": round(max(times), 4), "ratio_to_fp32": round(statistics.median(ratios), 4)}
 
 
-def measure(preset: str, threads: int, repetitions: int = 7, window_ms: int | None = None,
-            chunk_ms: int | None = None, progress: bool = True) -> dict:
+def measure_kernels(preset: str, threads: int, repetitions: int = 7, window_ms: int | None = None,
+                    chunk_ms: int | None = None, progress: bool = True) -> dict:
     """Time every kernel for ``preset``'s shapes; returns the table (see module doc)."""
     from tqdm import tqdm
 
@@ -179,7 +179,8 @@ def measure(preset: str, threads: int, repetitions: int = 7, window_ms: int | No
     return table
 
 
-def write(table: dict, out: Path, command: str) -> list[Path]:
+def write_kernel_table(table: dict, out: Path, command: str) -> list[Path]:
+    """Write ``table`` (with the ``command`` that made it) as ``out`` (JSON) and the markdown beside it."""
     from speechmpq.export.kernel_report import markdown
     from speechmpq.files import atomic_write
 

@@ -10,25 +10,28 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from pathlib import Path
 
 import onnx
 
+from speechmpq.export.quiet import root_logger_at
+
 INT4_BLOCK_SIZE = 32
 
 
 def quantize_peer(model: onnx.ModelProto, peer: str, accuracy_level: int) -> onnx.ModelProto:
-    import logging
+    """``model`` quantized by onnxruntime's tool for ``peer``; the tools' log lines (one or more per
+    node, and advice) are kept off the terminal, errors excepted."""
+    with root_logger_at(logging.ERROR) as root:
+        # importing it runs logging.basicConfig(level=INFO) once per process, resetting the root
+        # logger's level (so it is set again here) and adding a stderr handler (removed on exit)
+        import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the ORT quantizers log every node, and advice, to the root logger
-    try:
+        root.setLevel(logging.ERROR)
         return _quantize(model, peer, accuracy_level)
-    finally:
-        root.setLevel(level)
 
 
 def _quantize(model: onnx.ModelProto, peer: str, accuracy_level: int) -> onnx.ModelProto:

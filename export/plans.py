@@ -9,16 +9,17 @@ import numpy as np
 import torch
 
 from speechmpq import bitplan as bitplan_lib
+from speechmpq.bitplan import SEARCHED_LINEAR_KINDS
 from speechmpq.errors import SpeechmpqError
 from speechmpq.export.qdq import QuantizedWeight
+from speechmpq.train.models import strip_weight_norm
 from speechmpq.train.quant import mse_step_size, quantize
-from speechmpq.train.supernet import MATRIX_TYPES, _strip_weight_norm
 
 _LAYER = re.compile(r"(^|\.)encoder\.layers\.(\d+)\.(.+)$")
 
 
 def _module_weight(module) -> torch.Tensor:
-    _strip_weight_norm(module)
+    strip_weight_norm(module)
     return module.weight.detach().float()
 
 
@@ -78,7 +79,7 @@ def pattern_plan(model, reference: dict) -> dict:
         match = _LAYER.search(name)
         if not (match and isinstance(module, torch.nn.Linear) and match.group(3) in by_type):
             continue
-        if not name.endswith(MATRIX_TYPES):
+        if not name.endswith(SEARCHED_LINEAR_KINDS):
             continue
         source = by_type[match.group(3)]
         depth = model.config.num_hidden_layers

@@ -11,7 +11,7 @@ After (weight-only QDQ; ORT fuses DequantizeLinear -> MatMul into one MatMulNBit
     Wq (INT2/INT4/INT8, K x N) ─► DequantizeLinear ─┘
     scales (float32, ceil(K/block) x N) ─┘  axis=0, block_size=block
 
-With a kernel map (``export/kernel_map.py``), a linear layer may instead take its own block size, or
+With a kernel map (``speechmpq.kernel_table.choose``), a linear layer may instead take its own block size, or
 run as int8 weights with dynamically quantized activations (8 bits; ``kernel_graphs.int8_dynamic_nodes``:
 DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul replaces the MatMul; ORT fuses it into
 DynamicQuantizeMatMul). Each node carries ``speechmpq.kernel`` and ``speechmpq.block_size``.
@@ -98,112 +98,138 @@ def apply_quantized_weights(
     kernels: dict[str, dict] | None = None,
 ) -> list[dict]:
     """Rewrite ``model`` in place; returns one record per layer (names, container, kernel, bytes).
-    ``kernels``: layer name -> {"kernel", "block_size"} (``kernel_map.choose``); None: MatMulNBits
+    ``kernels``: layer name -> {"kernel", "block_size"} (``kernel_table.choose``); None: MatMulNBits
     at ``block_size`` for every linear layer."""
     graph = model.graph
     index = _index_initializers(graph)
     records, dequantizers, replaced = [], [], {}
     for weight in weights:
-        float_weight = weight.float_weight()
-        stored = float_weight.T if weight.kind == "linear" else float_weight
-        matches = index.get(_digest(stored), [])
-        if len(matches) != 1:
-            found = "not found" if not matches else f"found {len(matches)} times"
-            raise SpeechmpqError(f"{weight.name}: its weight is {found} in the exported graph; "
-                                 f"cannot place its DequantizeLinear")
-        original = matches[0]
-        consumers = _consumers(graph, original.name)
-        expected = "MatMul" if weight.kind == "linear" else "Conv"
-        if not consumers or any(node.op_type != expected or list(node.input).index(original.name) != 1
-                                for node in consumers):
-            raise SpeechmpqError(f"{weight.name}: its weight does not feed a {expected} as input B; "
-                                 f"unsupported graph pattern")
-        codes = weight.codes.T if weight.kind == "linear" else weight.codes
+        original, consumers = _float_initializer(graph, index, weight)
         kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" else None
         container = container_bits(weight.bits, min_container_bits)
         if kernel is not None and parse_kernel(kernel["kernel"])[0] == INT8_DYNAMIC:
-            if parse_kernel(kernel["kernel"])[1] != container:
-                raise SpeechmpqError(
-                    f"{weight.name}: kernel {kernel['kernel']} does not store {container}-bit weights"
-                )
-            if len(consumers) != 1:
-                raise SpeechmpqError(
-                    f"{weight.name}: a weight shared by {len(consumers)} MatMuls cannot take "
-                    f"the int8-dynamic kernel"
-                )
-            node = consumers[0]  # the MatMul becomes the nodes of the int8 dynamic path
-            new_nodes, initializers = int8_dynamic_nodes(
-                node.input[0],
-                node.output[0],
-                weight.name,
-                np.ascontiguousarray(codes),
-                weight.scale,
-                container,
+            record, matmul_output, new_nodes = _int8_dynamic_rewrite(
+                graph, weight, original, consumers, kernel, container
             )
-            for new in new_nodes:
-                _set_metadata(new, weight, kernel)
-            replaced[node.output[0]] = new_nodes
-            graph.initializer.remove(original)
-            graph.initializer.extend(initializers)
-            records.append({
-                "layer": weight.name, "bits": weight.bits, "container": container,
-                "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
-                "kernel": kernel["kernel"], "block_size": None, "searched": weight.searched,
-                "initializer": initializers[0].name, "elements": int(codes.size),
-                "weight_bytes": len(initializers[0].raw_data),
-                "scale_bytes": int(np.asarray(weight.scale).size * 4),
-                "replaced_float_bytes": int(float_weight.size * 4),
-            })  # fmt: skip
-            continue
-        if kernel is not None and weight.kind == "linear":
-            block = kernel["block_size"] or block_size
+            replaced[matmul_output] = new_nodes
         else:
-            block = block_size
-        q_name, s_name, dq_name = (
-            f"{weight.name}.weight_quantized",
-            f"{weight.name}.weight_scale",
-            f"{weight.name}.weight_dequantized",
-        )
-        quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits, min_container_bits)
-        if weight.kind == "linear":
-            scale = _scales(weight, block, codes.shape[0])
-            attributes = {"axis": 0, "block_size": block}
-        elif weight.scale.size == 1:
-            scale, attributes = weight.scale.reshape(()).astype(np.float32), {}
-        else:
-            scale, attributes = weight.scale.reshape(-1).astype(np.float32), {"axis": 0}
-        dequantize = helper.make_node(
-            "DequantizeLinear",
-            [q_name, s_name],
-            [dq_name],
-            name=f"{weight.name}/DequantizeLinear",
-            **attributes,
-        )
-        used = (
-            {"kernel": f"nbits{container}-block{block}", "block_size": block}
-            if weight.kind == "linear"
-            else None
-        )
-        _set_metadata(dequantize, weight, used)
-        for node in consumers:
-            node.input[1] = dq_name
-            _set_metadata(node, weight, used)
-        dequantizers.append(dequantize)
-        graph.initializer.remove(original)
-        graph.initializer.extend([quantized, numpy_helper.from_array(scale, s_name)])
-        records.append({
-            "layer": weight.name, "bits": weight.bits, "container": container,
-            "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
-            "kernel": used["kernel"] if used else "conv-qdq", "block_size": block if used else None,
-            "searched": weight.searched, "initializer": q_name, "elements": int(codes.size),
-            "weight_bytes": len(quantized.raw_data), "scale_bytes": int(scale.size * 4),
-            "replaced_float_bytes": int(float_weight.size * 4),
-        })  # fmt: skip
+            block = (kernel["block_size"] or block_size) if kernel is not None else block_size
+            record, dequantize = _dequantize_rewrite(graph, weight, original, consumers, block,
+                                                     min_container_bits, container)
+            dequantizers.append(dequantize)
+        records.append(record)
     # DequantizeLinear reads initializers only, so the graph stays topologically sorted with them first.
     nodes = dequantizers + [new for node in graph.node for new in replaced.get(node.output[0], [_copy(node)])]
     del graph.node[:]
     graph.node.extend(nodes)
     return records
+
+
+def _float_initializer(
+    graph: onnx.GraphProto, index: dict[tuple, list[onnx.TensorProto]], weight: QuantizedWeight
+) -> tuple[onnx.TensorProto, list[onnx.NodeProto]]:
+    """(the graph's float initializer equal to ``weight``'s codes x scale, the nodes reading it),
+    checked: exactly one such initializer, read as input B of MatMuls (linear) or Convs only."""
+    float_weight = weight.float_weight()
+    stored = float_weight.T if weight.kind == "linear" else float_weight
+    matches = index.get(_digest(stored), [])
+    if len(matches) != 1:
+        found = "not found" if not matches else f"found {len(matches)} times"
+        raise SpeechmpqError(f"{weight.name}: its weight is {found} in the exported graph; "
+                             f"cannot place its DequantizeLinear")
+    original = matches[0]
+    consumers = _consumers(graph, original.name)
+    expected = "MatMul" if weight.kind == "linear" else "Conv"
+    if not consumers or any(node.op_type != expected or list(node.input).index(original.name) != 1
+                            for node in consumers):
+        raise SpeechmpqError(f"{weight.name}: its weight does not feed a {expected} as input B; "
+                             f"unsupported graph pattern")
+    return original, consumers
+
+
+def _graph_codes(weight: QuantizedWeight) -> np.ndarray:
+    """Codes in the graph's layout: (K, N) for a MatMul's B (the PyTorch (N, K) transposed), as is for
+    a Conv."""
+    return weight.codes.T if weight.kind == "linear" else weight.codes
+
+
+def _int8_dynamic_rewrite(
+    graph: onnx.GraphProto,
+    weight: QuantizedWeight,
+    original: onnx.TensorProto,
+    consumers: list[onnx.NodeProto],
+    kernel: dict,
+    container: int,
+) -> tuple[dict, str, list[onnx.NodeProto]]:
+    """Swap the initializer for int8 codes + scales; returns (record, the MatMul's output, the nodes
+    that replace that MatMul)."""
+    if parse_kernel(kernel["kernel"])[1] != container:
+        raise SpeechmpqError(f"{weight.name}: kernel {kernel['kernel']} does not store "
+                             f"{container}-bit weights")
+    if len(consumers) != 1:
+        raise SpeechmpqError(f"{weight.name}: a weight shared by {len(consumers)} MatMuls cannot take "
+                             f"the int8-dynamic kernel")
+    node = consumers[0]  # the MatMul becomes the nodes of the int8 dynamic path
+    codes = _graph_codes(weight)
+    new_nodes, initializers = int8_dynamic_nodes(node.input[0], node.output[0], weight.name,
+                                                 np.ascontiguousarray(codes), weight.scale, container)
+    for new in new_nodes:
+        _set_metadata(new, weight, kernel)
+    graph.initializer.remove(original)
+    graph.initializer.extend(initializers)
+    record = {
+        "layer": weight.name, "bits": weight.bits, "container": container,
+        "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
+        "kernel": kernel["kernel"], "block_size": None, "searched": weight.searched,
+        "initializer": initializers[0].name, "elements": int(codes.size),
+        "weight_bytes": len(initializers[0].raw_data),
+        "scale_bytes": int(np.asarray(weight.scale).size * 4),
+        "replaced_float_bytes": int(weight.codes.size * 4),
+    }  # fmt: skip
+    return record, node.output[0], new_nodes
+
+
+def _dequantize_rewrite(
+    graph: onnx.GraphProto,
+    weight: QuantizedWeight,
+    original: onnx.TensorProto,
+    consumers: list[onnx.NodeProto],
+    block: int,
+    min_container_bits: int,
+    container: int,
+) -> tuple[dict, onnx.NodeProto]:
+    """Swap the initializer for packed codes + scales and point its consumers at a DequantizeLinear
+    of them (blocks of ``block`` rows for a linear layer); returns (record, that DequantizeLinear)."""
+    codes = _graph_codes(weight)
+    q_name, s_name, dq_name = (f"{weight.name}.weight_quantized", f"{weight.name}.weight_scale",
+                               f"{weight.name}.weight_dequantized")
+    quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits, min_container_bits)
+    if weight.kind == "linear":
+        scale = _scales(weight, block, codes.shape[0])
+        attributes = {"axis": 0, "block_size": block}
+    elif weight.scale.size == 1:
+        scale, attributes = weight.scale.reshape(()).astype(np.float32), {}
+    else:
+        scale, attributes = weight.scale.reshape(-1).astype(np.float32), {"axis": 0}
+    dequantize = helper.make_node("DequantizeLinear", [q_name, s_name], [dq_name],
+                                  name=f"{weight.name}/DequantizeLinear", **attributes)
+    used = ({"kernel": f"nbits{container}-block{block}", "block_size": block}
+            if weight.kind == "linear" else None)
+    _set_metadata(dequantize, weight, used)
+    for node in consumers:
+        node.input[1] = dq_name
+        _set_metadata(node, weight, used)
+    graph.initializer.remove(original)
+    graph.initializer.extend([quantized, numpy_helper.from_array(scale, s_name)])
+    record = {
+        "layer": weight.name, "bits": weight.bits, "container": container,
+        "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
+        "kernel": used["kernel"] if used else "conv-qdq", "block_size": block if used else None,
+        "searched": weight.searched, "initializer": q_name, "elements": int(codes.size),
+        "weight_bytes": len(quantized.raw_data), "scale_bytes": int(scale.size * 4),
+        "replaced_float_bytes": int(weight.codes.size * 4),
+    }  # fmt: skip
+    return record, dequantize
 
 
 def _copy(node: onnx.NodeProto) -> onnx.NodeProto:

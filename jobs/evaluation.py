@@ -105,7 +105,7 @@ def transcribe_onnx(model: Path, utterances: list[Utterance], config=None,
     from tqdm import tqdm
 
     from speechmpq.audio import load_audio
-    from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+    from speechmpq.runtime import Recognizer, RecognizerConfig, StreamingConfig
 
     recognizer = Recognizer(model, config or RecognizerConfig(streaming=StreamingConfig(chunk_ms=0)))
     for warning in recognizer.info.warnings:

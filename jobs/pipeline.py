@@ -27,9 +27,8 @@ from pathlib import Path
 
 from speechmpq.files import atomic_write
 from speechmpq.jobs.evaluation import write_json
+from speechmpq.jobs.pipeline_report import LM_ROWS, ROWS, headline, machine_line, markdown, results_table
 from speechmpq.train.corpus.heldout_text import HELDOUT_TEXT  # sentences from outside the grammar
-
-ALPHA = 0.05  # MAPSSWE significance level of the lossless verdict
 
 
 @dataclass
@@ -90,27 +89,10 @@ STAGES = ("corpus", "quantize", "export", "stream", "verdicts", "report")
 VERDICT_CORPORA = {"grammar-text": (0, False), "heldout-text": (1, True)}
 VERDICT_SPLITS = ("test-clean", "test-other")
 
-# bench label -> (exported file, front-end cache, table name); FP32 first (the reference)
-ROWS = {
-    "fp32": ("fp32", "off", "FP32"),
-    "fp32-cache": ("fp32", "on", "FP32 + cache"),
-    "ort-int8-dynamic": ("int8", "off", "ORT int8-dynamic"),
-    "ort-int8-dynamic-cache": ("int8", "on", "ORT int8-dynamic + cache"),
-    "ort-int4-rtn": ("int4", "off", "ORT int4-RTN"),
-    "mpq-kernelmap": ("mpq", "off", "MPQ, kernel map"),
-    "mpq": ("mpq", "on", "MPQ, kernel map + cache"),
-}
-# the rows decoded with the LM too (when there is one): the same files, cache on
-LM_ROWS = {
-    "fp32-lm": ("fp32", "on", "FP32 + cache, LM decoder"),
-    "mpq-lm": ("mpq", "on", "MPQ, kernel map + cache, LM decoder"),
-}
-
-
 def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
     """The LM of the "+ LM" rows (None: greedy rows only)."""
     from speechmpq.errors import SpeechmpqError
-    from speechmpq.runtime.decoding import find_lm
+    from speechmpq.runtime import find_lm
 
     if cfg.lm == "none":
         return None
@@ -149,8 +131,7 @@ def _stage(index: int, name: str, detail: str) -> float:
 
 
 def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
-    from tqdm import tqdm
-
+    """Run (or resume) every stage; returns what pipeline.json holds."""
     from speechmpq.errors import SpeechmpqError
 
     if not (cfg.model / "config.json").is_file():
@@ -160,85 +141,28 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     _check_settings(cfg)
     started, seconds = time.perf_counter(), {}
-    data, qrun = cfg.out / "data", cfg.out / "quantize"
     bench_prefix = cfg.out / "report" / "bench"
 
     t = _stage(1, "corpus", f"{cfg.train_hours} h train + {cfg.test_utterances} clean test utterances "
                f"(seed {cfg.seed}); verdict corpora: 2 x {cfg.verdict_utterances} utterances of the "
                f"grammar's text and 2 x {cfg.verdict_utterances} of held-out text")
-    from speechmpq.train.corpus.build import CorpusConfig, build_corpus
-
-    if not all((data / split / "utterances.tsv").exists() for split in ("train", "test-clean")):
-        build_corpus(CorpusConfig(out=data, hours=cfg.train_hours, seed=cfg.seed,
-                                  splits=("train", "test-clean"), eval_utterances=cfg.test_utterances,
-                                  overwrite=True), progress=progress)
-    for name, (offset, heldout) in VERDICT_CORPORA.items():
-        folder = cfg.out / "data" / name
-        if not all((folder / split / "utterances.tsv").exists() for split in VERDICT_SPLITS):
-            build_corpus(CorpusConfig(out=folder, seed=cfg.seed + offset, splits=VERDICT_SPLITS,
-                                      eval_utterances=cfg.verdict_utterances, overwrite=True,
-                                      sentences=HELDOUT_TEXT if heldout else None), progress=progress)
+    build_corpora(cfg, progress)
     seconds["corpus"] = time.perf_counter() - t
 
     t = _stage(2, "quantize", f"one-stage MPQ of {cfg.model}, {cfg.steps} + {cfg.pass2_steps} steps, "
                f"target {cfg.target_bits} bits, candidates 2/4/8, {cfg.granularity}, lr {cfg.lr:g}")
-    summary_path = qrun / "summary.json"
-    if not summary_path.exists():
-        from speechmpq.train.quantize import quantize
-        from speechmpq.train.quantize_config import QuantizeConfig
-        from speechmpq.train.supernet import SupernetConfig
-
-        result = quantize(QuantizeConfig(model=cfg.model, train_data=data / "train", out=qrun,
-                                         supernet=SupernetConfig(granularity=cfg.granularity),
-                                         method="one-stage", target_bits=cfg.target_bits, steps=cfg.steps,
-                                         pass2_steps=cfg.pass2_steps, lr=cfg.lr,
-                                         batch_seconds=cfg.batch_seconds, threads=cfg.threads, device="cpu"),
-                          progress=progress)
-        if not result:
-            raise SpeechmpqError(f"quantization stopped early; run again to resume from {qrun}")
-    quantized = json.loads(summary_path.read_text())
+    quantized = run_quantize(cfg, progress)
     seconds["quantize"] = time.perf_counter() - t
 
     t = _stage(3, "export", "FP32, MPQ (kernel map + front-end cache), ORT int8-dynamic and int4-RTN")
-    from speechmpq.export.api import Source, export_onnx
-    from speechmpq.export.config import ExportConfig
-
-    onnx_files = {name: cfg.out / f"{name}.onnx" for name in ("fp32", "mpq", "int8", "int4")}
-    jobs = [(onnx_files["fp32"], Source(model_dir=cfg.model)),
-            (onnx_files["mpq"], Source(model_dir=qrun / "model")),
-            (onnx_files["int8"], Source(model_dir=cfg.model, peer="ort-int8-dynamic")),
-            (onnx_files["int4"], Source(model_dir=cfg.model, peer="ort-int4-rtn"))]
-    for out, source in tqdm(jobs, desc="export", unit="model", disable=not progress):
-        if not out.exists():
-            export_onnx(source, out, ExportConfig(), progress=False)
+    onnx_files = export_models(cfg, progress)
     seconds["export"] = time.perf_counter() - t
 
     lm = find_pipeline_lm(cfg)
     rows = {**ROWS, **(LM_ROWS if lm else {})}
     t = _stage(4, "stream", f"{len(rows)} rows through the streaming runtime: WER on {cfg.test_utterances} "
                f"utterances, latency and peak memory ({cfg.repetitions} interleaved runs each)")
-    from speechmpq.runtime.bench import BenchConfig, run_bench
-    from speechmpq.runtime.bench_report import write_report
-
-    bench_json = bench_prefix.with_suffix(".json")
-    if not bench_json.exists():
-        from speechmpq.runtime.stream import DecoderConfig
-
-        models = [f"{label}={onnx_files[name]}" for label, (name, _, _) in rows.items()]
-        decoder = asdict(DecoderConfig("lm", lm=str(lm))) if lm else {}
-        report = run_bench(BenchConfig(models=models,
-                                       frontend_cache={label: cache for label, (_, cache, _) in rows.items()},
-                                       decoders={label: decoder for label in LM_ROWS} if lm else {},
-                                       data=[str(data / "test-clean")], out=bench_prefix,
-                                       threads=[cfg.threads or 2], repetitions=cfg.repetitions,
-                                       stream_seconds=20.0, end_of_speech_utterances=5, fp32="fp32",
-                                       mpq="mpq", int8="ort-int8-dynamic", fp32_cached="fp32-cache",
-                                       int8_cached="ort-int8-dynamic-cache",
-                                       title="speechmpq pipeline: FP32, onnxruntime's quantizers and "
-                                             "one-stage MPQ, with and without the front-end cache"),
-                           progress=progress)
-        write_report(report, bench_prefix, "speechmpq " + " ".join(cfg.extra.get("argv", ["pipeline"])))
-    bench = json.loads(bench_json.read_text())
+    bench = run_stream_bench(cfg, onnx_files, rows, lm, bench_prefix, progress)
     seconds["stream"] = time.perf_counter() - t
 
     t = _stage(5, "verdicts", f"FP32 and MPQ on 2 x {2 * cfg.verdict_utterances} utterances, greedy"
@@ -253,7 +177,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     result = {"table": table, "seconds": seconds, "config": {k: str(v) if isinstance(v, Path) else v
                                                             for k, v in asdict(cfg).items()},
               "quantize": {k: quantized.get(k) for k in ("average_bits", "bits", "compression_seconds")},
-              "machine": _machine(),
+              "machine": machine_line(),
               "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md")),
               "threads": bench["headline"]["threads"], "headline": headline(bench), "verdicts": verdicts}
     write_json(cfg.out / "pipeline.json", result)
@@ -261,12 +185,92 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     return result
 
 
+def build_corpora(cfg: PipelineConfig, progress: bool) -> None:
+    """OUT/data: the train and clean test splits, and the two verdict corpora (skipped when there)."""
+    from speechmpq.train import CorpusConfig, build_corpus
+
+    data = cfg.out / "data"
+    if not all((data / split / "utterances.tsv").exists() for split in ("train", "test-clean")):
+        build_corpus(CorpusConfig(out=data, hours=cfg.train_hours, seed=cfg.seed,
+                                  splits=("train", "test-clean"), eval_utterances=cfg.test_utterances,
+                                  overwrite=True), progress=progress)
+    for name, (offset, heldout) in VERDICT_CORPORA.items():
+        folder = data / name
+        if not all((folder / split / "utterances.tsv").exists() for split in VERDICT_SPLITS):
+            build_corpus(CorpusConfig(out=folder, seed=cfg.seed + offset, splits=VERDICT_SPLITS,
+                                      eval_utterances=cfg.verdict_utterances, overwrite=True,
+                                      sentences=HELDOUT_TEXT if heldout else None), progress=progress)
+
+
+def run_quantize(cfg: PipelineConfig, progress: bool) -> dict:
+    """One-stage MPQ into OUT/quantize (resumes from its checkpoint); returns its summary.json."""
+    from speechmpq.errors import SpeechmpqError
+
+    qrun = cfg.out / "quantize"
+    summary_path = qrun / "summary.json"
+    if not summary_path.exists():
+        from speechmpq.train import QuantizeConfig, SupernetConfig, quantize_model
+
+        qcfg = QuantizeConfig(model=cfg.model, train_data=cfg.out / "data" / "train", out=qrun,
+                              supernet=SupernetConfig(granularity=cfg.granularity),
+                              method="one-stage", target_bits=cfg.target_bits, steps=cfg.steps,
+                              pass2_steps=cfg.pass2_steps, lr=cfg.lr,
+                              batch_seconds=cfg.batch_seconds, threads=cfg.threads, device="cpu")
+        result = quantize_model(qcfg, progress=progress)
+        if not result:
+            raise SpeechmpqError(f"quantization stopped early; run again to resume from {qrun}")
+    return json.loads(summary_path.read_text())
+
+
+def export_models(cfg: PipelineConfig, progress: bool) -> dict[str, Path]:
+    """FP32, MPQ and the two onnxruntime peers as OUT/NAME.onnx (each skipped when there)."""
+    from tqdm import tqdm
+
+    from speechmpq.export import ExportConfig, Source, export_onnx
+
+    onnx_files = {name: cfg.out / f"{name}.onnx" for name in ("fp32", "mpq", "int8", "int4")}
+    jobs = [(onnx_files["fp32"], Source(model_dir=cfg.model)),
+            (onnx_files["mpq"], Source(model_dir=cfg.out / "quantize" / "model")),
+            (onnx_files["int8"], Source(model_dir=cfg.model, peer="ort-int8-dynamic")),
+            (onnx_files["int4"], Source(model_dir=cfg.model, peer="ort-int4-rtn"))]
+    for out, source in tqdm(jobs, desc="export", unit="model", disable=not progress):
+        if not out.exists():
+            export_onnx(source, out, ExportConfig(), progress=False)
+    return onnx_files
+
+
+def run_stream_bench(cfg: PipelineConfig, onnx_files: dict[str, Path], rows: dict, lm: Path | None,
+                     bench_prefix: Path, progress: bool) -> dict:
+    """Every row through the streaming runtime (WER, latency, memory); returns the bench JSON."""
+    from speechmpq.runtime import BenchConfig, run_bench, write_report
+
+    bench_json = bench_prefix.with_suffix(".json")
+    if not bench_json.exists():
+        from speechmpq.runtime import DecoderConfig
+
+        models = [f"{label}={onnx_files[name]}" for label, (name, _, _) in rows.items()]
+        decoder = asdict(DecoderConfig("lm", lm=str(lm))) if lm else {}
+        report = run_bench(BenchConfig(models=models,
+                                       frontend_cache={label: cache for label, (_, cache, _) in rows.items()},
+                                       decoders={label: decoder for label in LM_ROWS} if lm else {},
+                                       data=[str(cfg.out / "data" / "test-clean")], out=bench_prefix,
+                                       threads=[cfg.threads or 2], repetitions=cfg.repetitions,
+                                       stream_seconds=20.0, end_of_speech_utterances=5, fp32="fp32",
+                                       mpq="mpq", int8="ort-int8-dynamic", fp32_cached="fp32-cache",
+                                       int8_cached="ort-int8-dynamic-cache",
+                                       title="speechmpq pipeline: FP32, onnxruntime's quantizers and "
+                                             "one-stage MPQ, with and without the front-end cache"),
+                           progress=progress)
+        write_report(report, bench_prefix, "speechmpq " + " ".join(cfg.extra.get("argv", ["pipeline"])))
+    return json.loads(bench_json.read_text())
+
+
 def run_verdicts(cfg: PipelineConfig, onnx_files: dict, lm: Path | None, progress: bool) -> dict:
     """FP32 and MPQ offline on the verdict corpora (each pooled over its splits), greedy and with the
     LM; MPQ judged against FP32 decoded the same way. Skipped when OUT/verdicts/verdicts.json exists."""
     from speechmpq.datasets import read_dataset
     from speechmpq.jobs.verdicts import decode_sets, judge, lossless_everywhere
-    from speechmpq.runtime.decoding import DecoderConfig
+    from speechmpq.runtime import DecoderConfig
 
     path = cfg.out / "verdicts" / "verdicts.json"
     if path.exists():
@@ -289,121 +293,3 @@ def run_verdicts(cfg: PipelineConfig, onnx_files: dict, lm: Path | None, progres
     return report
 
 
-def _machine() -> str:
-    from speechmpq.machine import machine_facts
-
-    facts = machine_facts()
-    return (f"{facts['cpu']}, {facts['cores']} cores, {facts['system']}, Python {facts['python']}, "
-            + ", ".join(f"{name} {version}" for name, version in facts["versions"].items() if version))
-
-
-def results_table(bench: dict, quantized: dict) -> list[dict]:
-    threads = str(bench["headline"]["threads"])
-    rows = []
-    every = {**ROWS, **LM_ROWS}
-    for label in [label for label in every if label in bench["latency"][threads]]:
-        latency, wer = bench["latency"][threads][label], bench["wer"][label]
-        _, cache, name = every[label]
-        row = {"system": name, "label": label, "frontend_cache": cache, "wer": 100 * wer["streaming_wer"],
-               "offline_wer": 100 * wer["offline_wer"], "file_mb": latency["file_bytes"] / 1e6,
-               "chunk_ms_p50": latency["chunk_latency_ms"]["p50"], "rtf": latency["rtf"],
-               "peak_rss_mib": latency["peak_rss_mib"], "average_bits": None, "p": None, "lossless": True}
-        if label.startswith("fp32"):
-            row["average_bits"] = 32.0
-        elif label.startswith("mpq"):
-            row["average_bits"] = quantized["average_bits"]
-        reference = wer.get("fp32_reference") or ("fp32" if label not in LM_ROWS else None)
-        if label != "fp32" and reference is not None:  # against FP32 decoded the same way
-            fp32 = next(r for r in rows if r["label"] == reference)
-            row["reference"] = reference
-            row["p"] = wer.get("streaming_vs_fp32_p")
-            row["lossless"] = row["wer"] <= fp32["wer"] or (row["p"] is not None and row["p"] >= ALPHA)
-            row["size_ratio"] = fp32["file_mb"] / row["file_mb"]
-            row["latency_ratio"] = row["chunk_ms_p50"] / fp32["chunk_ms_p50"]
-            row["memory_ratio"] = row["peak_rss_mib"] / fp32["peak_rss_mib"]
-        rows.append(row)
-    return rows
-
-
-def _with_ratio(text: str, row: dict, key: str, template: str) -> str:
-    return text + (template.format(row[key]) if key in row else "")
-
-
-def format_table(table: list[dict]) -> str:
-    lines = ["| system | WER % (streaming) | vs FP32 | lossless (MAPSSWE, α=0.05) | avg bits | file MB | "
-             "chunk p50 ms (vs FP32) | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
-    by_label = {row["label"]: row for row in table}
-    for row in table:
-        versus, verdict = "—", "reference"
-        if row.get("reference") in by_label:
-            verdict = "yes" if row["lossless"] else "NO"
-            if row["p"] is not None:
-                versus = f"{row['wer'] - by_label[row['reference']]['wer']:+.2f} (p={row['p']:.3f})"
-        elif row is not table[0]:
-            verdict = "reference (LM)"
-        bits = "—" if row["average_bits"] is None else f"{row['average_bits']:.2f}"
-        size = _with_ratio(f"{row['file_mb']:.2f}", row, "size_ratio", " ({:.1f}x smaller)")
-        if row.get("size_ratio", 2.0) < 1.05:
-            size = f"{row['file_mb']:.2f}"
-        latency = _with_ratio(f"{row['chunk_ms_p50']:.1f}", row, "latency_ratio", " ({:.2f}x)")
-        memory = _with_ratio(f"{row['peak_rss_mib']:.0f}", row, "memory_ratio", " ({:.2f}x)")
-        lines.append(f"| {row['system']} | {row['wer']:.2f} | {versus} | {verdict} | "
-                     f"{bits} | {size} | {latency} | {row['rtf']:.3f} | {memory} |")
-    return "\n".join(lines)
-
-
-def headline(bench: dict) -> list[str]:
-    """The bench's headline ratios (MPQ = kernel map + cache), against the peers as they run today
-    and against the peers with the front-end cache too."""
-    head, lines = bench["headline"], []
-    for keys, against in ((("latency_ratio_mpq_over_fp32", "latency_ratio_mpq_over_ort_int8",
-                            "rss_ratio_mpq_over_fp32"), "the peers as they run today"),
-                          (("latency_ratio_mpq_over_fp32_cached", "latency_ratio_mpq_over_ort_int8_cached",
-                            "rss_ratio_mpq_over_fp32_cached"), "the peers with the front-end cache too")):
-        parts = [f"`{key}` = {head[key]:.2f}" for key in keys if head.get(key) is not None]
-        if parts:
-            lines.append(f"- against {against}: " + ", ".join(parts))
-    return lines
-
-
-def markdown(result: dict) -> str:
-    cfg, s = result["config"], result["seconds"]
-    return "\n".join([
-        "# speechmpq pipeline: FP32 vs one-stage mixed precision", "",
-        f"Command: `speechmpq {' '.join(cfg['extra'].get('argv', ['pipeline']))}`  ",
-        f"Machine: {result['machine']}. Date: {result['date']}. Wall time {s['total'] / 60:.1f} min "
-        f"(corpus {s['corpus']:.0f} s, quantize {s['quantize']:.0f} s, export {s['export']:.0f} s, "
-        f"stream {s['stream']:.0f} s" + (f", verdicts {s['verdicts']:.0f} s" if "verdicts" in s else "")
-        + ").", "",
-        f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches"
-        + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
-        f"weight lr {cfg.get('lr', 2e-4):g}, {cfg.get('granularity', 'per-tensor')} step sizes, "
-        f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
-        f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
-        "(greedy CTC, and with the LM decoder in the LM rows, each compared with FP32 decoded the same "
-        "way; the model's recommended chunking); latency = model time per chunk and peak RSS in "
-        "fresh processes (medians over interleaved runs). Average bits are over the searched layers "
-        "(the transformer linears); file sizes are the .onnx files.", "",
-        format_table(result["table"]), "",
-        f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernel map + "
-        "front-end cache):", "", *result.get("headline", []), "",
-        *verdicts_markdown(result.get("verdicts"), cfg),
-        f"Benchmark report with plots: `{result['bench_report']}`.", ""])
-
-
-def verdicts_markdown(report: dict | None, cfg: dict) -> list[str]:
-    if not report:
-        return []
-    from speechmpq.jobs.verdicts import results_table as wer_table
-    from speechmpq.jobs.verdicts import verdicts_table
-
-    n = cfg.get("verdict_utterances", 750)
-    overall = "**yes**" if report["lossless"] else "**NO**"
-    return [f"Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
-            f"test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
-            f"`heldout-text`: sentences from another text source; MPQ against FP32 decoded the same way, "
-            "MAPSSWE at alpha 0.05 and the bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "
-            f"lossless on both corpora, greedy" + (" and with the LM" if report.get("lm") else "")
-            + f": {overall}.", "", *verdicts_table(report["verdicts"]), "",
-            "WER % on every set (greedy" + (" and with the LM" if report.get("lm") else "") + "):", "",
-            *wer_table(report["results"]), ""]

@@ -1,6 +1,6 @@
 """PyTorch eager inference behind the runtime's model interface, for the benchmark's reference row.
 
-``TorchCTCModel`` has the two things a ``speechmpq.runtime.stream.Recognizer`` needs from a model,
+``TorchCTCModel`` has the two things a ``speechmpq.runtime.Recognizer`` needs from a model,
 ``info`` (the same ``ModelInfo`` an export of this directory would carry) and ``logits(values)``,
 so the PyTorch row streams through exactly the same chunking and decoding code as the .onnx rows.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechmpq.export.config import ExportConfig
+from speechmpq.export import ExportConfig
 from speechmpq.onnx_metadata import ModelInfo, model_metadata
 from speechmpq.train.models import feature_settings, load_model, model_vocab
 
@@ -39,7 +39,7 @@ class TorchCTCModel:
 
 
 if __name__ == "__main__":
-    from speechmpq.runtime.bench_child import run
+    from speechmpq.runtime import run_bench_child
 
     spec = json.loads(sys.argv[1])
-    run(spec, lambda: TorchCTCModel(spec["model"], spec["threads"]))
+    run_bench_child(spec, lambda: TorchCTCModel(spec["model"], spec["threads"]))

@@ -32,8 +32,7 @@ def decode_sets(models: dict[str, Path], sets: dict[str, list[Utterance]], decod
     from tqdm import tqdm
 
     from speechmpq.audio import load_audio
-    from speechmpq.runtime.decoding import build_decoder
-    from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+    from speechmpq.runtime import OnnxCTCModel, SessionConfig, build_decoder
 
     results: dict = {}
     seconds: dict = {}

@@ -1,0 +1,59 @@
+"""speechmpq.runtime: streaming CTC recognition of exported .onnx models, numpy + onnxruntime only.
+
+    from speechmpq.runtime import Recognizer, RecognizerConfig
+
+    recognizer = Recognizer("models/demo-mpq.onnx", RecognizerConfig())
+    stream = recognizer.create_stream()
+    stream.accept_waveform(samples, 16000)
+    stream.input_finished()
+    recognizer.decode(stream)
+    print(stream.result.text)
+
+Callers import every public name from here. Each is loaded on first use (PEP 562), so importing
+one module of the package loads only what that module needs: the benchmark parent
+(``runtime/bench.py``) must not load onnxruntime, since its children inherit its peak RSS in
+``ru_maxrss``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# the module that defines each public name, grouped by concept
+_EXPORTS = {
+    # recognition: one shared recognizer, one stream per utterance
+    "speechmpq.runtime.recognizer": ("Recognizer", "RecognizerConfig", "StreamingConfig", "EndpointConfig"),
+    "speechmpq.runtime.stream": ("Stream", "Result"),
+    # the model: one onnxruntime session and the metadata its .onnx file carries
+    "speechmpq.runtime.session": ("OnnxCTCModel", "SessionConfig"),
+    "speechmpq.onnx_metadata": ("ModelInfo",),
+    # decoding: which decoder runs, what every decoder promises, the decoders and the LM they use
+    "speechmpq.runtime.decoding": ("DecoderConfig", "build_decoder", "find_lm"),
+    "speechmpq.runtime.ctc": ("CTCDecoder", "GreedyDecoder", "PrefixBeamDecoder"),
+    "speechmpq.runtime.ctc_lm": ("LexiconLMDecoder",),
+    "speechmpq.runtime.lm": ("NGramLM", "Lexicon"),
+    # audio files fed as a microphone would (``speechmpq stream``)
+    "speechmpq.runtime.transcribe_files": ("stream_files", "stream_file", "file_pieces"),
+    # benchmark (``speechmpq bench``): the parent, one child's measurement, the report
+    "speechmpq.runtime.bench": ("BenchConfig", "run_bench"),
+    "speechmpq.runtime.bench_child": ("run_bench_child",),
+    "speechmpq.runtime.bench_report": ("write_report", "bench_markdown"),
+    # this process's memory, and the allocator setting for long runs
+    "speechmpq.runtime.memory": ("process_memory", "steady_allocator"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = list(_HOME)
+
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

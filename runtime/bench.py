@@ -1,7 +1,7 @@
 """``speechmpq bench``: latency, memory and WER of several models, side by side, like for like.
 
 Every measurement runs in a fresh child process (``runtime/bench_child.py``; PyTorch model
-directories through ``train/torch_backend.py``), and repetitions are interleaved (A B C A B C ...)
+directories through ``jobs/torch_backend.py``), and repetitions are interleaved (A B C A B C ...)
 so that drift of a shared machine hits every model alike. Ratios to the FP32 model are taken per
 repetition and reported as median [min, max]. This module imports little on purpose: a child's
 ``ru_maxrss`` starts from its parent's peak, so the parent stays small (peaks are read from each
@@ -119,6 +119,21 @@ def _child(path: Path, spec: dict) -> dict:
     return json.loads(lines[-1])
 
 
+def _spec(config: BenchConfig, label: str, path: Path, task: str, threads: int, **extra) -> dict:
+    """What one child measures: ``task`` for the model labelled ``label``, with the run's chunking."""
+    return {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms,
+            "task": task, "model": str(path), "threads": threads,
+            "frontend_cache": config.frontend_cache.get(label, "auto"), **extra}
+
+
+def _measure(label: str, path: Path, spec: dict) -> dict:
+    """One child's result; a child that failed stops the benchmark with the model's label."""
+    result = _child(path, spec)
+    if "error" in result:
+        raise SpeechmpqError(f"{label}: {result['error']}")
+    return result
+
+
 def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -128,7 +143,6 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
         if unknown:
             raise SpeechmpqError(f"{flag} names no model labelled {unknown[0]!r} (have {sorted(models)})")
     stream_files, eos_files, data = _audio(config)
-    base = {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms}
     runs: dict[str, dict[int, list[dict]]] = {label: {t: [] for t in config.threads} for label in models}
     onnx_models = {label: path for label, path in models.items() if path.suffix == ".onnx"}
     total = (config.repetitions * len(config.threads) * len(models) + config.wer * len(models)
@@ -138,59 +152,23 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
         for threads in config.threads:
             for label, path in models.items():  # interleaved: every model once per round
                 bar.set_postfix_str(f"{label} x{threads} #{repetition + 1}")
-                spec = {
-                    **base,
-                    "task": "latency",
-                    "model": str(path),
-                    "threads": threads,
-                    "frontend_cache": config.frontend_cache.get(label, "auto"),
-                    "decoder": config.decoders.get(label, {}),
-                    "stream_audio": stream_files,
-                    "eos_audio": eos_files,
-                }
-                result = _child(path, spec)
-                if "error" in result:
-                    raise SpeechmpqError(f"{label}: {result['error']}")
-                runs[label][threads].append(result)
+                spec = _spec(config, label, path, "latency", threads, decoder=config.decoders.get(label, {}),
+                             stream_audio=stream_files, eos_audio=eos_files)
+                runs[label][threads].append(_measure(label, path, spec))
                 bar.update()
     wer = {}
-    if config.wer:
-        for label, path in models.items():
-            bar.set_postfix_str(f"{label} WER")
-            result = _child(
-                path,
-                {
-                    **base,
-                    "task": "wer",
-                    "model": str(path),
-                    "frontend_cache": config.frontend_cache.get(label, "auto"),
-                    "decoder": config.decoders.get(label, {}),
-                    "threads": max(config.threads),
-                    "data": data,
-                },
-            )
-            if "error" in result:
-                raise SpeechmpqError(f"{label}: {result['error']}")
-            wer[label] = result
-            bar.update()
+    for label, path in models.items() if config.wer else ():
+        bar.set_postfix_str(f"{label} WER")
+        spec = _spec(config, label, path, "wer", max(config.threads),
+                     decoder=config.decoders.get(label, {}), data=data)
+        wer[label] = _measure(label, path, spec)
+        bar.update()
     profiles = {}
     for label, path in onnx_models.items() if config.profile else ():
         bar.set_postfix_str(f"{label} profile")
         threads = 2 if 2 in config.threads else max(config.threads)
-        result = _child(
-            path,
-            {
-                **base,
-                "task": "profile",
-                "model": str(path),
-                "threads": threads,
-                "frontend_cache": config.frontend_cache.get(label, "auto"),
-                "stream_audio": stream_files,
-            },
-        )
-        if "error" in result:
-            raise SpeechmpqError(f"{label}: {result['error']}")
-        profiles[label] = result
+        profiles[label] = _measure(label, path, _spec(config, label, path, "profile", threads,
+                                                      stream_audio=stream_files))
         bar.update()
     bar.close()
     from speechmpq.runtime.bench_report import summarize

@@ -26,8 +26,9 @@ from speechmpq.runtime.memory import process_memory
 
 
 def _recognizer(spec: dict, backend=None, offline: bool = False):
+    from speechmpq.runtime.decoding import DecoderConfig
+    from speechmpq.runtime.recognizer import Recognizer, RecognizerConfig, StreamingConfig
     from speechmpq.runtime.session import SessionConfig
-    from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig, StreamingConfig
 
     streaming = (StreamingConfig(chunk_ms=0) if offline else
                  StreamingConfig(spec.get("chunk_ms"), spec.get("left_ms"), spec.get("right_ms"),
@@ -153,7 +154,7 @@ def measure_profile(spec: dict, make_backend=None) -> dict:
     }
 
 
-def run(spec: dict, make_backend=None) -> None:
+def run_bench_child(spec: dict, make_backend=None) -> None:
     """Measure ``spec`` and print the result as one JSON line (errors too, as ``{"error": ...}``)."""
     try:
         task = {"latency": measure_latency, "wer": measure_wer, "profile": measure_profile}[spec["task"]]
@@ -164,4 +165,4 @@ def run(spec: dict, make_backend=None) -> None:
 
 
 if __name__ == "__main__":
-    run(json.loads(sys.argv[1]))
+    run_bench_child(json.loads(sys.argv[1]))

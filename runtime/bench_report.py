@@ -133,7 +133,9 @@ def _fmt_ratio(ratio: dict | None) -> str:
     return "—" if ratio is None else f"{ratio['median']:.2f} [{ratio['min']:.2f}, {ratio['max']:.2f}]"
 
 
-def markdown(report: dict, command: str) -> str:
+def bench_markdown(report: dict, command: str) -> str:
+    """The report as Markdown: setup, headline ratios, one latency table per thread count, WER and
+    the onnxruntime profile (the last two where the report has them)."""
     machine, settings, head = report["machine"], report["settings"], report["headline"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     title = report["title"] or ", ".join(report["latency"][str(settings["threads"][0])])
@@ -149,9 +151,19 @@ def markdown(report: dict, command: str) -> str:
              "(ru_maxrss beside it as a cross-check). Ratios are "
              "per repetition against the FP32 row: median [min, max].", "",
              "## Headline (" + f"{head['threads']} threads, median)", ""]
-    lines.append(f"Against the peers as they run today (`{head['fp32']}`, `{head.get('ort_int8')}`); MPQ row "
-                 f"`{head['mpq']}`:")
-    lines.append("")
+    lines += _headline_lines(head)
+    for threads, rows in report["latency"].items():
+        lines += _latency_lines(threads, rows)
+    if report["wer"]:
+        lines += _wer_lines(report["wer"])
+    if report.get("profile"):
+        lines += _profile_lines(report["profile"])
+    return "\n".join(lines)
+
+
+def _headline_lines(head: dict) -> list[str]:
+    lines = [f"Against the peers as they run today (`{head['fp32']}`, `{head.get('ort_int8')}`); MPQ row "
+             f"`{head['mpq']}`:", ""]
     for name in ("latency_ratio_mpq_over_fp32", "latency_ratio_mpq_over_ort_int8", "rss_ratio_mpq_over_fp32"):
         lines.append(f"- `{name}` = {_fmt_ratio(head.get(name + '_spread'))}")
     if head.get("fp32_cached") or head.get("ort_int8_cached"):
@@ -164,59 +176,68 @@ def markdown(report: dict, command: str) -> str:
         lines.append(f"- `streaming_minus_offline_wer` = {100 * head['streaming_minus_offline_wer']:+.2f} "
                      f"points (MPQ model `{head['mpq']}`)")
     lines.append("")
-    for threads, rows in report["latency"].items():
-        lines += [
-            f"## {threads} thread{'s' * (threads != '1')}",
-            "",
-            "| model | weights | acc. level | front-end cache | decoder | file MB | load s | "
-            "chunk ms p50 / p95 / p99 | RTF | "
-            "end of speech ms p50 | RSS after load MiB | peak RSS MiB (ru_maxrss) | latency / FP32 | "
-            "peak RSS / FP32 |",
-            "|---|---|---:|---|---|---:|---:|---|---:|---:|---:|---|---|---|",
-        ]
-        for row in rows.values():
-            c = row["chunk_latency_ms"]
-            level = "—" if row["accuracy_level"] is None else row["accuracy_level"]
-            lines.append(
-                f"| {row['label']} | {row['weights']} | {level} | "
-                f"{'on' if row.get('frontend_cache') else 'off'} | {row.get('decoder', 'greedy')} | "
-                f"{row['file_bytes'] / 1e6:.2f} | "
-                f"{row['load_seconds']:.2f} | {c['p50']:.1f} / {c['p95']:.1f} / {c['p99']:.1f} | "
-                f"{row['rtf']:.3f} | {row['end_of_speech_ms']['p50']:.1f} | "
-                f"{row['rss_after_load_mib']:.0f} | "
-                f"{row['peak_rss_mib']:.0f} ({row['ru_maxrss_mib']:.0f}) | "
-                f"{_fmt_ratio(row['latency_ratio_over_fp32'])} | {_fmt_ratio(row['rss_ratio_over_fp32'])} |")
-        lines.append("")
-    if report["wer"]:
-        lines += ["## WER (each row's decoder)", "",
-                  "| model | utterances | streaming WER % | offline WER % | "
-                  "streaming − offline | MAPSSWE p (streaming vs offline) | MAPSSWE p (offline vs FP32) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for label, row in report["wer"].items():
-            p_fp32 = row.get("offline_vs_fp32_p")
-            p_fp32 = "—" if p_fp32 is None else f"{p_fp32:.3f}"
-            lines.append(f"| {label} | {row['utterances']} | {100 * row['streaming_wer']:.2f} | "
-                         f"{100 * row['offline_wer']:.2f} | "
-                         f"{100 * row['streaming_minus_offline_wer']:+.2f} | "
-                         f"{row['streaming_vs_offline_p']:.3f} | {p_fp32} |")
-        lines.append("")
-    if report.get("profile"):
-        ops = []
-        for result in report["profile"].values():
-            ops += [op for op in list(result["op_ms"])[:6] if op not in ops]
-        lines += [
-            "## onnxruntime profile (ms per model call of a steady-state stream, one chunk's window "
-            "through the row's front-end cache, by operator type after fusion)",
-            "",
-            "| model | window ms | cache | run | " + " | ".join(ops) + " |",
-            "|---|---:|---|---:|" + "---:|" * len(ops),
-        ]
-        for label, result in report["profile"].items():
-            cells = " | ".join(f"{result['op_ms'].get(op, 0.0):.1f}" for op in ops)
-            cache = "on" if result.get("frontend_cache") else "off"
-            lines.append(f"| {label} | {result['window_ms']} | {cache} | {result['run_ms']:.1f} | {cells} |")
-        lines.append("")
-    return "\n".join(lines)
+    return lines
+
+
+def _latency_lines(threads: str, rows: dict) -> list[str]:
+    lines = [
+        f"## {threads} thread{'s' * (threads != '1')}",
+        "",
+        "| model | weights | acc. level | front-end cache | decoder | file MB | load s | "
+        "chunk ms p50 / p95 / p99 | RTF | "
+        "end of speech ms p50 | RSS after load MiB | peak RSS MiB (ru_maxrss) | latency / FP32 | "
+        "peak RSS / FP32 |",
+        "|---|---|---:|---|---|---:|---:|---|---:|---:|---:|---|---|---|",
+    ]
+    for row in rows.values():
+        c = row["chunk_latency_ms"]
+        level = "—" if row["accuracy_level"] is None else row["accuracy_level"]
+        lines.append(
+            f"| {row['label']} | {row['weights']} | {level} | "
+            f"{'on' if row.get('frontend_cache') else 'off'} | {row.get('decoder', 'greedy')} | "
+            f"{row['file_bytes'] / 1e6:.2f} | "
+            f"{row['load_seconds']:.2f} | {c['p50']:.1f} / {c['p95']:.1f} / {c['p99']:.1f} | "
+            f"{row['rtf']:.3f} | {row['end_of_speech_ms']['p50']:.1f} | "
+            f"{row['rss_after_load_mib']:.0f} | "
+            f"{row['peak_rss_mib']:.0f} ({row['ru_maxrss_mib']:.0f}) | "
+            f"{_fmt_ratio(row['latency_ratio_over_fp32'])} | {_fmt_ratio(row['rss_ratio_over_fp32'])} |")
+    lines.append("")
+    return lines
+
+
+def _wer_lines(wer: dict) -> list[str]:
+    lines = ["## WER (each row's decoder)", "",
+             "| model | utterances | streaming WER % | offline WER % | "
+             "streaming − offline | MAPSSWE p (streaming vs offline) | MAPSSWE p (offline vs FP32) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, row in wer.items():
+        p_fp32 = row.get("offline_vs_fp32_p")
+        p_fp32 = "—" if p_fp32 is None else f"{p_fp32:.3f}"
+        lines.append(f"| {label} | {row['utterances']} | {100 * row['streaming_wer']:.2f} | "
+                     f"{100 * row['offline_wer']:.2f} | "
+                     f"{100 * row['streaming_minus_offline_wer']:+.2f} | "
+                     f"{row['streaming_vs_offline_p']:.3f} | {p_fp32} |")
+    lines.append("")
+    return lines
+
+
+def _profile_lines(profile: dict) -> list[str]:
+    ops = []
+    for result in profile.values():
+        ops += [op for op in list(result["op_ms"])[:6] if op not in ops]
+    lines = [
+        "## onnxruntime profile (ms per model call of a steady-state stream, one chunk's window "
+        "through the row's front-end cache, by operator type after fusion)",
+        "",
+        "| model | window ms | cache | run | " + " | ".join(ops) + " |",
+        "|---|---:|---|---:|" + "---:|" * len(ops),
+    ]
+    for label, result in profile.items():
+        cells = " | ".join(f"{result['op_ms'].get(op, 0.0):.1f}" for op in ops)
+        cache = "on" if result.get("frontend_cache") else "off"
+        lines.append(f"| {label} | {result['window_ms']} | {cache} | {result['run_ms']:.1f} | {cells} |")
+    lines.append("")
+    return lines
 
 
 def plots(report: dict, prefix: Path) -> list[Path]:
@@ -278,7 +299,7 @@ def write_report(report: dict, prefix: Path, command: str) -> list[Path]:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path = prefix.with_suffix(".json"), prefix.with_suffix(".md")
     atomic_write(json_path, json.dumps(report, indent=1) + "\n")
-    text = markdown(report, command)
+    text = bench_markdown(report, command)
     written = plots(report, prefix)
     if written:
         text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in written) + "\n"

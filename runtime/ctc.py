@@ -2,8 +2,9 @@
 
 Both decoders consume logits chunk by chunk and carry a small state across chunk seams, so a
 stream decoded in pieces gives exactly the transcript of the same frames decoded in one piece
-(greedy: a repeat that straddles a seam is merged; beam: the beams simply continue). A ``peek``
-``preview`` decodes look-ahead frames without changing the state, for the tentative tail of a partial result.
+(greedy: a repeat that straddles a seam is merged; beam: the beams simply continue). A
+``preview`` decodes look-ahead frames without changing the state, for the tentative tail of a partial
+result. ``CTCDecoder`` states what every decoder promises (``ctc_lm.LexiconLMDecoder`` too).
 
 Token ids become text with the model's vocabulary: the word delimiter is a space, multi-character
 specials (``<s>``, ``</s>``, ``<unk>``, ``<pad>``) are dropped.
@@ -13,8 +14,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
+
+
+class CTCDecoder(Protocol):
+    """What a stream needs from a decoder: logits in, chunk by chunk, text out.
+
+    The state is the decoder's own object (one per stream segment); the decoder itself is shared
+    by every stream of a recognizer, so it keeps nothing per stream.
+    """
+
+    texts: list[str]  # token id -> the text it adds to a transcript ("" for specials and the blank)
+
+    def initial(self) -> Any:
+        """A fresh state: nothing decoded yet."""
+
+    def advance(self, state: Any, logits: np.ndarray) -> None:
+        """Consume committed frames ``(T, V)``, updating ``state`` in place."""
+
+    def preview(self, state: Any, lookahead_logits: np.ndarray) -> str:
+        """The text with the look-ahead frames ``(T, V)`` decoded too; ``state`` unchanged."""
+
+    def text(self, state: Any) -> str:
+        """The text of the committed frames (the best hypothesis for the beam searches)."""
+
+    def describe(self) -> str:
+        """One line for a user: which decoder runs (and with which LM)."""
 
 
 def token_texts(tokens: list[str], word_delimiter: str) -> list[str]:
@@ -60,6 +87,9 @@ class GreedyDecoder:
 
     def text(self, state: GreedyState) -> str:
         return "".join(state.pieces)
+
+    def describe(self) -> str:
+        return "greedy CTC"
 
 
 @dataclass(frozen=True)
@@ -171,3 +201,6 @@ class PrefixBeamDecoder:
 
     def text(self, state: BeamState) -> str:
         return self._best(state.beams)
+
+    def describe(self) -> str:
+        return "beam search, no LM"

@@ -41,8 +41,8 @@ class LMBeamState:
 
 
 class LexiconLMDecoder:
-    """Streaming word-level CTC decoding with a lexicon and an n-gram LM (``advance``/``preview``/
-    ``text`` like the other decoders)."""
+    """Streaming word-level CTC decoding with a lexicon and an n-gram LM (a ``ctc.CTCDecoder`` like
+    the other decoders)."""
 
     def __init__(self, tokens: list[str], blank_id: int, word_delimiter: str, lm: NGramLM,
                  lexicon: Lexicon, beam_size: int = 24, lm_weight: float = 0.65, word_score: float = 0.5,
@@ -156,3 +156,6 @@ class LexiconLMDecoder:
 
     def text(self, state: LMBeamState) -> str:
         return self._best(state.beams)
+
+    def describe(self) -> str:
+        return f"LM decoder ({self.source}, {sum(self.lm.ngrams.values())} n-grams, beam {self.beam_size})"

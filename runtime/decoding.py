@@ -2,7 +2,8 @@
 
 ``DecoderConfig`` says what the user asked for (``auto``: the LM beside the model if there is one,
 else greedy); ``build_decoder`` resolves it against the model's folder and loads the LM and lexicon
-once per process (``describe_decoder`` gives the one line a user sees).
+once per process. Every decoder is a ``ctc.CTCDecoder``; its ``describe()`` gives the one line a user
+sees.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speechmpq.errors import ModelError
-from speechmpq.runtime.ctc import GreedyDecoder, PrefixBeamDecoder
+from speechmpq.runtime.ctc import CTCDecoder, GreedyDecoder, PrefixBeamDecoder
 
 DECODERS = ("auto", "greedy", "beam", "lm")
 
@@ -54,15 +55,6 @@ def find_lm(model_path: str | Path | None) -> Path | None:
     return next((p for p in (folder / "lm.arpa.gz", folder / "lm.arpa") if p.is_file()), None)
 
 
-def describe_decoder(decoder) -> str:
-    """One line for a user: which decoder runs, with which LM."""
-    name = type(decoder).__name__
-    if name == "LexiconLMDecoder":
-        return (f"LM decoder ({decoder.source}, {sum(decoder.lm.ngrams.values())} n-grams, "
-                f"beam {decoder.beam_size})")
-    return "beam search, no LM" if name == "PrefixBeamDecoder" else "greedy CTC"
-
-
 def _file_key(path: Path) -> tuple[str, int, int]:
     """(path, size, mtime): a file changed on disk is loaded again."""
     try:
@@ -85,7 +77,7 @@ def _load_lm(lm_key: tuple, lexicon_key: tuple | None, tokens: tuple, word_delim
 
 
 def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_delimiter: str,
-                  model_path: str | Path | None = None):
+                  model_path: str | Path | None = None) -> CTCDecoder:
     """The decoder ``config`` asks for (``auto`` resolved against the model's folder)."""
     lm_path = Path(config.lm) if config.lm else find_lm(model_path)
     method = config.method if config.method != "auto" else ("lm" if lm_path else "greedy")

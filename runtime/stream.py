@@ -1,12 +1,7 @@
-"""Streaming CTC recognition on onnxruntime: one shared ``Recognizer``, one ``Stream`` per utterance.
+"""One utterance's audio, cut into model windows and decoded: ``Stream``, its ``Result``, ``Window``.
 
-    recognizer = Recognizer("models/demo-mpq.onnx")
-    stream = recognizer.create_stream()
-    for piece in microphone():                    # any sizes, any sample rate
-        stream.accept_waveform(piece, 16000)
-        recognizer.decode(stream)                 # decodes the chunks that are ready, else nothing
-        print(stream.result.stable, "|", stream.result.tentative)
-    stream.input_finished(); recognizer.decode(stream); print(stream.result.text)
+A ``Recognizer`` (``runtime/recognizer.py``) runs the model; the stream decides what to run it on
+(``next_window``) and decodes what comes back (``commit``).
 
 How a chunk is decoded (frame stride S samples, receptive field F; chunk C, left L, right R):
 
@@ -34,86 +29,17 @@ from __future__ import annotations
 
 import collections
 import os
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from speechmpq.audio import normalize_waveform, to_mono_float32
 from speechmpq.errors import AudioError, ModelError
 from speechmpq.runtime.ctc import collapse_spaces
-from speechmpq.runtime.decoding import (  # noqa: F401  (re-exported: recognizers are configured here)
-    DECODERS,
-    DecoderConfig,
-    build_decoder,
-    describe_decoder,
-    find_lm,
-)
-from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 
-NORMALIZATIONS = ("running", "window")
-
-
-@dataclass
-class StreamingConfig:
-    # new audio per model call, in ms (a multiple of the model's frame stride); None takes the
-    # model's recommendation from its metadata; 0 is offline: one window over the whole input
-    chunk_ms: int | None = None
-    # audio before the chunk the model sees again (ms, multiple of the frame stride); None: metadata
-    left_context_ms: int | None = None
-    # look-ahead after the chunk (ms, multiple of the frame stride); None: metadata
-    right_context_ms: int | None = None
-    # for models trained on per-utterance normalised input: "running" uses the mean and variance of
-    # every sample up to the end of the current window, "window" those of the window alone
-    normalization: str = "running"
-    # reuse conv frames across windows: "auto" where the model says caching is exact (layer-norm
-    # front end), "on" also where it is approximate (group norm), "off" recompute every window
-    frontend_cache: str = "auto"
-
-    def __post_init__(self):
-        for name in ("chunk_ms", "left_context_ms", "right_context_ms"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be a whole number of ms >= 0, not {value!r}")
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {self.normalization!r}")
-        if self.frontend_cache not in ("auto", "on", "off"):
-            raise ValueError(f"frontend_cache must be auto, on or off, not {self.frontend_cache!r}")
-
-
-@dataclass
-class EndpointConfig:
-    # an endpoint is trailing silence (blank or word-delimiter frames) of at least this long ...
-    silence_ms_before_text: int = 2400  # ... when nothing has been recognised yet
-    silence_ms_after_text: int = 1200  # ... after some text
-    # or a segment this long whatever it contains; 0: no limit
-    max_segment_ms: int = 20000
-
-    def __post_init__(self):
-        for name, value in asdict(self).items():
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, not {value}")
-
-
-@dataclass
-class RecognizerConfig:
-    session: SessionConfig = field(default_factory=SessionConfig)
-    streaming: StreamingConfig = field(default_factory=StreamingConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RecognizerConfig:
-        parts = {"session": SessionConfig, "streaming": StreamingConfig, "decoder": DecoderConfig,
-                 "endpoint": EndpointConfig}
-        unknown = set(data) - set(parts)
-        if unknown:
-            raise ValueError(f"unknown recognizer config sections: {sorted(unknown)}")
-        return cls(**{name: parts[name](**data[name]) for name in data})
+if TYPE_CHECKING:
+    from speechmpq.runtime.recognizer import Recognizer
 
 
 @dataclass(frozen=True)
@@ -142,87 +68,22 @@ class Geometry:
         return 0 if samples < self.receptive_field else (samples - self.receptive_field) // self.stride + 1
 
 
-class Recognizer:
-    """One model (one onnxruntime session) shared by any number of streams."""
+@dataclass(frozen=True, eq=False)
+class Window:
+    """One model call a stream is ready for: ``Stream.next_window`` hands it out with the model
+    input, the recognizer runs the model on it and hands the output back to ``Stream.commit``."""
 
-    def __init__(self, model: str | Path | OnnxCTCModel, config: RecognizerConfig | None = None):
-        self.config = config or RecognizerConfig()
-        # a ready backend (anything with .info and .logits) is used as is, e.g. for reference rows
-        self.model = OnnxCTCModel(model, self.config.session) if isinstance(model, (str, Path)) else model
-        self.info = self.model.info
-        streaming = self.config.streaming
-        ms = {"chunk": streaming.chunk_ms, "left": streaming.left_context_ms,
-              "right": streaming.right_context_ms}
-        defaults = {"chunk": self.info.chunk_ms, "left": self.info.left_context_ms,
-                    "right": self.info.right_context_ms}
-        samples = {}
-        stride_ms = 1000 * self.info.frame_stride_samples / self.info.sample_rate
-        for name, value in ms.items():
-            value = defaults[name] if value is None else value
-            count = value * self.info.sample_rate / 1000
-            if count != int(count) or int(count) % self.info.frame_stride_samples:
-                raise ValueError(f"{name} {value} ms is not a multiple of the model's frame stride "
-                                 f"({stride_ms:g} ms)")
-            samples[name] = int(count)
-        self.geometry = Geometry(self.info.frame_stride_samples, self.info.receptive_field_samples,
-                                 **samples)
-        wanted = streaming.frontend_cache
-        # a stand-in backend (reference rows, tests) without the cached call runs whole windows
-        available = self.info.frontend_cache if hasattr(self.model, "logits_cached") else "none"
-        if wanted == "on" and available == "none":
-            raise ModelError(f"{getattr(self.model, 'path', 'the model')} has no front-end cache input "
-                             f"(export it again with the cache)")
-        self.frontend_cache = available != "none" and (wanted == "on" or (wanted == "auto"
-                                                                         and available == "exact"))
-        self.decoder = build_decoder(self.config.decoder, self.info.tokens, self.info.blank_id,
-                                     self.info.word_delimiter, getattr(self.model, "path", None))
-
-    @property
-    def offline(self) -> bool:
-        return self.geometry.chunk == 0
-
-    def create_stream(self) -> Stream:
-        return Stream(self)
-
-    def decode(self, stream: Stream) -> int:
-        """Decode every chunk of ``stream`` that is ready (all of it once input is finished);
-        returns how many model calls that took (0: nothing was ready)."""
-        calls = 0
-        while (window := stream._next_window()) is not None:
-            start, end, first, last, final = window
-            if self.frontend_cache:
-                begin = start // self.geometry.stride
-                frames = self.geometry.frames(end - start)
-                new_from, cached = stream._cached_features(begin, begin + frames)
-                values = stream._model_input(new_from * self.geometry.stride, end)
-                began = time.perf_counter()
-                logits, features = self.model.logits_cached(values, cached)
-                stream.compute_seconds.append(time.perf_counter() - began)
-                if features.shape[0] != begin + frames - new_from:
-                    raise ModelError(f"the model gave {features.shape[0]} new conv frames for "
-                                     f"{values.size} samples, its metadata implies "
-                                     f"{begin + frames - new_from}")
-                stream._keep_features(begin, cached, features)
-            else:
-                values = stream._model_input(start, end)
-                began = time.perf_counter()
-                logits = self.model.logits(values)[0]  # (frames, vocab)
-                stream.compute_seconds.append(time.perf_counter() - began)
-            offset = start // self.geometry.stride
-            if logits.shape[0] < last - offset:
-                raise ModelError(f"the model gave {logits.shape[0]} frames for {end - start} samples, "
-                                 f"its metadata implies {self.geometry.frames(end - start)}")
-            stream._commit(logits[first - offset: last - offset], logits[last - offset:], last, final)
-            calls += 1
-        return calls
-
-    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
-        """Whole utterance in, final text out, through the configured chunking."""
-        stream = self.create_stream()
-        stream.accept_waveform(samples, sample_rate)
-        stream.input_finished()
-        self.decode(stream)
-        return stream.result.text
+    start: int  # first sample the window covers (global index, on a frame boundary)
+    end: int  # one past its last sample
+    first: int  # first global frame it commits
+    last: int  # one past the last frame it commits; frames after it are look-ahead
+    final: bool  # the input's last window: no look-ahead, the stream is done after it
+    # (samples,) model input: the whole window, or with ``cached`` only the samples of the frames
+    # the cache lacks (normalised if the model expects it)
+    values: np.ndarray
+    # (frames, channels) conv frames kept from the last window for this one's start, for the
+    # model's cached call; None: the model runs on the whole window
+    cached: np.ndarray | None
 
 
 class Stream:
@@ -295,7 +156,42 @@ class Stream:
         return self._received / self._recognizer.info.sample_rate
 
     # ---- chunking ------------------------------------------------------------------------------
-    def _next_window(self) -> tuple[int, int, int, int, bool] | None:
+    def next_window(self) -> Window | None:
+        """The next model call that is ready, with its input; None when no chunk is ready (or
+        every frame is decoded). Hand the model's output back to ``commit`` before asking again."""
+        bounds = self._next_bounds()
+        if bounds is None:
+            return None
+        start, end, first, last, final = bounds
+        if not self._recognizer.frontend_cache:
+            return Window(start, end, first, last, final, self._model_input(start, end), None)
+        begin = start // self._geometry.stride
+        new_from, cached = self._cached_features(begin, begin + self._geometry.frames(end - start))
+        values = self._model_input(new_from * self._geometry.stride, end)
+        return Window(start, end, first, last, final, values, cached)
+
+    def commit(self, window: Window, logits: np.ndarray, features: np.ndarray | None = None) -> None:
+        """Take back the model's output for ``window``: logits ``(frames, vocab)`` from the
+        window's first frame on and, for a window with ``cached`` frames, the new conv frames
+        ``(frames, channels)`` the model computed. Decodes the committed frames and previews the
+        look-ahead ones."""
+        g = self._geometry
+        offset = window.start // g.stride  # global index of the window's first frame
+        if window.cached is not None:
+            if features is None:
+                raise ValueError("a window with cached frames needs the model's new conv frames back")
+            expected = g.frames(window.end - window.start) - len(window.cached)
+            if features.shape[0] != expected:
+                raise ModelError(f"the model gave {features.shape[0]} new conv frames for "
+                                 f"{window.values.size} samples, its metadata implies {expected}")
+            self._keep_features(offset, window.cached, features)
+        if logits.shape[0] < window.last - offset:
+            raise ModelError(f"the model gave {logits.shape[0]} frames for {window.end - window.start} "
+                             f"samples, its metadata implies {g.frames(window.end - window.start)}")
+        self._commit(logits[window.first - offset: window.last - offset], logits[window.last - offset:],
+                     window.last, window.final)
+
+    def _next_bounds(self) -> tuple[int, int, int, int, bool] | None:
         """(start, end) samples of the next model call, the frames [first, last) it commits and
         whether it is the final one; None when no chunk is ready."""
         if self._done:
@@ -323,19 +219,20 @@ class Stream:
         return start, end, first, last, final
 
     def _model_input(self, start: int, end: int) -> np.ndarray:
-        window = self._buffer[start - self._buffer_start: end - self._buffer_start]
+        """Samples [start, end) as the model takes them; updates the running statistics."""
+        samples = self._buffer[start - self._buffer_start: end - self._buffer_start]
         if end > self._stats_end:  # running statistics cover samples [0, end)
             fresh = self._buffer[self._stats_end - self._buffer_start: end - self._buffer_start]
             fresh = fresh.astype(np.float64)
             self._stats += (fresh.sum(), np.square(fresh).sum())
             self._stats_end = end
         if not self._recognizer.info.do_normalize:
-            return window
+            return samples
         if self._recognizer.config.streaming.normalization == "window" or start == 0:
-            return normalize_waveform(window)  # from the start, running statistics = the window's
+            return normalize_waveform(samples)  # from the start, running statistics = the window's
         mean = self._stats[0] / self._stats_end
         variance = max(self._stats[1] / self._stats_end - mean * mean, 0.0)
-        return ((window - mean) / np.sqrt(variance + 1e-7)).astype(np.float32)
+        return ((samples - mean) / np.sqrt(variance + 1e-7)).astype(np.float32)
 
     def _cached_features(self, begin: int, end: int) -> tuple[int, np.ndarray]:
         """For a window of global frames [begin, end): the first frame to compute and the cached

@@ -41,6 +41,10 @@ FORMAT_VERSION = 1
 GRANULARITIES = ("per-tensor", "per-channel")
 METHODS = ("one-stage", "two-stage", "uniform")
 KINDS = ("linear", "conv1d")
+# The linear layers the search chooses bits for, by the last part of their module name: the q, k, v
+# and out projections and the two FFN matrices of every transformer block (wav2vec2, HuBERT and
+# WavLM name them alike).
+SEARCHED_LINEAR_KINDS = ("q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense")
 MIN_BITS, MAX_BITS = 2, 8
 
 

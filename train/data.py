@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from speechmpq.audio import load_audio
-from speechmpq.datasets import Utterance, corpus_metadata
+from speechmpq.datasets import Utterance, corpus_metadata, read_dataset
 from speechmpq.errors import AudioError
 from speechmpq.vocab import encode
 
@@ -26,6 +28,14 @@ def utterance_seconds(utterances: list[Utterance]) -> np.ndarray:
             known[u.utt_id] = info.frames / info.samplerate
         seconds.append(known[u.utt_id])
     return np.asarray(seconds)
+
+
+def training_utterances(path: Path, max_seconds: float) -> tuple[list[Utterance], np.ndarray]:
+    """A training set's utterances of at most ``max_seconds``, and their durations (N,)."""
+    utterances = read_dataset(path)
+    seconds = utterance_seconds(utterances)
+    keep = [i for i, s in enumerate(seconds) if s <= max_seconds]
+    return [utterances[i] for i in keep], seconds[keep]
 
 
 class SpeechDataset(torch.utils.data.Dataset):

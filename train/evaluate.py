@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from speechmpq.audio import normalize_waveform
+from speechmpq.audio import SAMPLE_RATE, normalize_waveform
 from speechmpq.datasets import Utterance
 from speechmpq.scoring import UtteranceScore, score_pairs  # noqa: F401  (re-exported)
 from speechmpq.vocab import VOCAB, ctc_greedy_decode
@@ -35,7 +35,7 @@ def transcribe_torch(model, utterances: list[Utterance], batch_seconds: float = 
     hypotheses: list[str] = [""] * len(audios)
     batches, current = [], []
     for index in order:
-        full = audios[index].shape[0] / 16000 * (len(current) + 1) > batch_seconds
+        full = audios[index].shape[0] / SAMPLE_RATE * (len(current) + 1) > batch_seconds
         if current and (full or not attention_mask):
             batches.append(current)
             current = []

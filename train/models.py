@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from speechmpq.audio import SAMPLE_RATE
 from speechmpq.errors import ModelError
 from speechmpq.files import replace_folder, staging_folder
 from speechmpq.vocab import VOCAB, vocab_dict
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
-SAMPLE_RATE = 16000
 
 # Shared by every preset: the LibriSpeech character vocabulary, CTC on <pad> as blank.
 _COMMON = dict(
@@ -91,6 +91,19 @@ def build_model(preset: str, model_type: str | None = None, seed: int = 0):
     config = build_config(preset, model_type)
     torch.manual_seed(seed)
     return _classes(model_type or default_model_type(preset))[1](config)
+
+
+def strip_weight_norm(module) -> None:
+    """Make ``module.weight`` a plain parameter holding its effective value, in place. The positional
+    conv is weight-normalised (a parametrization or, in older transformers, weight_g/weight_v);
+    quantizers and exporters work on the weight it computes."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(module, "weight"):
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    elif hasattr(module, "weight_g"):
+        torch.nn.utils.remove_weight_norm(module)
 
 
 def load_model(model_dir: str | Path):

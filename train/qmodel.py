@@ -9,19 +9,25 @@ Layout (a Hugging Face directory plus two things)::
     bitplan.json                the bit plan (speechmpq.bitplan), the contract export reads
     vocab.json, preprocessor_config.json, tokenizer files   copied from the source model
 
-``load_quantized`` rebuilds the float model with W = weight_int * weight_scale, which is bit for bit
-the weight the fake-quantized model computed, so logits are identical.
+``read_quantized`` reads it once: the float model with W = weight_int * weight_scale (bit for bit
+the weight the fake-quantized model computed, so logits are identical), the integer codes and scales
+as numpy, and the validated plan; ``load_quantized`` is its model alone.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from speechmpq import bitplan as bitplan_lib
 from speechmpq.errors import ModelError
 from speechmpq.files import replace_folder, staging_folder
+from speechmpq.train.models import strip_weight_norm
 
 SIDE_FILES = ("vocab.json", "preprocessor_config.json", "tokenizer_config.json",
               "special_tokens_map.json", "processor_config.json", "added_tokens.json")  # fmt: skip
@@ -62,46 +68,97 @@ def save_quantized(model, plan: dict, out_dir: str | Path, source_dir: str | Pat
     return replace_folder(staging, out_dir)
 
 
-def load_quantized(model_dir: str | Path):
-    """Rebuild a float PyTorch model whose planned weights are integer codes x scales."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+@dataclass
+class QuantizedModel:
+    """A quantized model directory, read once: the float model for PyTorch, and the integer weights
+    and plan export stores in the graph."""
 
-    from speechmpq.train.models import _classes
-    from speechmpq.train.supernet import _strip_weight_norm
+    model: Any  # the float CTC model (eval mode); each planned weight is codes x scale, bit for bit
+    plan: dict  # bitplan.json, validated by speechmpq.bitplan
+    codes: dict[str, np.ndarray]  # layer -> int8 codes in PyTorch layout: (out, in), (out, in/groups, k)
+    scales: dict[str, np.ndarray]  # layer -> float32 scales, broadcast over that layer's codes
+
+
+def read_quantized(model_dir: str | Path) -> QuantizedModel:
+    """Read a quantized model directory (model.safetensors once) and check it against its bit plan:
+    every planned layer exists with the plan's shapes and codes on its bit grid. Raises ModelError
+    naming the problem."""
+    import torch
 
     model_dir = Path(model_dir)
+    model_class, config = _read_config(model_dir)
     try:
         plan = bitplan_lib.load(model_dir / "bitplan.json")
-        config_data = json.loads((model_dir / "config.json").read_text())
-    except (bitplan_lib.BitPlanError, OSError, json.JSONDecodeError) as error:
+    except bitplan_lib.BitPlanError as error:
         raise ModelError(f"{model_dir}: {error}") from None
-    config_class, model_class = _classes(config_data.get("model_type"))
-    config = config_class.from_dict(config_data)
-    try:
-        tensors = load_file(str(model_dir / "model.safetensors"))
-    except (SafetensorError, OSError) as error:
-        raise ModelError(f"{model_dir}: cannot read model.safetensors ({error})") from None
+    tensors = _read_tensors(model_dir)
     model = model_class(config)
     modules = dict(model.named_modules())
+    codes, scales = {}, {}
     for name, entry in plan["layers"].items():
-        module = modules.get(name)
-        codes, scale = tensors.pop(f"{name}.weight_int", None), tensors.pop(f"{name}.weight_scale", None)
-        if module is None or codes is None or scale is None:
-            raise ModelError(f"{model_dir}: bit plan layer {name} is missing from the model")
-        if list(codes.shape) != entry["shape"] or list(scale.shape) != entry["scale_shape"]:
-            raise ModelError(f"{model_dir}: {name} has shape {list(codes.shape)} / scale "
-                             f"{list(scale.shape)}, the plan says {entry['shape']} / {entry['scale_shape']}")
-        low, high = -(2 ** (entry["bits"] - 1)), 2 ** (entry["bits"] - 1) - 1
-        if codes.numel() and (int(codes.min()) < low or int(codes.max()) > high):
-            raise ModelError(f"{model_dir}: {name} has codes outside the {entry['bits']}-bit grid")
-        _strip_weight_norm(module)
-        tensors[f"{name}.weight"] = codes.to(torch.float32) * scale
+        layer_codes, scale = _integer_weight(model_dir, name, entry, tensors, name in modules)
+        strip_weight_norm(modules[name])
+        tensors[f"{name}.weight"] = layer_codes.to(torch.float32) * scale
+        codes[name], scales[name] = layer_codes.numpy(), scale.numpy().astype(np.float32)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
         detail = " ".join(line.strip() for line in str(error).splitlines()[1:3])
         raise ModelError(f"{model_dir}: weights do not match config.json ({detail[:300]})") from None
-    model.bitplan = plan
-    return model.eval()
+    _check_vocab(model_dir, config.vocab_size)
+    return QuantizedModel(model.eval(), plan, codes, scales)
+
+
+def load_quantized(model_dir: str | Path):
+    """Rebuild a float PyTorch model whose planned weights are integer codes x scales."""
+    return read_quantized(model_dir).model
+
+
+def _read_config(model_dir: Path):
+    """(model class, config) from config.json."""
+    from speechmpq.train.models import _classes
+
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ModelError(f"{model_dir}: not a model directory (no config.json)")
+    try:
+        config_data = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{config_path}: invalid JSON ({error})") from None
+    except OSError as error:
+        raise ModelError(f"{model_dir}: {error}") from None
+    config_class, model_class = _classes(config_data.get("model_type"))
+    return model_class, config_class.from_dict(config_data)
+
+
+def _read_tensors(model_dir: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(model_dir / "model.safetensors"))
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"{model_dir}: cannot read model.safetensors ({error})") from None
+
+
+def _integer_weight(model_dir: Path, name: str, entry: dict, tensors: dict, in_model: bool):
+    """Pop ``name``'s (codes, scale) from ``tensors``, checked against its plan entry."""
+    codes, scale = tensors.pop(f"{name}.weight_int", None), tensors.pop(f"{name}.weight_scale", None)
+    if not in_model or codes is None or scale is None:
+        raise ModelError(f"{model_dir}: bit plan layer {name} is missing from the model")
+    if list(codes.shape) != entry["shape"] or list(scale.shape) != entry["scale_shape"]:
+        raise ModelError(f"{model_dir}: {name} has shape {list(codes.shape)} / scale "
+                         f"{list(scale.shape)}, the plan says {entry['shape']} / {entry['scale_shape']}")
+    low, high = -(2 ** (entry["bits"] - 1)), 2 ** (entry["bits"] - 1) - 1
+    if codes.numel() and (int(codes.min()) < low or int(codes.max()) > high):
+        raise ModelError(f"{model_dir}: {name} has codes outside the {entry['bits']}-bit grid")
+    return codes, scale
+
+
+def _check_vocab(model_dir: Path, vocab_size: int) -> None:
+    vocab_path = model_dir / "vocab.json"
+    if vocab_path.is_file():
+        vocab = json.loads(vocab_path.read_text())
+        if len(vocab) != vocab_size:
+            raise ModelError(f"{model_dir}: vocab.json has {len(vocab)} tokens but the model outputs "
+                             f"{vocab_size}")

@@ -14,6 +14,8 @@ COSTS = ("bits", "latency", "both")
 # Fields that may change when a run is resumed (they do not change what the checkpoint means).
 RESUMABLE_CHANGES = ("stop_at_step", "checkpoint_every", "log_every", "threads", "workers", "device",
                      "pass2_steps", "out")  # a finished search can be continued with a Pass 2
+# Fields whose key in to_dict() (saved in checkpoints and logs) is not the field name.
+_FILE_KEYS = {"bits_window": "window"}
 
 
 @dataclass
@@ -24,7 +26,7 @@ class QuantizeConfig:
     method: str = "one-stage"  # one-stage (paper), uniform or two-stage
     bits: int | None = None  # uniform: the bit width of every searched layer
     target_bits: float = 3.5  # one-/two-stage: average-bits budget over searched layers
-    window: float = 0.2  # size term off inside [target_bits - window, target_bits]
+    bits_window: float = 0.2  # size term off inside [target_bits - bits_window, target_bits]
     search: str = "nas"  # two-stage stage 1: nas (Gumbel search, weights discarded) or kl
     supernet: SupernetConfig = field(default_factory=SupernetConfig)  # what and how to quantize
     steps: int = 500  # optimizer steps of each training stage
@@ -89,8 +91,8 @@ class QuantizeConfig:
         elif not low <= self.target_bits <= high:
             raise ValueError(f"target_bits {self.target_bits} is outside the candidates' range "
                              f"{low}..{high}")
-        if not 0 <= self.window < high - low + 1e-9 and self.method != "uniform":
-            raise ValueError(f"window must be in [0, {high - low}], got {self.window}")
+        if not 0 <= self.bits_window < high - low + 1e-9 and self.method != "uniform":
+            raise ValueError(f"window must be in [0, {high - low}], got {self.bits_window}")
         for name in ("steps", "checkpoint_every", "log_every", "sensitivity_batches",
                      "min_batch_utterances"):
             if getattr(self, name) < 1:
@@ -118,10 +120,11 @@ class QuantizeConfig:
             raise ValueError("threads must be >= 0 and workers >= -1")
 
     @property
-    def window_range(self) -> list[float] | None:
+    def bits_window_range(self) -> list[float] | None:
+        """[low, high] average bits inside which the size term is off (the bit plan's "window")."""
         if self.method == "uniform":
             return None
-        return [round(self.target_bits - self.window, 6), self.target_bits]
+        return [round(self.target_bits - self.bits_window, 6), self.target_bits]
 
     def phases(self) -> list[tuple[str, int]]:
         """(phase, steps) in order. search: Gumbel supernet; qat: bits fixed, from FP weights;
@@ -134,12 +137,17 @@ class QuantizeConfig:
         return [first, ("qat", self.steps)]
 
     def to_dict(self) -> dict:
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """Plain values; bits_window under its file key "window" (checkpoints and logs keep it)."""
+        data = {_FILE_KEYS.get(k, k): (str(v) if isinstance(v, Path) else v)
+                for k, v in asdict(self).items()}
         data["supernet"] = self.supernet.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> QuantizeConfig:
+        """The inverse of to_dict (field names are accepted too)."""
+        names = {key: field_name for field_name, key in _FILE_KEYS.items()}
+        data = {names.get(k, k): v for k, v in data.items()}
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown QuantizeConfig fields: {sorted(unknown)}")

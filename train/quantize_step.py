@@ -1,6 +1,7 @@
-"""The parts of one quantization-aware training step, shared by ``quantize`` and the step-time
-benchmark (bench_supernet): the process group, the student a phase trains, its optimizer, the loss
-parts (CTC + KL, normalised by global counts), the size term and the window fit after the search.
+"""The parts of one quantization-aware training step, shared by ``quantize_model`` and the step-time
+benchmark (experiments/supernet_step_time.py): the process group, the student a phase trains, its
+optimizer, the loss parts (CTC + KL, normalised by global counts), the size term and the bits-window
+fit after the search.
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ import torch.distributed as dist
 
 from speechmpq.errors import SpeechmpqError
 from speechmpq.train import supernet as sn
+from speechmpq.train.loop import resolve_device, warmup_cosine
 from speechmpq.train.quantize_config import QuantizeConfig
 from speechmpq.train.sensitivity import frame_kl
-from speechmpq.train.trainer import warmup_cosine
 
-
-def lr_factor(step: int, steps: int, warmup_ratio: float) -> float:
-    return warmup_cosine(step, steps, int(round(warmup_ratio * steps)), 0.05)
+FINAL_LR_RATIO = 0.05  # learning rate at the last step of a phase, relative to its peak
 
 
 def size_term(summary: dict, cfg: QuantizeConfig) -> tuple[torch.Tensor | float, str]:
-    """lambda * E[avg bits], added above the window, subtracted below it, 0 inside. Whether it is
-    on is decided by the hard (argmax) average, the one the model will be left with."""
-    low, high = cfg.window_range
+    """lambda * E[avg bits], added above the bits window, subtracted below it, 0 inside. Whether it
+    is on is decided by the hard (argmax) average, the one the model will be left with."""
+    low, high = cfg.bits_window_range
     if summary["hard"] > high + 1e-9:
         return cfg.size_weight * summary["expected"], "down"
     if summary["hard"] < low - 1e-9:
@@ -32,14 +31,14 @@ def size_term(summary: dict, cfg: QuantizeConfig) -> tuple[torch.Tensor | float,
     return 0.0, "off"
 
 
-def fit_window(model, window: list[float]) -> int:
+def fit_bits_window(model, bits_window: list[float]) -> int:
     """After argmax, move the least confident layers one candidate down (or up) until the hard
-    average lies in the window; returns how many layers were changed (usually 0)."""
+    average lies in bits_window ([low, high]); returns how many layers were changed (usually 0)."""
     table = {n: q for n, q in sn.quantizers(model).items() if q.logits is not None}
     changes = 0
     while True:
         hard = sn.bits_summary(model)["hard"]
-        direction = -1 if hard > window[1] + 1e-9 else (1 if hard < window[0] - 1e-9 else 0)
+        direction = -1 if hard > bits_window[1] + 1e-9 else (1 if hard < bits_window[0] - 1e-9 else 0)
         if direction == 0 or not table:
             return changes
         options = []
@@ -55,7 +54,7 @@ def fit_window(model, window: list[float]) -> int:
             table[name].logits[index] = table[name].logits.max() + 1e-3
         changes += 1
         if changes > 10 * len(table):
-            raise SpeechmpqError(f"cannot fit the average bits into {window}")
+            raise SpeechmpqError(f"cannot fit the average bits into {bits_window}")
 
 
 class Context:
@@ -64,11 +63,8 @@ class Context:
     def __init__(self, cfg: QuantizeConfig):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise SpeechmpqError("--device cuda was asked for but no CUDA device is available")
-        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-        self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+        self.device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        use_cuda = self.device.type == "cuda"
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if use_cuda else "gloo")
         if use_cuda:
@@ -118,8 +114,9 @@ def build_optimizer(model, cfg: QuantizeConfig, steps: int):
         {"params": groups["steps"], "lr": cfg.lr, "weight_decay": 0.0},
         {"params": groups["logits"], "lr": cfg.logits_lr, "weight_decay": 0.0, "betas": (0.9, 0.999)},
     ], lr=cfg.lr, betas=(0.9, 0.98))  # fmt: skip
+    warmup_steps = int(round(cfg.warmup_ratio * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, steps, cfg.warmup_ratio))
+        optimizer, lambda s: warmup_cosine(s, steps, warmup_steps, FINAL_LR_RATIO))
     return optimizer, schedule
 
 

@@ -75,7 +75,7 @@ def kl_sensitivity(model, layers: list[str], candidates: tuple[int, ...], batche
     """layer -> bits -> mean per-frame KL(FP ‖ only that layer quantized), on ``batches``."""
     from tqdm import tqdm
 
-    from speechmpq.train.supernet import _strip_weight_norm
+    from speechmpq.train.models import strip_weight_norm
 
     model.eval()
     device = next(model.parameters()).device
@@ -90,7 +90,7 @@ def kl_sensitivity(model, layers: list[str], candidates: tuple[int, ...], batche
     result: dict[str, dict[int, float]] = {}
     bar = tqdm(total=len(layers) * len(candidates), desc="sensitivity", disable=not progress)
     for name in layers:
-        _strip_weight_norm(modules[name])
+        strip_weight_norm(modules[name])
         weight = modules[name].weight
         original = weight.detach().clone()
         result[name] = {}

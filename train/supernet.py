@@ -23,13 +23,15 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from speechmpq import bitplan
+from speechmpq.train.models import strip_weight_norm
 from speechmpq.train.quant import fake_quant_candidates_ste, fake_quant_ste, mse_step_size, quantize
 
-# q, k, v, out projections and the two FFN matrices of every transformer block, in all three
-# model families (wav2vec2, HuBERT, WavLM name them alike).
-TRANSFORMER_LINEARS = (r"re:(^|\.)encoder\.layers\.\d+\.(attention\.(q|k|v|out)_proj"
-                       r"|feed_forward\.(intermediate|output)_dense)$")
-MATRIX_TYPES = ("q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense")
+# The default layer rule: bitplan.SEARCHED_LINEAR_KINDS of every transformer block, as one pattern.
+# Run configs save its text and a resume compares it, so the text must not change (a test pins it).
+_ATTENTION = "|".join(k.removesuffix("_proj") for k in bitplan.SEARCHED_LINEAR_KINDS if k.endswith("_proj"))
+_FFN = "|".join(k.removesuffix("_dense") for k in bitplan.SEARCHED_LINEAR_KINDS if k.endswith("_dense"))
+TRANSFORMER_LINEARS = (rf"re:(^|\.)encoder\.layers\.\d+\.(attention\.({_ATTENTION})_proj"
+                       rf"|feed_forward\.({_FFN})_dense)$")
 
 
 @dataclass
@@ -166,21 +168,13 @@ def resolve_layers(model: nn.Module, layers: dict) -> dict[str, str | int]:
     return resolved
 
 
-def _strip_weight_norm(module: nn.Module) -> None:
-    # The positional conv is weight-normalised; quantize its effective weight instead.
-    if parametrize.is_parametrized(module, "weight"):
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-    elif hasattr(module, "weight_g"):
-        torch.nn.utils.remove_weight_norm(module)
-
-
 def prepare_supernet(model: nn.Module, cfg: SupernetConfig) -> dict[str, str | int]:
     """Attach quantizers in place; returns the resolved layer map (name -> "search" or bits)."""
     resolved = resolve_layers(model, cfg.layers)
     modules = dict(model.named_modules())
     for name, setting in resolved.items():
         module = modules[name]
-        _strip_weight_norm(module)
+        strip_weight_norm(module)  # the positional conv: quantize its effective weight
         searched = setting == "search"
         candidates = cfg.candidates if searched else (int(setting),)
         quantizer = WeightQuantizer(module.weight.detach(), candidates,

@@ -5,19 +5,36 @@ replaced atomically every ``checkpoint_every`` steps), ``train_log.jsonl`` (one 
 logged step, dev evaluation, start, resume and end), ``best/`` (the Hugging Face model directory
 with the lowest dev CER so far) and ``final/`` once all steps are done. Running the same command
 again resumes from the checkpoint and, on the same machine and thread count, continues exactly as
-an uninterrupted run would have (same batches, same dropout and masking draws).
+an uninterrupted run would have (same batches, same dropout and masking draws). The loop itself
+(resume position, non-finite guard, log and checkpoint cadence) is loop.run_steps, shared with
+quantize.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from speechmpq.datasets import read_dataset
-from speechmpq.errors import SpeechmpqError
+import numpy as np
+import torch
+
+from speechmpq.audio import SAMPLE_RATE
+from speechmpq.datasets import Utterance, read_dataset
+from speechmpq.train.data import SecondsBatchSampler, SpeechDataset, collate, training_utterances
+from speechmpq.train.evaluate import evaluate_torch
+from speechmpq.train.loop import (
+    LoopConfig,
+    bf16_enabled,
+    check_resumable,
+    load_checkpoint,
+    loader_workers,
+    resolve_device,
+    run_steps,
+    warmup_cosine,
+)
 from speechmpq.train.run_folder import RunLock, append_log, save_checkpoint
 
 MAX_SKIPPED_IN_A_ROW = 20  # non-finite steps in a row before train-fp gives up
@@ -91,67 +108,136 @@ class TrainConfig:
         return cls(**data)
 
 
-def warmup_cosine(step: int, steps: int, warmup_steps: int, final_ratio: float) -> float:
-    """Learning-rate factor: linear warm-up over warmup_steps, then cosine decay to final_ratio."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return final_ratio + (1 - final_ratio) * cosine
+def _comparable(config: dict, preset: str) -> dict:
+    """A config dict with the model type resolved: "the preset's default" equals that default."""
+    from speechmpq.train.models import default_model_type
 
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    return warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio)
+    return {**config, "model_type": config.get("model_type") or default_model_type(preset)}
 
 
 def _check_resumable(saved: dict, cfg: TrainConfig, ckpt_path: Path) -> None:
-    from speechmpq.train.models import default_model_type
-
-    current = cfg.to_dict()
-    # Compare the resolved model type, not "use the preset's default".
-    saved["model_type"] = saved.get("model_type") or default_model_type(saved["preset"])
-    current["model_type"] = current["model_type"] or default_model_type(cfg.preset)
-    changed = [k for k in current if k not in RESUMABLE_CHANGES and saved.get(k, current[k]) != current[k]]
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} → {current[k]!r}" for k in changed)
-        raise SpeechmpqError(f"{ckpt_path} belongs to a run with other settings ({details}); "
-                             "use a new --out folder or the original settings")
+    current = _comparable(cfg.to_dict(), cfg.preset)
+    # a field the checkpoint predates counts as unchanged
+    saved = {**current, **_comparable(saved, saved["preset"])}
+    check_resumable(saved, current, RESUMABLE_CHANGES, ckpt_path)
 
 
-def _resolve_device(cfg: TrainConfig):
-    import torch
+@dataclass(eq=False)
+class _FPHooks:
+    """train-fp's side of loop.run_steps: CTC on the batch, running loss, dev evaluation."""
 
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise SpeechmpqError("--device cuda was asked for but no CUDA device is available")
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    cfg: TrainConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    sampler: SecondsBatchSampler
+    dataset: SpeechDataset
+    dev: list[Utterance]  # the fixed dev subset (empty: no dev evaluation)
+    device: torch.device
+    use_bf16: bool
+    workers: int  # data-loading processes
+    state: dict  # the run position and totals (saved in every checkpoint)
+    bar: Any  # tqdm progress bar
+
+    def __post_init__(self):
+        self.log_path = self.cfg.out / "train_log.jsonl"
+        self.last_dev: dict = {}  # the last dev evaluation's log record
+        self._reset_interval()
+
+    def _reset_interval(self) -> None:
+        self.interval = {"loss": 0.0, "n": 0, "steps": 0, "start": time.time(), "audio": 0.0}
+
+    def loader(self, epoch: int):
+        # The loader's own generator (not the global RNG) seeds its workers, so starting an
+        # iterator mid-epoch after a resume draws nothing from the stream dropout uses.
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=self.sampler, collate_fn=collate, num_workers=self.workers,
+            prefetch_factor=4 if self.workers else None,
+            generator=torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch))
+
+    def forward(self, batch: dict):
+        self.model.train()
+        device = self.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            output = self.model(batch["input_values"].to(device),
+                                attention_mask=batch["attention_mask"].to(device),
+                                labels=batch["labels"].to(device))
+        return output.loss.float(), None
+
+    def count(self, batch: dict, loss, parts, step_start: float) -> None:
+        audio = float(batch["attention_mask"].sum()) / SAMPLE_RATE
+        self.state["audio_seconds"] += audio
+        self.state["train_seconds"] += time.time() - step_start
+        self.interval["steps"] += 1
+        if torch.isfinite(loss):
+            self.interval["loss"] += float(loss.detach())
+            self.interval["n"] += 1
+        self.interval["audio"] += audio
+
+    def log(self, step: int) -> None:
+        interval, state = self.interval, self.state
+        elapsed = time.time() - interval["start"]
+        record = {"step": step, "loss": interval["loss"] / interval["n"] if interval["n"] else math.nan,
+                  "lr": self.schedule.get_last_lr()[0], "sec_per_step": elapsed / interval["steps"],
+                  "skipped_steps": state.get("skipped_steps", 0),
+                  "audio_sec_per_sec": interval["audio"] / elapsed,
+                  "audio_hours_seen": state["audio_seconds"] / 3600,
+                  "train_seconds": state["train_seconds"], "time": time.time()}
+        append_log(self.log_path, record)
+        self.bar.set_postfix(loss=f"{record['loss']:.3f}")
+        self._reset_interval()
+
+    def evaluate(self, step: int) -> None:
+        from speechmpq.train.models import save_model
+
+        if not self.dev or (step % self.cfg.eval_every != 0 and step != self.cfg.steps):
+            return
+        scores = evaluate_torch(self.model, self.dev, progress=False)
+        self.last_dev = {"step": step, "dev_wer": scores["wer"], "dev_cer": scores["cer"],
+                         "example": scores["rows"][0].hypothesis, "time": time.time()}
+        append_log(self.log_path, self.last_dev)
+        self.bar.write(f"step {step}: dev WER {scores['wer']:.3f} CER {scores['cer']:.3f}")
+        if self.state["best_dev_cer"] is None or scores["cer"] < self.state["best_dev_cer"]:
+            self.state["best_dev_cer"] = scores["cer"]
+            save_model(self.model, self.cfg.out / "best")
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.cfg.out / "checkpoint.pt", {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "state": self.state, "config": self.cfg.to_dict()})
+
+
+def _resume(checkpoint: dict, model, optimizer, schedule, device: torch.device, state: dict) -> None:
+    """Weights, optimizer, schedule, every RNG and the run position, as the checkpoint left them."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    schedule.load_state_dict(checkpoint["schedule"])
+    torch.set_rng_state(checkpoint["torch_rng"].cpu())
+    if checkpoint.get("numpy_rng") is not None:
+        np.random.set_state(checkpoint["numpy_rng"])
+    if checkpoint.get("cuda_rng") and device.type == "cuda":
+        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+    state.update(checkpoint["state"])
 
 
 def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a full-precision CTC model; returns the last dev scores."""
-    import numpy as np
-    import torch
     from tqdm import tqdm
 
-    from speechmpq.train.data import SecondsBatchSampler, SpeechDataset, collate, utterance_seconds
-    from speechmpq.train.evaluate import evaluate_torch
+    # looked up now, not at import: a test wraps models.build_model
     from speechmpq.train.models import build_model, load_model, parameter_breakdown, save_model
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _resolve_device(cfg)
-    use_bf16 = cfg.bf16 and (device.type == "cuda" or torch.backends.mkldnn.is_available())
-    workers = cfg.workers if cfg.workers >= 0 else (
-        1 if device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1)))
+    device = resolve_device(cfg.device)
+    use_bf16, workers = bf16_enabled(cfg.bf16, device), loader_workers(cfg.workers, device)
     cfg.out.mkdir(parents=True, exist_ok=True)
     lock = RunLock(cfg.out)
     log_path, ckpt_path = cfg.out / "train_log.jsonl", cfg.out / "checkpoint.pt"
-
-    utterances = read_dataset(cfg.train_data)
-    seconds = utterance_seconds(utterances)
-    keep = [i for i, s in enumerate(seconds) if s <= cfg.max_utterance_seconds]
-    utterances, seconds = [utterances[i] for i in keep], seconds[keep]
+    utterances, seconds = training_utterances(cfg.train_data, cfg.max_utterance_seconds)
     dev = read_dataset(cfg.dev_data)[: cfg.dev_utterances] if cfg.dev_data else []
 
     torch.manual_seed(cfg.seed)
@@ -161,22 +247,14 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                   weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    sampler = SecondsBatchSampler(seconds, cfg.batch_seconds, cfg.seed)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps, cfg.final_lr_ratio))
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_dev_cer": None,
              "train_seconds": 0.0, "audio_seconds": 0.0}
-    if ckpt_path.exists():
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(ckpt_path)
+    if checkpoint is not None:
         _check_resumable(dict(checkpoint["config"]), cfg, ckpt_path)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        schedule.load_state_dict(checkpoint["schedule"])
-        torch.set_rng_state(checkpoint["torch_rng"].cpu())
-        if checkpoint.get("numpy_rng") is not None:
-            np.random.set_state(checkpoint["numpy_rng"])
-        if checkpoint.get("cuda_rng") and device.type == "cuda":
-            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-        state.update(checkpoint["state"])
+        _resume(checkpoint, model, optimizer, schedule, device, state)
         append_log(log_path, {"event": "resume", "step": state["step"], "time": time.time()})
     else:
         append_log(log_path, {"event": "start", "config": cfg.to_dict(), "device": str(device),
@@ -184,97 +262,20 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
                               "train_utterances": len(utterances),
                               "train_hours": float(seconds.sum() / 3600), "time": time.time()})
 
-    def checkpoint_now():
-        save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-            "state": state, "config": cfg.to_dict()})
-
     stop = min(cfg.steps, cfg.stop_at_step or cfg.steps)
-    dataset = SpeechDataset(utterances)
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train-fp", unit="step",
                disable=not progress)
-    window = {"loss": 0.0, "n": 0, "steps": 0, "start": time.time(), "audio": 0.0}
-    last_dev: dict = {}
-    while state["step"] < stop:
-        sampler.epoch, sampler.start_batch = state["epoch"], state["batch_in_epoch"]
-        # The loader's own generator (not the global RNG) seeds its workers, so starting an
-        # iterator mid-epoch after a resume draws nothing from the stream dropout uses.
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-            prefetch_factor=4 if workers else None,
-            generator=torch.Generator().manual_seed(cfg.seed * 100003 + state["epoch"]))
-        for batch in loader:
-            step_start = time.time()
-            model.train()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                output = model(batch["input_values"].to(device),
-                               attention_mask=batch["attention_mask"].to(device),
-                               labels=batch["labels"].to(device))
-            loss = output.loss.float()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            if torch.isfinite(loss) and torch.isfinite(grad_norm):
-                optimizer.step()
-                state["skipped_in_a_row"] = 0
-            else:  # a non-finite loss or gradient (seen with bf16 on the Xeon): skip the step
-                optimizer.zero_grad(set_to_none=True)
-                state["skipped_steps"] = state.get("skipped_steps", 0) + 1
-                state["skipped_in_a_row"] = state.get("skipped_in_a_row", 0) + 1
-                if state["skipped_in_a_row"] >= MAX_SKIPPED_IN_A_ROW:
-                    raise SpeechmpqError(f"train-fp: {MAX_SKIPPED_IN_A_ROW} steps in a row had a non-finite "
-                                         f"loss or gradient (step {state['step']}): lower --lr or try "
-                                         "--no-bf16")
-            schedule.step()
-            state["step"] += 1
-            state["batch_in_epoch"] += 1
-            audio = float(batch["attention_mask"].sum()) / 16000
-            state["audio_seconds"] += audio
-            state["train_seconds"] += time.time() - step_start
-            window["steps"] += 1
-            if torch.isfinite(loss):
-                window["loss"] += float(loss.detach())
-                window["n"] += 1
-            window["audio"] += audio
-            bar.update(1)
-            step = state["step"]
-            if step % cfg.log_every == 0 or step == stop:
-                elapsed = time.time() - window["start"]
-                record = {"step": step, "loss": window["loss"] / window["n"] if window["n"] else math.nan,
-                          "lr": schedule.get_last_lr()[0], "sec_per_step": elapsed / window["steps"],
-                          "skipped_steps": state.get("skipped_steps", 0),
-                          "audio_sec_per_sec": window["audio"] / elapsed,
-                          "audio_hours_seen": state["audio_seconds"] / 3600,
-                          "train_seconds": state["train_seconds"], "time": time.time()}
-                append_log(log_path, record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
-                window = {"loss": 0.0, "n": 0, "steps": 0, "start": time.time(), "audio": 0.0}
-            if dev and (step % cfg.eval_every == 0 or step == cfg.steps):
-                scores = evaluate_torch(model, dev, progress=False)
-                last_dev = {"step": step, "dev_wer": scores["wer"], "dev_cer": scores["cer"],
-                            "example": scores["rows"][0].hypothesis, "time": time.time()}
-                append_log(log_path, last_dev)
-                bar.write(f"step {step}: dev WER {scores['wer']:.3f} CER {scores['cer']:.3f}")
-                if state["best_dev_cer"] is None or scores["cer"] < state["best_dev_cer"]:
-                    state["best_dev_cer"] = scores["cer"]
-                    save_model(model, cfg.out / "best")
-            if step % cfg.checkpoint_every == 0 or step == stop:
-                checkpoint_now()
-            if step >= stop:
-                break
-        else:
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
+    sampler = SecondsBatchSampler(seconds, cfg.batch_seconds, cfg.seed)
+    hooks = _FPHooks(cfg, model, optimizer, schedule, sampler, SpeechDataset(utterances), dev, device,
+                     use_bf16, workers, state, bar)
+    run_steps(LoopConfig(name="train-fp", end=cfg.steps, stop=stop, grad_clip=cfg.grad_clip,
+                         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                         max_skipped_in_a_row=MAX_SKIPPED_IN_A_ROW), hooks, state)
     bar.close()
-    if state["step"] >= cfg.steps:
+    event = "done" if state["step"] >= cfg.steps else "stopped"
+    if event == "done":
         save_model(model, cfg.out / "final")
-        append_log(log_path, {"event": "done", "step": state["step"], "time": time.time(),
-                              "train_seconds": state["train_seconds"]})
-    else:
-        append_log(log_path, {"event": "stopped", "step": state["step"], "time": time.time(),
-                              "train_seconds": state["train_seconds"]})
+    append_log(log_path, {"event": event, "step": state["step"], "time": time.time(),
+                          "train_seconds": state["train_seconds"]})
     lock.release()
-    return last_dev
+    return hooks.last_dev

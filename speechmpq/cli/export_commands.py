@@ -10,8 +10,7 @@ from speechmpq.errors import SpeechmpqError
 
 def _cmd_export(args) -> int:
     need_train_extra()
-    from speechmpq.export.api import Source, export_onnx, write_summary
-    from speechmpq.export.config import ExportConfig
+    from speechmpq.export import ExportConfig, Source, export_onnx, write_summary
 
     if args.model is None and args.preset is None:
         raise SpeechmpqError("export needs a model directory or --preset NAME")
@@ -108,15 +107,15 @@ def _cmd_kernels(args) -> int:
     import shlex
     import sys
 
-    from speechmpq.export.kernels import measure, write
+    from speechmpq.export import measure_kernels, write_kernel_table
 
     if args.threads < 1 or args.repetitions < 1:
         raise SpeechmpqError("--threads and --repetitions must be >= 1")
     if args.out.suffix != ".json":
         raise SpeechmpqError(f"--out must name a .json file (the .md is written beside it), not {args.out}")
-    table = measure(args.preset, args.threads, args.repetitions, progress=not args.quiet)
+    table = measure_kernels(args.preset, args.threads, args.repetitions, progress=not args.quiet)
     command = "speechmpq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    paths = write(table, args.out, command)
+    paths = write_kernel_table(table, args.out, command)
     if not args.quiet:
         for bits, levels in sorted(table["best"].items(), key=lambda item: int(item[0])):
             print(

@@ -13,8 +13,7 @@ from speechmpq.errors import SpeechmpqError
 
 def _recognizer_config(args, streaming: bool = True):
     """Runtime flags -> RecognizerConfig; without ``--streaming`` (eval) the input is one window."""
-    from speechmpq.runtime.session import SessionConfig
-    from speechmpq.runtime.stream import DecoderConfig, RecognizerConfig, StreamingConfig
+    from speechmpq.runtime import DecoderConfig, RecognizerConfig, SessionConfig, StreamingConfig
 
     chunking = (StreamingConfig(args.chunk_ms, args.left_ms, args.right_ms, args.normalization)
                 if streaming else StreamingConfig(chunk_ms=0, normalization=args.normalization))
@@ -75,7 +74,7 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_stream(args) -> int:
-    from speechmpq.runtime.cli import stream_files
+    from speechmpq.runtime import stream_files
 
     return stream_files(args.model, args.audio, _recognizer_config(args), feed_ms=args.feed_ms,
                         realtime=args.realtime, quiet=args.quiet)
@@ -112,7 +111,7 @@ def _label_values(entries: list[str], flag: str = "--frontend-cache", form: str 
 
 
 def _cmd_bench(args) -> int:
-    from speechmpq.runtime.bench import BenchConfig, run_bench
+    from speechmpq.runtime import BenchConfig, run_bench
 
     threads = [int(t) for t in args.threads.split(",")] if args.threads else [1, 2]
     config = BenchConfig(models=args.models, data=args.data, out=args.out, threads=threads,
@@ -126,17 +125,24 @@ def _cmd_bench(args) -> int:
                                            "lm_weight": args.lm_weight, "word_score": args.word_score}
                                    for label, lm in _label_values(args.lm, "--lm", "FILE").items()})
     report = run_bench(config, progress=not args.quiet)
-    from speechmpq.runtime.bench_report import markdown, write_report
+    from speechmpq.runtime import bench_markdown, write_report
 
     command = "speechmpq " + shlex.join(args.argv)
     written = write_report(report, args.out, command)
-    print(markdown({**report, "command": command}, command))
+    print(bench_markdown({**report, "command": command}, command))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
 def add_commands(commands) -> None:
     """The runtime's subparsers."""
+    _add_eval(commands)
+    _add_stream_and_demo(commands)
+    _add_serve(commands)
+    _add_bench(commands)
+
+
+def _add_eval(commands) -> None:
     evaluate = commands.add_parser("eval", help="WER/CER of a model on a dataset; significance test")
     evaluate.add_argument("--model", help="model directory")
     evaluate.add_argument("--data", help="dataset folder (LibriSpeech tree) or manifest .tsv")
@@ -154,6 +160,8 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_eval)
 
+
+def _add_stream_and_demo(commands) -> None:
     stream = commands.add_parser("stream", help="stream audio files through an exported .onnx model, "
                                  "printing partial results as they change")
     stream.add_argument("model", help="exported .onnx file")
@@ -176,6 +184,8 @@ def add_commands(commands) -> None:
     _add_runtime_flags(demo)
     demo.set_defaults(func=_cmd_demo)
 
+
+def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="browser demo: a local page streams the microphone or a "
                                 "dropped file to the model (needs speechmpq[serve])")
     serve.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
@@ -186,6 +196,8 @@ def add_commands(commands) -> None:
     _add_runtime_flags(serve)
     serve.set_defaults(func=_cmd_serve)
 
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="latency, memory and WER of .onnx models side by side "
                                 "(each in a fresh process, interleaved repetitions)")
     bench.add_argument("--models", nargs="+", required=True,

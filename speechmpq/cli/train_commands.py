@@ -21,7 +21,7 @@ def need_train_extra() -> None:
 
 def _cmd_corpus(args) -> int:
     need_train_extra()
-    from speechmpq.train.corpus.build import CorpusConfig, build_corpus
+    from speechmpq.train import CorpusConfig, build_corpus
 
     cfg = CorpusConfig(out=args.out, hours=args.hours, seed=args.seed, splits=tuple(args.splits),
                        eval_utterances=args.eval_utterances, jobs=args.jobs,
@@ -37,7 +37,7 @@ def _cmd_corpus(args) -> int:
 
 def _cmd_train_fp(args) -> int:
     need_train_extra()
-    from speechmpq.train.trainer import TrainConfig, train_fp
+    from speechmpq.train import TrainConfig, train_fp
 
     cfg = TrainConfig(
         train_data=args.data, dev_data=args.dev, out=args.out, preset=args.preset,
@@ -59,7 +59,7 @@ def _cmd_train_fp(args) -> int:
 
 def _layer_rules(rules: list[str], keep_default: bool) -> dict:
     """--layer NAME=SETTING flags (first match wins) in front of the default transformer rule."""
-    from speechmpq.train.supernet import TRANSFORMER_LINEARS
+    from speechmpq.train import TRANSFORMER_LINEARS
 
     table: dict = {}
     for rule in rules:
@@ -74,16 +74,14 @@ def _layer_rules(rules: list[str], keep_default: bool) -> dict:
 
 def _cmd_quantize(args) -> int:
     need_train_extra()
-    from speechmpq.train.quantize import quantize
-    from speechmpq.train.quantize_config import QuantizeConfig
-    from speechmpq.train.supernet import SupernetConfig
+    from speechmpq.train import QuantizeConfig, SupernetConfig, quantize_model
 
     supernet = SupernetConfig(
         candidates=tuple(args.candidates), granularity=args.granularity,
         learn_steps=not args.fixed_steps, layers=_layer_rules(args.layer, not args.no_default_layers))
     cfg = QuantizeConfig(
         model=args.model, train_data=args.data, out=args.out, method=args.method, bits=args.bits,
-        target_bits=args.target_bits, window=args.window, search=args.search, supernet=supernet,
+        target_bits=args.target_bits, bits_window=args.window, search=args.search, supernet=supernet,
         steps=args.steps, pass2_steps=args.pass2_steps, stop_at_step=args.stop_at_step,
         batch_seconds=args.batch_seconds, max_utterance_seconds=args.max_utterance_seconds,
         min_batch_utterances=args.min_batch_utterances, lr=args.lr, logits_lr=args.logits_lr,
@@ -95,7 +93,7 @@ def _cmd_quantize(args) -> int:
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, cost=args.cost,
         kernel_table=args.kernel_table, latency_budget=args.latency_budget,
     )  # fmt: skip
-    summary = quantize(cfg, progress=not args.quiet)
+    summary = quantize_model(cfg, progress=not args.quiet)
     if not summary:
         print(f"stopped; run the same command again to resume from {cfg.out / 'checkpoint.pt'}")
         return 0
@@ -108,7 +106,8 @@ def _cmd_quantize(args) -> int:
 
 def _cmd_pipeline(args) -> int:
     need_train_extra()
-    from speechmpq.jobs.pipeline import PipelineConfig, format_table, run_pipeline
+    from speechmpq.jobs.pipeline import PipelineConfig, run_pipeline
+    from speechmpq.jobs.pipeline_report import format_table
 
     cfg = PipelineConfig(out=args.out, model=args.model, seed=args.seed, train_hours=args.train_hours,
                          test_utterances=args.test_utterances, verdict_utterances=args.verdict_utterances,
@@ -147,6 +146,13 @@ def _add_run_flags(parser) -> None:
 
 def add_commands(commands) -> None:
     """The training stage's subparsers."""
+    _add_corpus(commands)
+    _add_train_fp(commands)
+    _add_quantize(commands)
+    _add_pipeline(commands)
+
+
+def _add_corpus(commands) -> None:
     corpus = commands.add_parser("corpus", help="synthesize a LibriSpeech-style English corpus")
     corpus.add_argument("--out", required=True, type=Path, help="output folder")
     corpus.add_argument("--hours", type=float, default=1.0, help="hours of the train split")
@@ -164,6 +170,8 @@ def add_commands(commands) -> None:
     corpus.add_argument("--quiet", action="store_true", help="no progress bar")
     corpus.set_defaults(func=_cmd_corpus)
 
+
+def _add_train_fp(commands) -> None:
     train = commands.add_parser("train-fp", help="train a full-precision CTC model (resumable)")
     train.add_argument("--data", required=True, type=Path, help="training set (tree or .tsv)")
     train.add_argument("--dev", type=Path, default=None, help="dev set for model selection")
@@ -190,6 +198,8 @@ def add_commands(commands) -> None:
     _add_run_flags(train)
     train.set_defaults(func=_cmd_train_fp)
 
+
+def _add_quantize(commands) -> None:
     quant = commands.add_parser("quantize", help="mixed-precision (or uniform) quantization-aware training")
     quant.add_argument("--model", required=True, type=Path, help="full-precision model directory")
     quant.add_argument("--data", required=True, type=Path, help="training set (tree or .tsv)")
@@ -239,6 +249,8 @@ def add_commands(commands) -> None:
     _add_run_flags(quant)
     quant.set_defaults(func=_cmd_quantize)
 
+
+def _add_pipeline(commands) -> None:
     pipe = commands.add_parser("pipeline", help="the whole job: corpus -> one-stage MPQ of the demo model -> "
                                "ONNX -> streaming WER, latency and memory, FP32 vs MPQ in one table")
     pipe.add_argument("--out", type=Path, default=Path("out/pipeline"), help="run folder (resumes)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from speechmpq.ngram import count_ngrams, kneser_ney, write_arpa
-from speechmpq.runtime.lm import NGramLM
+from speechmpq.runtime import NGramLM
 
 
 def _lm(tmp_path, sentences, order, **kwargs) -> NGramLM:

@@ -43,7 +43,7 @@ def test_bit_plan_that_does_not_match_the_graph_is_refused(tmp_path):
 
     import onnx
 
-    from speechmpq.runtime.session import OnnxCTCModel
+    from speechmpq.runtime import OnnxCTCModel
 
     source = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
     graph = onnx.load(str(source))

@@ -24,7 +24,8 @@ def test_blocker_really_blocks_torch():
 
 def test_runtime_and_shared_modules_import_without_torch():
     code = ("import speechmpq.runtime, speechmpq.runtime.session, speechmpq.onnx_metadata, "
-            "speechmpq.runtime.stream, speechmpq.runtime.ctc, speechmpq.runtime.cli, speechmpq.scoring, "
+            "speechmpq.runtime.recognizer, speechmpq.runtime.stream, speechmpq.runtime.decoding, "
+            "speechmpq.runtime.ctc, speechmpq.runtime.transcribe_files, speechmpq.scoring, "
             "speechmpq.runtime.ctc_lm, speechmpq.runtime.lm, speechmpq.ngram, speechmpq.cli.lm_commands, "
             "speechmpq.edge_demo, speechmpq.edge_demo.terminal, speechmpq.edge_demo.server, "
             "speechmpq.edge_demo.arm_check, speechmpq.runtime.memory, speechmpq.audio, speechmpq.datasets, "
@@ -45,13 +46,13 @@ def test_runtime_transcribes_without_torch(tiny_corpus):
 
     from speechmpq.audio import load_audio
     from speechmpq.datasets import read_dataset
-    from speechmpq.runtime.stream import Recognizer
+    from speechmpq.runtime import Recognizer
 
     model = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
     utterance = read_dataset(tiny_corpus / "test-clean")[0]
     expected = Recognizer(model).transcribe(load_audio(utterance.path), 16000)
-    code = ("import speechmpq.runtime.stream as s, speechmpq.runtime.bench, speechmpq.runtime.bench_child, "
-            "speechmpq.runtime.bench_report, speechmpq.runtime.cli\n"
+    code = ("import speechmpq.runtime as s, speechmpq.runtime.bench, speechmpq.runtime.bench_child, "
+            "speechmpq.runtime.bench_report, speechmpq.runtime.transcribe_files\n"
             "from speechmpq.audio import load_audio\n"
             f"r = s.Recognizer({str(model)!r})\n"
             "stream = r.create_stream()\n"

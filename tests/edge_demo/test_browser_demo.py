@@ -25,7 +25,7 @@ import soundfile
 
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
-from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig, StreamingConfig
+from speechmpq.runtime import DecoderConfig, Recognizer, RecognizerConfig, StreamingConfig
 
 aiohttp = pytest.importorskip("aiohttp")
 MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"

@@ -16,7 +16,7 @@ import pytest
 from speechmpq.audio import load_audio
 from speechmpq.cli import main
 from speechmpq.datasets import read_dataset
-from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig
+from speechmpq.runtime import DecoderConfig, Recognizer, RecognizerConfig
 from speechmpq.scoring import score_pairs
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"

@@ -33,7 +33,7 @@ def test_steady_allocator_applies_on_glibc_and_can_be_turned_off():
     def applied(**env) -> str:
         clean = {k: v for k, v in os.environ.items()
                  if k not in ("MALLOC_MMAP_THRESHOLD_", "SPEECHMPQ_STEADY_ALLOCATOR")}
-        code = "from speechmpq.runtime.memory import steady_allocator; print(steady_allocator())"
+        code = "from speechmpq.runtime import steady_allocator; print(steady_allocator())"
         return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
                               text=True, check=True).stdout.strip()
 

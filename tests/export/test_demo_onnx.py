@@ -9,7 +9,7 @@ import onnx
 from speechmpq import bitplan
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
-from speechmpq.runtime.session import OnnxCTCModel
+from speechmpq.runtime import OnnxCTCModel
 from speechmpq.train.evaluate import transcribe_torch
 from speechmpq.train.models import load_model
 

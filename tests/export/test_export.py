@@ -13,12 +13,11 @@ from onnx import numpy_helper
 from speechmpq import bitplan
 from speechmpq.bitplan import container_bits
 from speechmpq.cli import main
-from speechmpq.export.api import Source, export_onnx
-from speechmpq.export.config import ExportConfig
+from speechmpq.export import ExportConfig, Source, export_onnx
 from speechmpq.export.packing import integer_initializer
-from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+from speechmpq.runtime import OnnxCTCModel, SessionConfig
 from speechmpq.train.models import build_model, load_model, save_model
-from speechmpq.train.qmodel import save_quantized
+from speechmpq.train.qmodel import read_quantized, save_quantized
 from speechmpq.train.supernet import SupernetConfig, current_bits, fix_bits, plan_layers, prepare_supernet
 
 CONV = "wav2vec2.feature_extractor.conv_layers.1.conv"
@@ -108,6 +107,35 @@ def test_metadata_makes_the_file_self_describing(exported):
     info = OnnxCTCModel(exported["onnx"]).info
     assert info.bitplan == exported["plan"] and not info.warnings
     assert int(metadata["speechmpq.chunk_ms"]) % 20 == 0
+
+
+def test_a_quantized_directory_is_read_once(exported, tmp_path, monkeypatch):
+    import safetensors.numpy
+    import safetensors.torch
+
+    reads = []
+
+    def counted(load):
+        def load_file(path, *args, **kwargs):
+            reads.append(str(path))
+            return load(path, *args, **kwargs)
+
+        return load_file
+
+    for module in (safetensors.torch, safetensors.numpy):
+        monkeypatch.setattr(module, "load_file", counted(module.load_file))
+    export_onnx(Source(model_dir=exported["dir"]), tmp_path / "m.onnx",
+                ExportConfig(block_size=16, kernel_table="none"), progress=False)
+    assert reads == [str(exported["dir"] / "model.safetensors")]
+    assert (tmp_path / "m.onnx").read_bytes() == exported["onnx"].read_bytes()
+    quantized = read_quantized(exported["dir"])
+    assert quantized.plan == exported["plan"] and not hasattr(quantized.model, "bitplan")
+    modules = dict(quantized.model.named_modules())
+    for name, entry in exported["plan"]["layers"].items():
+        codes, scale = quantized.codes[name], quantized.scales[name]
+        assert codes.dtype == np.int8 and list(codes.shape) == entry["shape"] and scale.dtype == np.float32
+        weight = modules[name].weight.detach().numpy()  # the float model computes with codes x scale
+        assert np.array_equal(weight, codes.astype(np.float32) * scale)
 
 
 def test_unoptimised_ort_matches_pytorch_on_lengths_other_than_the_trace(exported):

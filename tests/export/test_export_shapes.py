@@ -13,7 +13,7 @@ import pytest
 from speechmpq import bitplan
 from speechmpq.bitplan import container_bits
 from speechmpq.cli import main
-from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+from speechmpq.runtime import OnnxCTCModel, SessionConfig
 
 REFERENCE = Path(__file__).resolve().parents[2] / "models" / "demo-mpq" / "bitplan.json"
 ONNX_TYPES = {2: onnx.TensorProto.INT2, 4: onnx.TensorProto.INT4, 8: onnx.TensorProto.INT8}

@@ -7,10 +7,8 @@ import torch
 import transformers
 
 from speechmpq.errors import ModelError
-from speechmpq.export.api import Source, export_onnx
-from speechmpq.export.config import ExportConfig
-from speechmpq.runtime.session import OnnxCTCModel
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig, StreamingConfig
+from speechmpq.export import ExportConfig, Source, export_onnx
+from speechmpq.runtime import OnnxCTCModel, Recognizer, RecognizerConfig, StreamingConfig
 from speechmpq.train.models import build_model, save_model
 
 

@@ -13,11 +13,10 @@ from safetensors.numpy import load_file
 from test_export import _quantized_dir  # noqa: E402 (pytest puts this folder on the path)
 
 from speechmpq.cli import main
-from speechmpq.export.api import Source, export_onnx
-from speechmpq.export.config import ExportConfig
+from speechmpq.export import ExportConfig, Source, export_onnx
 from speechmpq.export.kernel_graphs import linear_model
 from speechmpq.kernel_table import choose, default_rules, load_table, parse_kernel, rules_from_table
-from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
+from speechmpq.runtime import OnnxCTCModel, SessionConfig
 from speechmpq.train.models import load_model
 
 # kernel -> (op onnxruntime runs after fusion, max error relative to the largest output)

@@ -21,7 +21,8 @@ from speechmpq import bitplan
 from speechmpq.audio import load_audio
 from speechmpq.errors import AudioError, ModelError
 from speechmpq.onnx_metadata import ModelInfo
-from speechmpq.runtime.ctc import GreedyDecoder, PrefixBeamDecoder, collapse_spaces
+from speechmpq.runtime import GreedyDecoder, PrefixBeamDecoder
+from speechmpq.runtime.ctc import collapse_spaces
 from speechmpq.vocab import BLANK_ID, VOCAB, WORD_DELIMITER
 
 EXAMPLES = int(os.environ.get("SPEECHMPQ_FUZZ_EXAMPLES", "100"))

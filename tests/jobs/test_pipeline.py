@@ -5,7 +5,8 @@ import json
 import pytest
 
 from speechmpq.cli import main
-from speechmpq.jobs.pipeline import LM_ROWS, ROWS, PipelineConfig, format_table, headline, results_table
+from speechmpq.jobs.pipeline import PipelineConfig
+from speechmpq.jobs.pipeline_report import LM_ROWS, ROWS, format_table, headline, results_table
 
 
 @pytest.mark.parametrize("field, value", [("train_hours", 0), ("test_utterances", 3), ("steps", 1),

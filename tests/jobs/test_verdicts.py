@@ -8,7 +8,7 @@ from speechmpq.cli import main
 from speechmpq.datasets import read_dataset
 from speechmpq.jobs.evaluation import score_utterances, write_rows_tsv
 from speechmpq.jobs.verdicts import decode_sets, judge, lossless_everywhere, results_table, verdicts_table
-from speechmpq.runtime.decoding import DecoderConfig
+from speechmpq.runtime import DecoderConfig
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
 

@@ -8,8 +8,7 @@ import pytest
 from speechmpq.audio import load_audio
 from speechmpq.cli import main
 from speechmpq.datasets import read_dataset
-from speechmpq.runtime import bench
-from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig
+from speechmpq.runtime import DecoderConfig, Recognizer, RecognizerConfig, bench
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
 
@@ -70,7 +69,7 @@ def test_bench_measures_each_model_in_its_own_interleaved_child(tiny_corpus, tmp
                                out=tmp_path / "report", threads=[1], repetitions=2, stream_seconds=8,
                                fp32="a", mpq="b", chunk_ms=320, profile=True)
     report = bench.run_bench(config, progress=False)
-    from speechmpq.runtime.bench_report import write_report
+    from speechmpq.runtime import write_report
 
     written = write_report(report, config.out, "speechmpq bench ...")
     assert [c[1] for c in calls] == ["latency"] * 4 + ["wer"] * 2 + ["profile"] * 2
@@ -112,9 +111,9 @@ def test_bench_row_with_the_lm_decoder(tiny_corpus, tmp_path):
     utterances = read_dataset(tiny_corpus / "test-clean")
     recognizer = Recognizer(DEMO, RecognizerConfig(decoder=DecoderConfig("lm", lm=str(lm))))
     expected = recognizer.transcribe(load_audio(utterances[0].path), 16000)
-    from speechmpq.runtime.bench_report import markdown
+    from speechmpq.runtime import bench_markdown
 
-    assert "| lm | mpq | 0 | on | lm |" in markdown(report, "speechmpq bench ...")  # cache: exact, on
+    assert "| lm | mpq | 0 | on | lm |" in bench_markdown(report, "speechmpq bench ...")  # cache: exact, on
     assert expected  # the LM decoder gives words for a test utterance
     assert report["wer"]["lm"]["offline_wer"] < report["wer"]["greedy"]["offline_wer"]
     with pytest.raises(Exception, match="names no model labelled"):

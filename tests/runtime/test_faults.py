@@ -9,7 +9,7 @@ import pytest
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
 from speechmpq.errors import AudioError
-from speechmpq.runtime.stream import Recognizer
+from speechmpq.runtime import Recognizer
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
 

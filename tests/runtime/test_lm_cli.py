@@ -11,8 +11,7 @@ import pytest
 from speechmpq.audio import load_audio
 from speechmpq.cli import main
 from speechmpq.datasets import read_dataset
-from speechmpq.runtime.lm import NGramLM
-from speechmpq.runtime.stream import DecoderConfig, Recognizer, RecognizerConfig
+from speechmpq.runtime import DecoderConfig, NGramLM, Recognizer, RecognizerConfig
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
 

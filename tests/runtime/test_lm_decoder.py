@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from speechmpq.ngram import count_ngrams, kneser_ney, write_arpa
-from speechmpq.runtime.ctc_lm import LexiconLMDecoder
-from speechmpq.runtime.lm import Lexicon, NGramLM
+from speechmpq.runtime import Lexicon, LexiconLMDecoder, NGramLM
 
 TOKENS = ["<pad>", "|", "A", "B"]
 WORDS = ["A", "B", "AB", "BA", "ABA"]

@@ -8,11 +8,12 @@ import pytest
 from speechmpq.audio import load_audio
 from speechmpq.datasets import read_dataset
 from speechmpq.errors import AudioError
-from speechmpq.runtime.ctc import GreedyDecoder, PrefixBeamDecoder
-from speechmpq.runtime.session import OnnxCTCModel
-from speechmpq.runtime.stream import (
+from speechmpq.runtime import (
     DecoderConfig,
     EndpointConfig,
+    GreedyDecoder,
+    OnnxCTCModel,
+    PrefixBeamDecoder,
     Recognizer,
     RecognizerConfig,
     StreamingConfig,
@@ -124,11 +125,12 @@ def test_each_chunk_costs_one_fixed_size_window(model):
     stream, windows = rec.create_stream(), []
     for _ in range(20 * 1000 // 100):  # 20 s of noise in 100 ms pieces
         stream.accept_waveform(np.random.default_rng(0).normal(0, 0.1, 1600).astype(np.float32), 16000)
-        while (window := stream._next_window()) is not None:
-            start, end, first, last, final = window
-            windows.append(end - start)
-            stream._commit(np.zeros((last - first, len(VOCAB)), np.float32), np.zeros((0, len(VOCAB))),
-                           last, final)
+        while (window := stream.next_window()) is not None:  # the model's part, with zero outputs
+            windows.append(window.end - window.start)
+            frames = rec.geometry.frames(window.end - window.start)
+            features = None if window.cached is None else np.zeros(
+                (frames - len(window.cached), model.feature_dim), np.float32)
+            stream.commit(window, np.zeros((frames, len(VOCAB)), np.float32), features)
         assert stream._buffer.size <= (640 + 320 + 320 + 100) * 16  # one window and one piece
     assert len(windows) == 20 * 1000 // 320 - 1 and set(windows[3:]) == {(640 + 320 + 320) * 16}
 

@@ -5,10 +5,12 @@ import itertools
 import pytest
 import torch
 
+from speechmpq.bitplan import SEARCHED_LINEAR_KINDS
 from speechmpq.train.models import build_model
 from speechmpq.train.quant import dequantize, fake_quant_ste, mse_step_size, qrange, quantize
 from speechmpq.train.sensitivity import knapsack
 from speechmpq.train.supernet import (
+    TRANSFORMER_LINEARS,
     SupernetConfig,
     WeightQuantizer,
     finalize,
@@ -162,3 +164,13 @@ def test_batched_candidates_equal_one_at_a_time_values_and_gradients(per_channel
     grads_single = torch.autograd.grad((single * upstream).sum(), (weight, steps))
     for a, b in zip(grads_batched, grads_single, strict=True):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_default_rule_selects_the_searched_linear_kinds_and_keeps_its_saved_text():
+    # run configs save the rule's text and a resume compares it, so the text must not change
+    assert TRANSFORMER_LINEARS == (r"re:(^|\.)encoder\.layers\.\d+\.(attention\.(q|k|v|out)_proj"
+                                   r"|feed_forward\.(intermediate|output)_dense)$")
+    model = build_model("tiny", seed=0)
+    resolved = resolve_layers(model, {TRANSFORMER_LINEARS: "search"})
+    assert {name.rsplit(".", 1)[1] for name in resolved} == set(SEARCHED_LINEAR_KINDS)
+    assert len(resolved) == len(SEARCHED_LINEAR_KINDS) * model.config.num_hidden_layers

@@ -11,6 +11,7 @@ from speechmpq import bitplan
 from speechmpq.cli import main
 from speechmpq.train.models import build_model, load_model, save_model
 from speechmpq.train.qmodel import save_quantized
+from speechmpq.train.quantize_config import QuantizeConfig
 from speechmpq.train.supernet import SupernetConfig, finalize, plan_layers, prepare_supernet
 
 
@@ -161,3 +162,11 @@ def test_two_processes_match_one_on_the_same_global_batch(tiny_corpus, tmp_path)
         a, b = (load_model(tmp_path / f"{n}-{name}" / "model").state_dict() for n in ("one", "two"))
         for key in a:
             assert torch.allclose(a[key], b[key], atol=1e-4), key
+
+
+def test_the_bits_window_keeps_its_file_key_in_config_dicts():
+    cfg = QuantizeConfig(model="m", train_data="d", out="o", target_bits=4.0, bits_window=0.5)
+    data = cfg.to_dict()
+    assert data["window"] == 0.5 and "bits_window" not in data  # checkpoints and logs say "window"
+    assert list(data).index("window") == [f for f in QuantizeConfig.__dataclass_fields__].index("bits_window")
+    assert QuantizeConfig.from_dict(data) == cfg and cfg.bits_window_range == [3.5, 4.0]

@@ -1,6 +1,8 @@
+import ast
 import random
 import re
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,32 @@ def test_number_to_words_range():
 ])
 def test_normalize_transcript(text, expected):
     assert normalize_transcript(text) == expected
+
+
+def test_the_generator_modules_import_each_other_without_a_circle():
+    """Every import between the corpus modules (TYPE_CHECKING ones included) points one way."""
+    folder = Path(__file__).resolve().parents[2] / "train" / "corpus"
+    modules = {path.stem: path for path in folder.glob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level == 1:
+                    targets |= {module} if module else {alias.name for alias in node.names}
+                elif module.startswith("speechmpq.train.corpus."):
+                    targets.add(module.rsplit(".", 1)[1])
+        edges[name] = targets & set(modules)
+    assert edges["textgen"] >= {"grammar", "sentence_frames", "words"}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"import circle: {' -> '.join((*path, name))}"
+        if name not in done:
+            for target in sorted(edges[name]):
+                visit(target, (*path, name))
+            done.add(name)
+
+    for name in sorted(edges):
+        visit(name, ())

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from speechmpq.audio import SAMPLE_RATE
 from speechmpq.errors import SpeechmpqError
 from speechmpq.files import atomic_write, replace_folder, restore_folder
 from speechmpq.train.corpus import augment
 from speechmpq.train.corpus.espeak import ACCENTS, Prosody, get_engine
 from speechmpq.train.corpus.textgen import SentenceGenerator
 
-SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test-clean", "test-other")
 _SPLIT_CODE = {"train": 1, "dev": 2, "test-clean": 3, "test-other": 4}
 # Human-sounding espeak variants ("" is the accent's default voice). Unseen ones never reach train/dev.

@@ -17,12 +17,10 @@ timetables, questions...) are in sentence_frames.py.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from .spoken import SpokenPhrases, number_to_words, ordinal_words
-
-if TYPE_CHECKING:
-    from .textgen import Lexicon, Pronoun, Verb
+from .words import Pronoun, Verb, WordLists
 
 # Words that grammar.py, spoken.py and sentence_frames.py write literally (auxiliaries,
 # question words, glue). textgen adds them to the vocabulary; the tests check that nothing
@@ -92,29 +90,29 @@ class Grammar(SpokenPhrases):
     """Word lists and one random.Random turned into noun phrases and clauses;
     sentence_frames.sentence(grammar) makes whole sentences from them."""
 
-    def __init__(self, lex: Lexicon, rng: random.Random) -> None:
-        self.lex, self.rng = lex, rng
-        self.verb = {v.base: v for v in lex.verbs}
+    def __init__(self, lists: WordLists, rng: random.Random) -> None:
+        self.lists, self.rng = lists, rng
+        self.verb = {v.base: v for v in lists.verbs}
         self.verbs_for: dict[str, list[Verb]] = {}  # subject kind -> verbs, in file order
         self.simple_for: dict[str, list[Verb]] = {}  # ... that need no embedded verb
         self.taking: dict[str, list[Verb]] = {}  # object noun kind -> verbs
-        for verb in lex.verbs:
+        for verb in lists.verbs:
             for kind in verb.subjects:
                 self.verbs_for.setdefault(kind, []).append(verb)
                 if any(o not in SPECIAL for o in verb.objects):
                     self.simple_for.setdefault(kind, []).append(verb)
             for kind in verb.objects:
-                if kind in lex.nouns and verb.subjects != ("-",):
+                if kind in lists.nouns and verb.subjects != ("-",):
                     self.taking.setdefault(kind, []).append(verb)
-        self.clause_verbs = [v for v in lex.verbs if v.subjects != ("-",)]
+        self.clause_verbs = [v for v in lists.verbs if v.subjects != ("-",)]
         self.simple_verbs = [v for v in self.clause_verbs if any(o not in SPECIAL
                                                                  for o in v.objects)]
         self.object_verbs = [v for v in self.clause_verbs
                              if "person" in v.subjects and self.noun_objects(v)]
-        self.owners = [n for k in PEOPLE for n in lex.nouns[k] if not n.sg.endswith("s")]
-        self.durations = {n.sg: n for n in lex.nouns["time"]}
-        self.units = {n.sg: n for n in lex.nouns["unit"]}
-        self.you, self.we = (next(p for p in lex.pronouns if (p.person, p.plural) == key)
+        self.owners = [n for k in PEOPLE for n in lists.nouns[k] if not n.sg.endswith("s")]
+        self.durations = {n.sg: n for n in lists.nouns["time"]}
+        self.units = {n.sg: n for n in lists.nouns["unit"]}
+        self.you, self.we = (next(p for p in lists.pronouns if (p.person, p.plural) == key)
                              for key in ((2, False), (1, True)))
 
     # -- small helpers -------------------------------------------------------------------
@@ -131,11 +129,11 @@ class Grammar(SpokenPhrases):
         return list(self.pick(table[tag]))
 
     def noun_objects(self, verb: Verb) -> list[str]:
-        return [o for o in verb.objects if o in self.lex.nouns and o != "body"]
+        return [o for o in verb.objects if o in self.lists.nouns and o != "body"]
 
     # -- noun phrases --------------------------------------------------------------------
     def pronoun_of(self, np: NP) -> Pronoun:
-        for row in self.lex.pronouns:
+        for row in self.lists.pronouns:
             if (row.person, row.plural) == (np.person, np.plural) and (
                     np.person != 3 or np.plural or row.gender == np.gender):
                 return row
@@ -145,11 +143,11 @@ class Grammar(SpokenPhrases):
         return NP([getattr(row, case)], "person", row.person, row.plural, row.gender, True)
 
     def adjective(self, kind: str, attributive: bool = True) -> list[str]:
-        adj = self.pick(self.lex.adjectives[kind])
+        adj = self.pick(self.lists.adjectives[kind])
         while attributive and adj.word in PREDICATIVE:
-            adj = self.pick(self.lex.adjectives[kind])
+            adj = self.pick(self.lists.adjectives[kind])
         if adj.comparative and self.chance(0.15 if attributive else 0.4):
-            degree = self.phrase(self.lex.adverbs, "degree")
+            degree = self.phrase(self.lists.adverbs, "degree")
             if not (attributive and degree[0] in NOT_ATTRIBUTIVE):
                 return degree + [adj.word]
         return [adj.word]
@@ -169,20 +167,20 @@ class Grammar(SpokenPhrases):
         r = self.rng.random()
         if r < {"kin": 0.4, "person": 0.04}.get(kind, 0.12):
             row = self.pronoun_of(owner) if owner and self.chance(0.6) else self.pick(
-                [p for p in self.lex.pronouns if p.person != 3 or p.gender != "n"])
+                [p for p in self.lists.pronouns if p.person != 3 or p.gender != "n"])
             return [row.poss]
         if r < 0.5 and kind == "kin" or r < 0.17 and kind not in PEOPLE:
             return self.owner()
         if count == "pl" and r < 0.32:
             return number_to_words(self.count()).split()
         if count == "mass" and r < 0.35:
-            measures = [m for m in self.lex.nouns["measure"] if kind in m.extra]
+            measures = [m for m in self.lists.nouns["measure"] if kind in m.extra]
             if measures:
                 measure = self.pick(measures)
                 if self.chance(0.6):
                     return ["a", measure.sg, "of"]
                 return [*number_to_words(self.count()).split(), measure.pl, "of"]
-        phrases, weights = self.lex.determiners[count]
+        phrases, weights = self.lists.determiners[count]
         det = list(self.rng.choices(phrases, weights)[0])
         if det == ["the"] and count == "sg" and self.chance(0.05):
             det += ordinal_words(self.rng.randint(1, 12)).split()
@@ -190,11 +188,11 @@ class Grammar(SpokenPhrases):
 
     def noun_phrase(self, kind: str, owner: NP | None = None, plural: bool | None = None,
                     det: list[str] | None = None) -> NP:
-        noun = self.pick(self.lex.nouns[kind])
+        noun = self.pick(self.lists.nouns[kind])
         count = "mass" if noun.pl is None else "pl" if (
             self.chance(0.35) if plural is None else plural) else "sg"
         words = [noun.pl if count == "pl" else noun.sg]
-        if kind in self.lex.adjectives and self.chance(0.4):
+        if kind in self.lists.adjectives and self.chance(0.4):
             words = self.adjective(kind) + words
         words = (self.determiner(kind, count, owner) if det is None else det) + words
         gender = "n"
@@ -204,12 +202,12 @@ class Grammar(SpokenPhrases):
 
     def name(self) -> NP:
         gender = self.pick("mf")
-        first = self.pick(self.lex.names[gender])[0]
+        first = self.pick(self.lists.names[gender])[0]
         if self.chance(0.7):
             return NP([first], "person", 3, False, gender)
-        title, title_gender, part = self.pick(self.lex.titles)
+        title, title_gender, part = self.pick(self.lists.titles)
         gender = title_gender if title_gender in "mf" else gender
-        name = self.pick(self.lex.names[gender] if part == "first" else self.lex.names["surname"])
+        name = self.pick(self.lists.names[gender] if part == "first" else self.lists.names["surname"])
         return NP([title, name[0]], "person", 3, False, gender)
 
     def person(self, owner: NP | None = None, pronoun: bool = True, case: str = "subj") -> NP:
@@ -217,7 +215,7 @@ class Grammar(SpokenPhrases):
         owner (the clause subject) it is an object, and possessives may point back to it."""
         r = self.rng.random()
         if pronoun and r < 0.3:
-            rows = [p for p in self.lex.pronouns if p.gender != "n"]
+            rows = [p for p in self.lists.pronouns if p.gender != "n"]
             if owner is None:
                 return self.pronoun_np(self.pick(rows), case)
             # An object pronoun. "I saw me" must be "I saw myself"; "he saw him" may be either.
@@ -238,7 +236,7 @@ class Grammar(SpokenPhrases):
         if kind == "animal" and subj.kind == "animal" and self.chance(0.2):
             return NP([self.pronoun_of(subj).refl], kind)  # "the cat washed itself"
         if kind == "body":
-            noun = self.pick(self.lex.nouns["body"])
+            noun = self.pick(self.lists.nouns["body"])
             plural = noun.pl is not None and (subj.plural or self.chance(0.3))
             return NP([self.pronoun_of(subj).poss, noun.pl if plural else noun.sg], kind)
         return self.noun_phrase(kind, subj if subj.kind in PEOPLE else None)
@@ -328,7 +326,7 @@ class Grammar(SpokenPhrases):
         if subj.kind in PEOPLE and self.chance(0.05 * scale):
             words += ["with"] + self.person(subj).words
         if self.chance(0.12 * scale):
-            words += self.phrase(self.lex.adverbs, "manner")
+            words += self.phrase(self.lists.adverbs, "manner")
         if time and self.chance(0.35 * scale):
             words += self.time_phrase(when)
         return words
@@ -347,15 +345,15 @@ class Grammar(SpokenPhrases):
         aux, main = self.verb_group(verb, tense, subj, negative or question)
         adverb: list[str] = []
         if tense in ("perfect", "past_perfect") and self.chance(0.25):
-            adverb = ["ever"] if negative else self.phrase(self.lex.adverbs, "perfect")
+            adverb = ["ever"] if negative else self.phrase(self.lists.adverbs, "perfect")
         elif not negative and tense != "used_to" and self.chance(0.1):
-            adverb = self.phrase(self.lex.adverbs, "freq")
+            adverb = self.phrase(self.lists.adverbs, "freq")
         rest = [] if drop_object else self.complement(verb, subj, depth, place)
         rest += self.modifiers(verb, subj, WHEN[tense], place, time, depth, not rest)
         return Clause(subj, aux, adverb, main, rest, negative)
 
     def contract(self, first: str, second: str, p: float) -> str | None:
-        return self.lex.contractions.get((first.lower(), second)) if self.chance(p) else None
+        return self.lists.contractions.get((first.lower(), second)) if self.chance(p) else None
 
     def say(self, c: Clause) -> list[str]:
         """The clause as a statement, with the usual contractions (didn't, she's, we'll)."""
@@ -377,7 +375,7 @@ class Grammar(SpokenPhrases):
         (am not, may not) the question is asked positively instead."""
         first = c.aux[0]
         if c.negative:
-            first = self.lex.contractions.get((first, "not"), first)
+            first = self.lists.contractions.get((first, "not"), first)
         lead = [*(wh or []), first]
         if wh and len(wh) == 1 and first == "is":
             joined = self.contract(wh[0], "is", 0.3)

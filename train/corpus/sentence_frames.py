@@ -38,7 +38,7 @@ def statement(g: Grammar) -> list[str]:
         return front + [","] + g.say(g.clause(tense=tense, time=False)) + ["."]
     words = g.say(g.clause(tense=tense))
     if g.chance(0.08):
-        words = g.phrase(g.lex.adverbs, "opener") + [","] + words
+        words = g.phrase(g.lists.adverbs, "opener") + [","] + words
     return words + ["."]
 
 
@@ -46,7 +46,7 @@ def compound(g: Grammar) -> list[str]:
     """Two clauses joined by and / but / because / when / while / if ..., with tenses that
     fit together (if she comes, we will stay; when he came home, she was sleeping)."""
     kind = g.weighted({"co": 45, "sub": 45, "cond": 10})
-    conj = g.phrase(g.lex.conjunctions, kind)
+    conj = g.phrase(g.lists.conjunctions, kind)
     family = g.weighted({"past": 55, "present": 25, "future": 20}
                         if kind != "cond" else {"present": 30, "future": 70})
     second = g.pick(FAMILY[family])
@@ -79,7 +79,7 @@ def question(g: Grammar) -> list[str]:
     if style in ("object", "count"):
         verb = g.pick(g.object_verbs)
         kind = g.pick(g.noun_objects(verb))
-        noun = g.pick(g.lex.nouns[kind])
+        noun = g.pick(g.lists.nouns[kind])
         if style == "count":
             wh = ["how", "much", noun.sg] if noun.pl is None else ["how", "many", noun.pl]
         elif kind in PEOPLE:
@@ -131,7 +131,7 @@ def existential(g: Grammar) -> list[str]:
     """there is / there were / there will be + an indefinite noun phrase + a place."""
     kind = g.pick(("animal", "thing", "person", "food", "plant", "vehicle", "clothing",
                    "text", "drink", "material", "furniture", "nature", "event"))
-    noun = g.pick(g.lex.nouns[kind])
+    noun = g.pick(g.lists.nouns[kind])
     count = "mass" if noun.pl is None else "pl" if g.chance(0.5) else "sg"
     tense, negative = g.pick(("present", "past", "past", "future")), g.chance(0.2)
     be = {"present": ["is" if count != "pl" else "are"],
@@ -141,12 +141,12 @@ def existential(g: Grammar) -> list[str]:
     elif count == "pl" and g.chance(0.45):
         det = number_to_words(g.count()).split()
     else:
-        phrases, weights = g.lex.determiners[count]
+        phrases, weights = g.lists.determiners[count]
         det = list(g.rng.choices(phrases, weights)[0])
         if " ".join(det) not in INDEFINITE:
             det = ["a"] if count == "sg" else ["some"]
         det = [] if det == ["-"] else det
-    adj = g.adjective(kind) if kind in g.lex.adjectives and g.chance(0.3) else []
+    adj = g.adjective(kind) if kind in g.lists.adjectives and g.chance(0.3) else []
     lead = g.say(Clause(NP(["there"], kind, pronoun=True), be[:1], [], be[1:], [], negative))
     words = lead + det + adj + [noun.pl if count == "pl" else noun.sg]
     if g.chance(0.85):
@@ -164,7 +164,7 @@ def be_clause(g: Grammar, question: bool = False) -> Clause:
     subj = g.person() if kind == "person" else g.noun_phrase(kind)
     tense = g.pick(("present", "present", "past", "past", "future", "perfect", "modal"))
     if kind == "person" and g.chance(0.25):
-        nouns = [n for n in g.lex.nouns["person"] if n.extra[0] in ("x", subj.gender)]
+        nouns = [n for n in g.lists.nouns["person"] if n.extra[0] in ("x", subj.gender)]
         noun = g.pick(nouns)
         rest = ["a", noun.sg] if not subj.plural else [noun.pl]
     else:
@@ -193,7 +193,7 @@ def description(g: Grammar) -> list[str]:
     kind = "person" if g.chance(0.4) else g.pick(
         ("animal", "place", "thing", "food", "vehicle", "clothing", "text", "plant", "idea",
          "event", "sound", "nature", "task"))
-    adj = g.pick([a for a in g.lex.adjectives[kind] if a.comparative])
+    adj = g.pick([a for a in g.lists.adjectives[kind] if a.comparative])
     if style == "compare":
         first = g.person() if kind == "person" else g.noun_phrase(kind)
         other = g.person(pronoun=False) if kind == "person" else g.noun_phrase(kind)
@@ -207,7 +207,7 @@ def description(g: Grammar) -> list[str]:
     best = ["most", adj.word] if adj.superlative == "most" else [adj.superlative]
     if kind == "person":  # "Mary is the tallest girl in the village."
         subj = g.person()
-        nouns = [n for n in g.lex.nouns["person"] if n.extra[0] in ("x", subj.gender)]
+        nouns = [n for n in g.lists.nouns["person"] if n.extra[0] in ("x", subj.gender)]
         noun = g.pick(nouns)
         head = ["the", *best, noun.pl if subj.plural else noun.sg, "in"]
         where = g.place_name() if g.chance(0.4) else g.place()
@@ -215,13 +215,13 @@ def description(g: Grammar) -> list[str]:
         return g.say(Clause(subj, aux, [], main, head + where, False)) + ["."]
     # "It was the longest letter she had ever written."
     verb = g.pick([v for v in g.taking[kind] if "person" in v.subjects])
-    row = g.pick([p for p in g.lex.pronouns if p.gender != "n"])
+    row = g.pick([p for p in g.lists.pronouns if p.gender != "n"])
     past = g.chance(0.5)
     frame = g.pick((["it"], ["that"], ["this"] if not past else ["it"]))
     frame = g.say(Clause(NP(frame, kind, pronoun=True), ["was" if past else "is"], [],
                          [], [], False))
     have = "had" if past else "has" if (row.person, row.plural) == (3, False) else "have"
-    noun = g.pick(g.lex.nouns[kind])
+    noun = g.pick(g.lists.nouns[kind])
     return frame + ["the", *best, noun.sg, row.subj, have, "ever", verb.pp, "."]
 
 
@@ -230,7 +230,7 @@ def weather(g: Grammar) -> list[str]:
     tense = g.pick(("present", "past", "past", "future"))
     when = {"present": "now"}.get(tense, tense)
     aux, main = g.copula(it, tense)
-    adj = g.pick([a for a in g.lex.adjectives["weather"] if a.comparative])
+    adj = g.pick([a for a in g.lists.adjectives["weather"] if a.comparative])
     r = g.rng.random()
     if r < 0.35:  # "It was extremely cold last night."
         rest = g.adjective("weather", attributive=False)
@@ -240,14 +240,14 @@ def weather(g: Grammar) -> list[str]:
         aux, main = g.verb_group(g.verb["rain"], tense, it, False)
         rest = g.time_phrase(WHEN[tense]) if g.chance(0.7) else []
     elif r < 0.62:  # "It was a foggy morning."
-        rest = ["a", *g.adjective("weather"), *g.phrase(g.lex.times, "daypart")]
+        rest = ["a", *g.adjective("weather"), *g.phrase(g.lists.times, "daypart")]
     elif r < 0.77:  # "It will be colder tomorrow."
         more = ["more", adj.word] if adj.comparative == "more" else [adj.comparative]
         rest = more + g.time_phrase(when)
     elif r < 0.88:  # "It was the coldest winter in forty years."
         best = ["most", adj.word] if adj.superlative == "most" else [adj.superlative]
         span = g.pick(([g.pick(("day", "week", "month")), "of", "the", "year"],
-                       [*g.phrase(g.lex.times, "season"), "in",
+                       [*g.phrase(g.lists.times, "season"), "in",
                         *number_to_words(g.rng.randint(2, 99)).split(), "years"]))
         rest = ["the", *best, *span]
     else:  # "It was twelve degrees below zero."
@@ -272,7 +272,7 @@ def born(g: Grammar) -> list[str]:  # "Greta was born on the eighteenth of July.
 
 
 def timetable(g: Grammar) -> list[str]:  # "What time does the last train to Leeds leave?"
-    noun = g.pick(g.lex.nouns["vehicle"])
+    noun = g.pick(g.lists.nouns["vehicle"])
     det = ["the", *g.pick((["first"], ["last"], ["next"], [], []))]
     route = [g.pick(("to", "from")), *g.place_name()] if g.chance(0.4) else []
     vehicle = NP(det + [noun.sg] + route, "vehicle")
@@ -287,7 +287,7 @@ def timetable(g: Grammar) -> list[str]:  # "What time does the last train to Lee
 
 
 def price(g: Grammar) -> list[str]:  # "Your uncle paid twelve dollars for the old clock."
-    unit = g.pick([n for n in g.lex.nouns["unit"] if "money" in n.extra])
+    unit = g.pick([n for n in g.lists.nouns["unit"] if "money" in n.extra])
     thing = g.noun_phrase(g.pick((*HANDHELD, "animal", "vehicle")))
     tense = g.pick(("past", "past", "present", "future"))
     if g.chance(0.5):
@@ -306,7 +306,7 @@ def crowd(g: Grammar) -> list[str]:  # "Two hundred people came to the wedding."
         if g.chance(0.2):
             size = [*number_to_words(g.rng.randint(2, 9)).split(), "million"]
         approx = g.pick((["about"], ["nearly"], ["almost"], ["over"], []))
-        return [*g.pick(g.lex.places["city"]), "has", *approx, *size, "people", "."]
+        return [*g.pick(g.lists.places["city"]), "has", *approx, *size, "people", "."]
     kind = g.pick(("person", "animal"))
     group = g.noun_phrase(kind, plural=True, det=number_to_words(g.count()).split())
     return g.say(g.clause(subj=group, tense="past")) + ["."]
@@ -322,7 +322,7 @@ def routine(g: Grammar) -> list[str]:  # "He wakes up at a quarter past nine."
 
 
 def distance(g: Grammar) -> list[str]:
-    units = g.lex.nouns["unit"]
+    units = g.lists.nouns["unit"]
     if g.chance(0.4):  # "The village is twelve miles from London."
         where = NP(g.place(), "place") if g.chance(0.6) else NP(g.place_name(), "place")
         unit = g.units[g.pick(("mile", "kilometer"))]
@@ -344,10 +344,10 @@ def distance(g: Grammar) -> list[str]:
         aux, main = g.verb_group(g.verb["weigh"], tense, thing, False)
         return g.say(Clause(thing, aux, [], main, heavy, False)) + ["."]
     # "The old barrel held three gallons of cider."
-    container = g.pick([m for m in g.lex.nouns["measure"] if "drink" in m.extra])
+    container = g.pick([m for m in g.lists.nouns["measure"] if "drink" in m.extra])
     container = NP(["the", container.sg], "measure")
     volume = g.amount(g.pick([u for u in units if "volume" in u.extra]))
-    drink = g.pick(g.lex.nouns["drink"]).sg
+    drink = g.pick(g.lists.nouns["drink"]).sg
     aux, main = g.verb_group(g.verb["hold"], tense, container, False)
     return g.say(Clause(container, aux, [], main, [*volume, "of", drink], False)) + ["."]
 

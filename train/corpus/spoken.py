@@ -9,13 +9,11 @@ draws from the grammar's random.Random through Grammar's pick/chance/phrase help
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 from speechmpq.text import number_to_words as _cardinal
 from speechmpq.text import ordinal_to_words as _ordinal
 
-if TYPE_CHECKING:
-    from .textgen import Lexicon, Noun
+from .words import Noun, WordLists
 
 
 def number_to_words(n: int) -> str:
@@ -49,10 +47,10 @@ NUMBER_WORDS = frozenset(" ".join(
 
 class SpokenPhrases:
     """Mixin for Grammar: counts, amounts, clock times, dates, time and place phrases.
-    Needs the host's rng, lex, durations and its pick / chance / phrase helpers."""
+    Needs the host's rng, lists, durations and its pick / chance / phrase helpers."""
 
     rng: random.Random
-    lex: Lexicon
+    lists: WordLists
     durations: dict[str, Noun]
 
     def count(self) -> int:
@@ -81,19 +79,19 @@ class SpokenPhrases:
                  6: f"{h} {'oh ' if minute < 10 else ''}{number_to_words(minute)}",
                  7: self.pick(("noon", "midnight", h))}[style].split()
         if style in (0, 6) and self.chance(0.3):
-            words += ["in", "the", self.phrase(self.lex.times, "daypart")[0]]
+            words += ["in", "the", self.phrase(self.lists.times, "daypart")[0]]
         return words
 
     def date(self) -> list[str]:
         day = ordinal_words(self.rng.randint(1, 28 if self.chance(0.5) else 31)).split()
-        return ["on", "the", *day, "of", *self.phrase(self.lex.times, "month")]
+        return ["on", "the", *day, "of", *self.phrase(self.lists.times, "month")]
 
     def time_phrase(self, when: str) -> list[str]:
-        times, r = self.lex.times, self.rng.random()
+        times, r = self.lists.times, self.rng.random()
         weekday = self.phrase(times, "weekday")
         if when == "perfect":
             if r < 0.4:
-                return ["for", *self.amount(self.pick(self.lex.nouns["time"]))]
+                return ["for", *self.amount(self.pick(self.lists.nouns["time"]))]
             if r < 0.7:
                 return ["since", *(year_words(self.rng.randint(1900, 2024)).split()
                                    if self.chance(0.5) else ["last", *weekday])]
@@ -118,32 +116,32 @@ class SpokenPhrases:
                           ["last", *weekday], ["last", *self.phrase(times, "season")]))
 
     def place_name(self) -> list[str]:
-        return self.phrase(self.lex.places, self.pick(("city", "city", "country", "region")))
+        return self.phrase(self.lists.places, self.pick(("city", "city", "country", "region")))
 
     def place(self, noun: Noun | None = None) -> list[str]:
-        noun = noun or self.pick(self.lex.nouns["place"])
+        noun = noun or self.pick(self.lists.nouns["place"])
         det = ["the"] if self.chance(0.7) else [self.pick(("a", "our", "their", "my", "that"))]
-        adjs = self.lex.adjectives.get("place", [])
+        adjs = self.lists.adjectives.get("place", [])
         return det + ([self.pick(adjs).word] if self.chance(0.25) else []) + [noun.sg]
 
     def location(self) -> list[str]:
         if self.chance(0.2):
             return [self.pick(("in", "in", "near"))] + self.place_name()
-        noun = self.pick(self.lex.nouns["place"])
-        prep = [noun.extra[0]] if self.chance(0.6) else self.phrase(self.lex.preps, "loc")
+        noun = self.pick(self.lists.nouns["place"])
+        prep = [noun.extra[0]] if self.chance(0.6) else self.phrase(self.lists.preps, "loc")
         return prep + self.place(noun)
 
     def destination(self) -> list[str]:
         r = self.rng.random()
         if r < 0.2:
-            return self.phrase(self.lex.adverbs, "dir")
+            return self.phrase(self.lists.adverbs, "dir")
         if r < 0.35:
             return ["to"] + self.place_name()
-        noun = self.pick(self.lex.nouns["place"])
-        tag = noun.extra[0] if self.chance(0.35) and noun.extra[0] in self.lex.preps else "to"
-        return self.phrase(self.lex.preps, tag) + self.place(noun)
+        noun = self.pick(self.lists.nouns["place"])
+        tag = noun.extra[0] if self.chance(0.35) and noun.extra[0] in self.lists.preps else "to"
+        return self.phrase(self.lists.preps, tag) + self.place(noun)
 
     def spot(self) -> list[str]:
-        noun = self.pick(self.lex.nouns["furniture"])
-        prep = [noun.extra[0]] if self.chance(0.6) else self.phrase(self.lex.preps, "thing")
+        noun = self.pick(self.lists.nouns["furniture"])
+        prep = [noun.extra[0]] if self.chance(0.6) else self.phrase(self.lists.preps, "thing")
         return prep + ["the", noun.sg]

@@ -13,7 +13,7 @@ import numpy as np
 
 from speechmpq.audio import iter_audio
 from speechmpq.errors import SpeechmpqError
-from speechmpq.runtime.stream import Recognizer, RecognizerConfig
+from speechmpq.runtime.recognizer import Recognizer, RecognizerConfig
 
 DIM, RESET, CLEAR_LINE = "\033[2m", "\033[0m", "\r\033[K"
 
@@ -28,7 +28,7 @@ def _show_partial(stable: str, tentative: str, terminal: bool) -> None:
     sys.stderr.flush()
 
 
-def pieces(path, rate: int, feed_ms: int):
+def file_pieces(path, rate: int, feed_ms: int):
     """The file as ``feed_ms`` pieces at ``rate``, read block by block (a microphone's view of it)."""
     size, pending = max(1, rate * feed_ms // 1000), np.zeros(0, np.float32)
     for block in iter_audio(path, rate):
@@ -47,7 +47,7 @@ def stream_file(recognizer: Recognizer, path: str, feed_ms: int = 100, realtime:
     terminal = sys.stderr.isatty()
     stream, shown = recognizer.create_stream(), None
     started, position = time.perf_counter(), 0
-    for samples in pieces(path, rate, feed_ms):  # bounded memory, whatever the file's length
+    for samples in file_pieces(path, rate, feed_ms):  # bounded memory, whatever the file's length
         if realtime:
             time.sleep(max(0.0, started + position / rate - time.perf_counter()))
         position += samples.size

@@ -1,0 +1,387 @@
+"""The generated blocks of docs/ about running the model: benchmarks, kernels, streaming, reliability,
+the aarch64 check and the index of results/.
+
+Importing this module registers its blocks in ``readme_tables_blocks.BLOCKS`` (see readme_tables.py).
+"""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatch
+
+from readme_tables_blocks import (
+    PIPELINE,
+    PLANS,
+    Results,
+    block,
+    cpu_name,
+    machine_and_date,
+    made_by,
+    p_value,
+    percent,
+    points,
+    spread,
+    table,
+)
+
+from speechmpq.kernel_table import FP32, level_totals, parse_kernel
+
+# --- docs/benchmarks.md ---------------------------------------------------------------------------
+
+OLD_PLAN = "results/plans/demo-mpq-2.44bits.bitplan.json"  # the first demo-mpq's plan, a --plan-pattern
+
+
+def _old_plan(res: Results) -> str:
+    return f"the first demo-mpq plan ({res.json(OLD_PLAN)['average_bits']:.2f} bits)"
+
+
+def _main_job_plan(res: Results) -> str:
+    return f"the main job's plan ({res.json(PIPELINE)['quantize']['average_bits']:.2f} bits)"
+
+
+BENCHES = (  # file, model, which plan its MPQ row uses
+    ("results/bench_w2v2-base.json", "wav2vec2-base shape, random weights", _old_plan),
+    ("results/bench_w2v2-base_xeon.json", "wav2vec2-base shape, random weights", _old_plan),
+    ("results/bench_hubert-large.json", "HuBERT-large shape, random weights", _old_plan),
+    ("results/bench_hubert-large_xeon.json", "HuBERT-large shape, random weights", _old_plan),
+    ("results/bench_demo.json", "demo model, stage-1", _old_plan),
+    ("results/pipeline/bench.json", "demo model, current", _main_job_plan),
+)
+BENCH_SOURCES = (*(path for path, _, _ in BENCHES), OLD_PLAN, PIPELINE)
+RATIOS = ("latency_ratio_mpq_over_fp32", "latency_ratio_mpq_over_ort_int8", "rss_ratio_mpq_over_fp32",
+          "latency_ratio_mpq_over_fp32_cached", "latency_ratio_mpq_over_ort_int8_cached")
+TARGETS = (  # headline key, bound, what issue 16 asked for
+    ("latency_ratio_mpq_over_fp32", 0.40, "MPQ / FP32 latency ≤ 0.40"),
+    ("latency_ratio_mpq_over_ort_int8", 0.70, "MPQ / ORT int8-dynamic latency ≤ 0.70"),
+    ("rss_ratio_mpq_over_fp32", 0.40, "MPQ / FP32 peak RSS ≤ 0.40"),
+    ("latency_ratio_mpq_over_ort_int8_cached", 0.90, "MPQ / ORT int8-dynamic ≤ 0.90, both cached"),
+)
+
+
+def _bench_row(res: Results, path: str) -> tuple[dict, dict, str, str]:
+    bench = res.json(path)
+    head = bench["headline"]
+    latency = bench["latency"][str(head["threads"])]
+    machine, date = machine_and_date(bench)
+    return head, latency, machine, date
+
+
+@block("bench-shapes", *BENCH_SOURCES)
+def bench_shapes(res: Results) -> str:
+    rows = []
+    for path, shape, plan in BENCHES:
+        head, latency, machine, date = _bench_row(res, path)
+        mpq, fp32 = (latency[head[label]]["file_bytes"] / 1e6 for label in ("mpq", "fp32"))
+        rows.append([f"{shape}; {plan(res)}", f"{machine}, {date}", f"{mpq:.1f} / {fp32:.1f}",
+                     *(spread(head[f"{key}_spread"]) for key in RATIOS), f"`{path}`"])
+    header = ["model; MPQ plan", "CPU, date", "MPQ / FP32 MB", "latency / FP32", "latency / ORT int8",
+              "peak RSS / FP32", "both cached: latency / FP32", "both cached: latency / ORT int8", "file"]
+    return table(header, rows)
+
+
+@block("bench-targets", *(path for path, _, _ in BENCHES))
+def bench_targets(res: Results) -> str:
+    rows = []
+    for key, bound, wanted in TARGETS:
+        met, missed = [], []
+        for path, shape, _ in BENCHES:
+            head, _, machine, _ = _bench_row(res, path)
+            value = head[f"{key}_spread"]["median"]
+            where = f"{shape.split(',')[0]} on {machine.split(',')[0]}"
+            (met if value <= bound else missed).append(f"{where} {value:.2f}")
+        rows.append([wanted, "; ".join(met) or "none", "; ".join(missed) or "none"])
+    return table(["target", "met (median)", "missed (median)"], rows)
+
+
+PROFILED = tuple(path for path, _, _ in BENCHES if path != "results/pipeline/bench.json")  # ran --profile
+
+
+@block("bench-profile", *PROFILED)
+def bench_profile(res: Results) -> str:
+    rows = []
+    for path in PROFILED:
+        bench = res.json(path)
+        profile, head = bench["profile"], bench["headline"]
+        machine, _ = machine_and_date(bench)
+        cells = []
+        for uncached, cached in (("fp32", "fp32_cached"), ("ort_int8", "ort_int8_cached"), ("mpq", None)):
+            plain = profile[head[uncached]] if cached else profile[head["mpq"].removesuffix("-cache")]
+            after = profile[head[cached]] if cached else profile[head["mpq"]]
+            cells.append(f"{plain['op_ms']['Conv']:.0f} → {after['op_ms']['Conv']:.0f} "
+                         f"({plain['run_ms']:.0f} → {after['run_ms']:.0f})")
+        rows.append([f"`{path}`", machine, *cells])
+    header = ["file", "CPU", "FP32: conv ms (window ms), no cache → cache", "ORT int8-dynamic: same",
+              "MPQ kernel map: same"]
+    return table(header, rows)
+
+
+KERNEL_TABLES = ("results/kernels_w2v2-base.json", "results/kernels_w2v2-base_xeon.json",
+                 "results/kernels_demo.json", "results/kernels_demo_xeon.json")
+
+
+def _best(totals: dict, bits: int, kind: str) -> tuple[str, int, float] | None:
+    """The fastest kernel of KIND storing BITS over every accuracy level: (kernel, level, total ms)."""
+    found = [(ms, kernel, level) for level, per_bits in totals.items()
+             for kernel, ms in per_bits.get(bits, {}).items() if parse_kernel(kernel)[0] == kind]
+    if not found:
+        return None
+    ms, kernel, level = min(found)
+    return kernel, level, ms
+
+
+@block("kernels", *KERNEL_TABLES)
+def kernels(res: Results) -> str:
+    rows = []
+    for path in KERNEL_TABLES:
+        data = res.json(path)
+        totals = level_totals(data)
+        fp32 = totals[0][32][FP32]
+        cells = []
+        for bits in (2, 4, 8):
+            dynamic, nbits = _best(totals, bits, "int8-dynamic"), _best(totals, bits, "nbits")
+            cells.append(f"int8-dynamic {dynamic[2] / fp32:.2f}; best MatMulNBits {nbits[2] / fp32:.2f} "
+                         f"({nbits[0].split('-')[1]}, level {nbits[1]})")
+        conv = [k["ratio_to_fp32"] for layer in data["conv"] if layer["input"] == "window"
+                for k in layer["kernels"] if k["kernel"] != FP32]
+        machine = data["machine"]
+        isa = ", ".join(flag for flag in machine.get("isa", []) if "vnni" in flag or "amx" in flag)
+        rows.append([data["preset"], f"{cpu_name(machine['cpu'])} ({isa or 'no VNNI'}), {machine['date']}",
+                     f"{fp32:.1f}", *cells, f"{min(conv):.1f}–{max(conv):.1f}", f"`{path}`"])
+    header = ["linear shapes of", "CPU, date", "fp32 ms (all linears)", "2-bit / fp32", "4-bit / fp32",
+              "8-bit / fp32", "ConvInteger / fp32 conv", "file"]
+    return table(header, rows)
+
+
+# --- docs/streaming.md ----------------------------------------------------------------------------
+
+
+@block("streaming-sweep", "results/streaming_sweep.json")
+def streaming_sweep(res: Results) -> str:
+    sweep = res.json("results/streaming_sweep.json")
+    rows = [[f"{s['chunk_ms']} / {s['left_ms']} / {s['right_ms']}", str(s["algorithmic_latency_ms"]),
+             percent(s["wer"]), f"{points(s['streaming_minus_offline_wer'])} (p {p_value(s['p_value'])})",
+             f"{100 * s['identical_fraction']:.0f} %", f"{s['calls_per_audio_second']:.2f}"]
+            for s in sweep["settings"]]
+    header = ["chunk / left / right ms", "algorithmic latency ms", "streamed WER %", "streamed − offline",
+              "transcripts = offline", "model calls per s of audio"]
+    return "\n".join([
+        made_by(sweep["command"], f"{sweep['machine']}, onnxruntime {sweep['onnxruntime']}, "
+                f"{sweep['threads']} threads", sweep["date"])
+        + f" Model `{sweep['model']}` as committed that day; {sweep['utterances']} utterances, offline WER "
+        f"{percent(sweep['offline_wer'])} %.", "",
+        table(header, rows, right={1, 2, 5})])
+
+
+@block("lm-tune", "results/lm_tune.json")
+def lm_tune(res: Results) -> str:
+    tune = res.json("results/lm_tune.json")
+    machine, date = machine_and_date(tune)
+    settings = ("lm_weight", "word_score", "beam_size", "prune")
+    rows = [[r["decoder"], *(str(r.get(key, "—")) for key in settings), percent(r["wer"]), percent(r["cer"]),
+             f"{r['ms_per_second_of_audio']:.2f}"] for r in tune["rows"]]
+    header = ["decoder", "LM weight", "word score", "beam", "prune (nats)", "WER %", "CER %",
+              "decoding ms per s of audio"]
+    return "\n".join([made_by(tune["command"], machine, date), "", table(header, rows, right={5, 6, 7})])
+
+
+@block("frontend-cache", "results/frontend_cache.json")
+def frontend_cache(res: Results) -> str:
+    run = res.json("results/frontend_cache.json")
+    exact, group = run["exact"], run["group"]
+    return "\n".join([
+        made_by(run["command"], run["machine"], run["date"][:10]),
+        f"- Layer-norm front end (`{exact['model']}`, `{exact['frontend_cache']}`): "
+        f"{exact['identical_transcripts']} of {exact['utterances']} streamed transcripts identical with "
+        f"and without the cache; WER {percent(exact['wer_cache_on'])} % vs "
+        f"{percent(exact['wer_cache_off'])} %.",
+        f"- Group-norm front end (`{group['model']}`, random weights, `{group['frontend_cache']}`): over "
+        f"{group['frames']} committed frames of {group['utterances']} utterances the cached logits deviate "
+        "by "
+        f"{100 * group['mean_relative_logit_deviation']:.1f} % on average (max "
+        f"{100 * group['max_relative_logit_deviation']:.1f} %) and the frame argmax agrees on "
+        f"{100 * group['frame_argmax_agreement']:.0f} %; no trained group-norm model exists here, so there "
+        "is no WER to report."])
+
+
+# --- docs/reliability.md --------------------------------------------------------------------------
+
+SOAKS = (  # file, how it was run
+    ("results/soak_realtime_1stream_alone.json", "paced in real time, alone"),
+    ("results/soak_realtime_1stream.json", "paced in real time, beside the 4-stream run"),
+    ("results/soak_realtime_4stream.json", "paced in real time, beside the 1-stream run"),
+    ("results/soak.json", "flat out"),
+    ("results/soak_1stream_rerun.json", "flat out, rerun"),
+    ("results/soak_1stream_run3.json", "flat out, third run"),
+    ("results/soak_1stream_run3_glibc.json", "flat out, third run"),
+)
+
+
+def _span(values: list[float], form: str) -> str:
+    """The range of VALUES formatted with FORM ("a to b"), or one value when both ends print alike."""
+    low, high = form.format(min(values)), form.format(max(values))
+    return low if low == high else f"{low} to {high}"
+
+
+@block("soak", *(path for path, _ in SOAKS))
+def soak(res: Results) -> str:
+    rows, machines = [], set()
+    for path, how in SOAKS:
+        run = res.json(path)
+        machines.add(run["machine"])
+        for result in run["results"]:
+            streams = result["per_stream"]
+            rows.append([
+                f"[{how}](../{path.replace('.json', '.md')})", str(result["streams"]),  # from docs/
+                result["allocator"],
+                f"{result['rss_baseline_mib']:.0f} → {result['rss_max_after_warmup_mib']:.0f} MiB "
+                f"({100 * result['rss_growth']:+.1f} %)",
+                f"{_span([s['p99_first_10min_ms'] for s in streams], '{:.1f}')} → "
+                f"{_span([s['p99_last_10min_ms'] for s in streams], '{:.1f}')} ms "
+                f"({_span([100 * s['p99_drift'] for s in streams], '{:+.1f}')} %)",
+                _span([s["p50_ms"] for s in streams], "{:.1f}"),
+                f"{sum(s['segments'] for s in streams)} / {sum(s['utterances'] for s in streams)}",
+                _span([100 * s["wer"] for s in streams], "{:.1f}"),
+                "PASS" if result["passed"] else "**FAIL**"])
+    header = ["run (its .md)", "streams", "allocator", "RSS after warm-up → max",
+              "p99 per chunk, first → last 10 min (drift)", "p50 ms", "segments / utterances",
+              "WER % per stream", "verdict"]
+    return "\n".join([f"Machine: {'; '.join(sorted(machines))} (dates in each .md, commands in each file).",
+                      "", table(header, rows)])
+
+
+@block("robustness", "results/robustness.json")
+def robustness(res: Results) -> str:
+    report = res.json("results/robustness.json")
+    cases, tests = report["cli"], report["tests"]
+    groups: dict[str, list[dict]] = {}
+    for test in tests:
+        groups.setdefault(test["group"], []).append(test)
+    passed = sum(t["outcome"] == "passed" for t in tests)
+    lines = [f"- Command-line cases: {sum(c['passed'] for c in cases)} of {len(cases)} behave as expected; "
+             f"{sum(c['traceback'] for c in cases)} print a traceback.",
+             f"- Reliability tests: {passed} of {len(tests)} passed:"]
+    lines += [f"  - {group}: {sum(t['outcome'] == 'passed' for t in members)} of {len(members)}"
+              for group, members in groups.items()]
+    return "\n".join(lines)
+
+
+# --- docs/edge-demos.md ---------------------------------------------------------------------------
+
+
+@block("arm", "results/arm.json")
+def arm(res: Results) -> str:
+    report = res.json("results/arm.json")
+    reference = report["reference"]
+    rows = []
+    for run in report["runs"]:
+        for level, clips in run["levels"].items():
+            rows.append([run["name"], level,
+                         ", ".join(f"{c['max_logit_difference']:.1e}" for c in clips.values()),
+                         ", ".join(f"{c['tolerance']:.1e}" for c in clips.values()),
+                         "yes" if all(c["same_text"] for c in clips.values()) else "**no**",
+                         "pass" if all(c["passed"] for c in clips.values()) else "**fail**"])
+    header = ["emulated CPU", "accuracy level", "max abs logit difference to x86, per clip", "tolerance",
+              "same transcripts", "verdict"]
+    return "\n".join([
+        f"Reference: {reference['machine']}, onnxruntime {reference['onnxruntime']}, `{reference['model']}` "
+        f"as committed that day, {reference['threads']} thread. Overall: "
+        f"**{'PASS' if report['passed'] else 'FAIL'}**.", "",
+        table(header, rows)])
+
+
+# --- docs/results.md ------------------------------------------------------------------------------
+
+DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
+    "results/arm.json": "aarch64 under qemu: the bundled clips on emulated Neoverse-N1 and Cortex-A72 vs x86",
+    "results/bench_demo.json": "demo model (stage-1): FP32, ORT int8/int4 and MPQ, with and without the "
+                               "front-end cache: latency, memory, WER",
+    "results/bench_hubert-large.json": "HuBERT-large shape, random weights: FP32, ORT int8, MPQ latency, "
+                                       "memory",
+    "results/bench_hubert-large_xeon.json": "the same on the Xeon",
+    "results/bench_w2v2-base.json": "wav2vec2-base shape, random weights: FP32, ORT int8/int4, MPQ latency, "
+                                    "memory",
+    "results/bench_w2v2-base_xeon.json": "the same on the Xeon",
+    "results/cost_demo.json": "`--cost bits|latency|both`: three one-stage plans of the stage-1 demo model",
+    "results/cost_demo_bench.json": "the benchmark run behind cost_demo.json",
+    "results/demo2_vs_demo.json": "the current demo model against the stage-1 one, greedy and with the LM",
+    "results/demo_model.json": "the demo model: WER/CER per split and voice group, training, corpus, input "
+                               "level",
+    "results/demo_model_eval/*/summary.json": "one split's evaluation of models/demo (+ utterances.tsv), the "
+                                              "FP32 reference for `speechmpq eval --compare`",
+    "results/export_demo.json": "ONNX export of every mpq_demo system: bytes, parity with PyTorch, WER, "
+                                "latency",
+    "results/frontend_cache.json": "streaming with vs without the front-end cache",
+    "results/frontend_step_time.json": "training step time, the demo's 4-layer conv front end vs "
+                                       "wav2vec2's 7",
+    "results/kernels_*.json": "every onnxruntime kernel per linear shape and bit width on one CPU (a kernel "
+                              "table)",
+    "results/lm_demo*.json": "powered verdicts of one plan against FP32, greedy and with the LM",
+    "results/lm_tune.json": "LM decoder weights, beam and pruning on dev utterances",
+    "results/mpq_demo.json": "one-stage vs two-stage vs uniform on the stage-1 demo model",
+    "results/pipeline/*.json": "the main job (`bash scripts/demo.sh`): table, benchmark, powered verdicts",
+    "results/plans/*.json": "the first demo-mpq's bit plan, the `--plan-pattern` of the random-weight "
+                            "benches",
+    "results/robustness.json": "bad input through the command line, then every reliability test",
+    "results/soak*.json": "an hour of speech through the runtime: RSS, p99 drift, transcript",
+    "results/streaming_sweep.json": "streamed vs offline WER over chunk / left / right settings",
+    "results/supernet_step_time_*.json": "supernet step time over a plain fake-quant step",
+}
+COMMANDS = {  # for the files that record no command: what made them
+    "results/arm.json": "bash edge_demo/arm_emulation.sh --model models/demo-mpq.onnx --out results/arm",
+    "results/robustness.json": "python experiments/robustness.py --out results/robustness --long-hours 2 "
+                               "--tests",
+    "results/plans/*.json": "copied from models/demo-mpq/bitplan.json before commit 063f98b",
+}
+
+
+def _described(path: str, table_of: dict) -> str | None:
+    return next((text for pattern, text in table_of.items() if fnmatch(path, pattern)), None)
+
+
+def _what(path: str) -> str:
+    """What a results file measured: the plan or soak it records, else DESCRIPTIONS."""
+    plan = next((p for p in PLANS if p.file == path), None)
+    soak_run = next((how for file, how in SOAKS if file == path), None)
+    what = _described(path, DESCRIPTIONS)
+    if what is None:
+        raise ValueError(f"{path} has no description in readme_tables_runtime.DESCRIPTIONS")
+    if plan is not None:
+        return f"{what}: {plan.model}, {plan.plan}"
+    return f"{what}, {soak_run}" if soak_run else what
+
+
+SAME_RUN = {  # files that record no provenance of their own -> the file of the run that wrote them
+    "results/demo_model_eval/*/summary.json": "results/demo_model.json",
+    "results/pipeline/*.json": PIPELINE,
+}
+
+
+def _from_markdown(res: Results, path: str, field: str) -> str:
+    """FIELD ("Date", "Machine") as the .md beside a JSON states it, for JSONs that record none."""
+    markdown = res.root / path.replace(".json", ".md")
+    pattern = r"Date: (\d{4}-\d{2}-\d{2})" if field == "Date" else r"(?:Machine|Host): ([^.,\n]+)"
+    match = re.search(pattern, markdown.read_text()) if markdown.is_file() else None
+    return match[1] if match else "—"
+
+
+def _provenance(res: Results, path: str) -> tuple[str, str, str]:
+    """(command, machine, date) of a results JSON, from itself, the run that wrote it, or its .md."""
+    data = res.json(_described(path, SAME_RUN) or path)
+    if "config" in data and "extra" in data["config"]:  # pipeline.json records its argv, not a command
+        command = "speechmpq " + " ".join(data["config"]["extra"]["argv"])
+    else:
+        command = data.get("command") or (data.get("meta") or {}).get("command")
+    command = command or _described(path, COMMANDS) or "—"
+    machine, date = machine_and_date(data)
+    machine = _from_markdown(res, path, "Machine") if machine == "—" else machine
+    date = _from_markdown(res, path, "Date") if date == "—" else date
+    return " ".join(command.split()), machine, date  # a command that spans lines, shown on one
+
+
+@block("results-index", "results/**/*.json", "results/*.md")
+def results_index(res: Results) -> str:
+    lines = []
+    for path in res.paths("results/**/*.json"):
+        command, machine, date = _provenance(res, path)
+        lines += [f"- `{path}`: {_what(path)}. {machine}, {date}.", f"  `{command}`"]
+    return "\n".join(lines)
