@@ -11,7 +11,7 @@ package loads neither torch nor onnx until a name is used.
 
 from __future__ import annotations
 
-import importlib
+from speechmpq.lazy_face import lazy_face
 
 # the module that defines each public name, grouped by concept
 _EXPORTS = {
@@ -22,19 +22,4 @@ _EXPORTS = {
     # ``speechmpq kernels``: time every onnxruntime kernel on this machine, the table export reads
     "speechmpq.export.kernels": ("measure_kernels", "write_kernel_table"),
 }
-_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = list(_HOME)
-
-
-def __getattr__(name: str):
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

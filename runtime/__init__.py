@@ -17,7 +17,7 @@ one module of the package loads only what that module needs: the benchmark paren
 
 from __future__ import annotations
 
-import importlib
+from speechmpq.lazy_face import lazy_face
 
 # the module that defines each public name, grouped by concept
 _EXPORTS = {
@@ -41,19 +41,4 @@ _EXPORTS = {
     # this process's memory, and the allocator setting for long runs
     "speechmpq.runtime.memory": ("process_memory", "steady_allocator"),
 }
-_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
-
-__all__ = list(_HOME)
-
-
-def __getattr__(name: str):
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

@@ -11,43 +11,24 @@ corpus worker processes (``speechmpq.train.corpus.build``) never import torch.
 
 from __future__ import annotations
 
-import importlib
+from speechmpq.lazy_face import lazy_face
 
-__all__ = [
+# module (under speechmpq.train) -> the public names it defines, grouped by concept
+_EXPORTS = {
     # synthetic corpus (no torch)
-    "CorpusConfig", "build_corpus", "SentenceGenerator",
-    # models
-    "build_model", "load_model", "save_model", "load_quantized", "save_quantized",
-    # full-precision training
-    "TrainConfig", "train_fp",
-    # mixed-precision quantization-aware training
-    "QuantizeConfig", "SupernetConfig", "TRANSFORMER_LINEARS", "quantize_model", "prepare_supernet",
-    "finalize", "fix_bits",
-    # evaluation
-    "evaluate_torch", "transcribe_torch",
-]  # fmt: skip
-
-# module (under speechmpq.train) -> the public names it defines
-_MODULES = {
     "corpus.build": ("CorpusConfig", "build_corpus"),
     "corpus.textgen": ("SentenceGenerator",),
+    # models, float and quantized (read_quantized: the plan, codes and scales export reads, once)
     "models": ("build_model", "load_model", "save_model"),
-    "qmodel": ("load_quantized", "save_quantized"),
+    "qmodel": ("load_quantized", "save_quantized", "read_quantized", "QuantizedModel"),
+    # full-precision training
     "trainer": ("TrainConfig", "train_fp"),
+    # mixed-precision quantization-aware training: the run, its settings, the supernet steps
+    "quantize": ("quantize_model",),
     "quantize_config": ("QuantizeConfig",),
     "supernet": ("SupernetConfig", "TRANSFORMER_LINEARS", "prepare_supernet", "finalize", "fix_bits"),
-    "quantize": ("quantize_model",),
+    # evaluation of PyTorch models
     "evaluate": ("evaluate_torch", "transcribe_torch"),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_face(__name__, {f"{__name__}.{module}": names
+                                                   for module, names in _EXPORTS.items()})

@@ -1,28 +1,12 @@
 """runtime/ and edge_demo/ must import on a device that has no torch (pytorch/ao test_lean_import)."""
 
-import subprocess
-import sys
 
-BLOCK = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers'):
-            raise ImportError(f'{name} is blocked in this test')
-sys.meta_path.insert(0, Block())
-"""
-
-
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True)
-
-
-def test_blocker_really_blocks_torch():
-    result = _run("import torch")
+def test_blocker_really_blocks_torch(without_torch):
+    result = without_torch("import torch")
     assert result.returncode != 0 and "blocked" in result.stderr
 
 
-def test_runtime_and_shared_modules_import_without_torch():
+def test_runtime_and_shared_modules_import_without_torch(without_torch):
     code = ("import speechmpq.runtime, speechmpq.runtime.session, speechmpq.onnx_metadata, "
             "speechmpq.runtime.recognizer, speechmpq.runtime.stream, speechmpq.runtime.decoding, "
             "speechmpq.runtime.ctc, speechmpq.runtime.transcribe_files, speechmpq.scoring, "
@@ -31,16 +15,16 @@ def test_runtime_and_shared_modules_import_without_torch():
             "speechmpq.edge_demo.arm_check, speechmpq.runtime.memory, speechmpq.audio, speechmpq.datasets, "
             "speechmpq.vocab, speechmpq.significance, speechmpq.jobs.evaluation, speechmpq.cli\n"
             "assert 'torch' not in sys.modules")
-    result = _run(code)
+    result = without_torch(code)
     assert result.returncode == 0, result.stderr
 
 
-def test_cli_help_works_without_torch():
-    result = _run("from speechmpq.cli import main; raise SystemExit(main(['--help']))")
+def test_cli_help_works_without_torch(without_torch):
+    result = without_torch("from speechmpq.cli import main; raise SystemExit(main(['--help']))")
     assert result.returncode == 0 and "corpus" in result.stdout
 
 
-def test_runtime_transcribes_without_torch(tiny_corpus):
+def test_runtime_transcribes_without_torch(tiny_corpus, without_torch):
     """The device story: numpy + onnxruntime + soundfile, a committed .onnx, an audio file."""
     from pathlib import Path
 
@@ -62,17 +46,17 @@ def test_runtime_transcribes_without_torch(tiny_corpus):
             "stream.input_finished(); r.decode(stream)\n"
             "assert 'torch' not in sys.modules\n"
             "print(stream.result.text)")
-    result = _run(code)
+    result = without_torch(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected and expected
 
 
-def test_terminal_demo_runs_without_torch():
+def test_terminal_demo_runs_without_torch(without_torch):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     clip, model = root / "edge_demo" / "clips" / "clip1.flac", root / "models" / "demo-mpq.onnx"
-    result = _run("from speechmpq.cli import main\n"
+    result = without_torch("from speechmpq.cli import main\n"
                   f"code = main(['demo', {str(clip)!r}, '--model', {str(model)!r}])\n"
                   "assert 'torch' not in sys.modules\n"
                   "raise SystemExit(code)")

@@ -1,8 +1,6 @@
 """The runtime's face: ``from speechmpq.runtime import ...`` works on a machine without torch, every
 name in ``__all__`` resolves, a clip decodes through it, and every decoder keeps its promises."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "demo-mpq.onnx"
 CLIP = ROOT / "edge_demo" / "clips" / "clip1.flac"
 
-# the same blocker as tests/core/test_runtime_without_torch.py: any import of torch fails
-BLOCK = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'transformers'):
-            raise ImportError(f'{name} is blocked in this test')
-sys.meta_path.insert(0, Block())
-"""
-
-
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True)
-
-
-def test_the_face_and_the_demos_import_and_decode_without_torch():
+def test_the_face_and_the_demos_import_and_decode_without_torch(without_torch):
     """Streamed in 100 ms pieces through the face, with torch blocked, the clip gives the text the
     same recognizer gives for the whole clip here."""
     expected = Recognizer(DEMO).transcribe(load_audio(CLIP), 16000)
@@ -51,7 +34,7 @@ def test_the_face_and_the_demos_import_and_decode_without_torch():
             "assert isinstance(stream.result, Result) and stream.result.is_final\n"
             "assert 'torch' not in sys.modules\n"
             "print(stream.result.text)")
-    result = _run(code)
+    result = without_torch(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected and "SCHOOLTEACHER" in expected
 
@@ -66,10 +49,10 @@ def test_every_public_name_resolves_once():
     assert set(dir(runtime)) >= set(runtime.__all__)
 
 
-def test_the_face_loads_names_on_first_use():
+def test_the_face_loads_names_on_first_use(without_torch):
     """The benchmark parent imports its module of the package and must not load onnxruntime (its
     children inherit its peak RSS), so the face imports nothing until a name is used."""
-    result = _run("import speechmpq.runtime, speechmpq.runtime.bench\n"
+    result = without_torch("import speechmpq.runtime, speechmpq.runtime.bench\n"
                   "from speechmpq.runtime import BenchConfig\n"
                   "assert 'onnxruntime' not in sys.modules, 'the face loaded onnxruntime'\n"
                   "from speechmpq.runtime import Recognizer\n"

@@ -20,11 +20,12 @@ def test_importing_the_face_or_the_corpus_builder_loads_no_torch(modules):
 
 
 def test_every_public_name_resolves_from_the_module_the_face_names():
-    assert sorted(train.__all__) == sorted(train._WHERE)
+    where = {name: module for module, names in train._EXPORTS.items() for name in names}
+    assert sorted(train.__all__) == sorted(where)
     assert len(set(train.__all__)) == len(train.__all__)
     for name in train.__all__:
         value = getattr(train, name)
-        assert value is getattr(sys.modules[f"speechmpq.train.{train._WHERE[name]}"], name), name
+        assert value is getattr(sys.modules[f"speechmpq.train.{where[name]}"], name), name
     assert set(train.__all__) <= set(dir(train))
 
 
