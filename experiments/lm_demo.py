@@ -10,6 +10,10 @@ Decoded greedy and with the lexicon + n-gram LM decoder (the runtime's defaults 
 ``speechmpq.jobs.verdicts``: per-utterance TSVs under OUT_tsv/ (``speechmpq eval --compare`` reads
 them); for each ``--verdict-sets`` set, MPQ against FP32 decoded the same way (MAPSSWE p at alpha
 0.05, bootstrap 95 % interval of the WER difference). Writes OUT.json and OUT.md.
+
+The dev/test protocol (``speechmpq verdict-corpora``): ``--role dev`` for runs that choose a setting,
+``--role test --chosen-on WHERE`` for a final verdict (WHERE: the dev results that chose the plan's
+settings); both are written at the top of the report. Runs made before the protocol say so.
 """
 
 from __future__ import annotations
@@ -41,8 +45,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lm-weight", type=float, default=DecoderConfig.lm_weight)
     parser.add_argument("--word-score", type=float, default=DecoderConfig.word_score)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--role", choices=["dev", "test"], default=None,
+                        help="dev: these sets choose settings; test: they only judge (needs --chosen-on)")
+    parser.add_argument("--chosen-on", default=None,
+                        help="with --role test: which dev results chose the candidate's settings")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.role == "test" and not args.chosen_on:
+        parser.error("--role test needs --chosen-on (the dev results that chose the settings)")
     sets = {}
     for entry in args.sets:
         name, _, folders = entry.partition("=")
@@ -66,6 +76,7 @@ def main(argv: list[str]) -> int:
               "date": datetime.datetime.now().isoformat(timespec="seconds"),
               "decoder": {"beam_size": args.beam_size, "lm_weight": args.lm_weight,
                           "word_score": args.word_score, "lm": str(args.lm)},
+              "protocol": protocol(args.role, args.chosen_on),
               "names": args.names, "results": results, "decode_seconds": seconds, "verdicts": verdicts}
     atomic_write(args.out.parent / f"{args.out.name}.json", json.dumps(report, indent=1) + "\n")
     atomic_write(args.out.parent / f"{args.out.name}.md", markdown(report))
@@ -73,10 +84,25 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def protocol(role: str | None, chosen_on: str | None) -> dict:
+    """Which data chose the candidate's settings and which data these sets are."""
+    if role is None:
+        return {"role": None, "chosen_on": None,
+                "text": "Role of these sets not stated: a run made before the dev/test protocol "
+                        "(speechmpq verdict-corpora), whose settings may have been chosen on these sets."}
+    if role == "dev":
+        return {"role": "dev", "chosen_on": chosen_on,
+                "text": "Dev sets: these figures choose settings; they are not a verdict."}
+    return {"role": "test", "chosen_on": chosen_on,
+            "text": f"Test sets, decoded only for this verdict. Settings chosen on: {chosen_on}."}
+
+
 def markdown(report: dict) -> str:
     d = report["decoder"]
     lines = ["# WER greedy and with the LM, and verdicts of one model against another", "",
-             f"Command: `{report['command']}`", "", f"Machine: {report['machine']}; {report['date']}. "
+             f"Command: `{report['command']}`", "",
+             report.get("protocol", protocol(None, None))["text"], "",
+             f"Machine: {report['machine']}; {report['date']}. "
              f"Offline (one window per utterance). LM decoder: `{d['lm']}`, beam {d['beam_size']}, "
              f"LM weight {d['lm_weight']}, word score {d['word_score']}.", "",
              *results_table(report["results"])]

@@ -28,7 +28,9 @@ from pathlib import Path
 from speechmpq.files import atomic_write
 from speechmpq.jobs.evaluation import write_json
 from speechmpq.jobs.pipeline_report import LM_ROWS, ROWS, headline, machine_line, markdown, results_table
-from speechmpq.train.corpus.heldout_text import HELDOUT_TEXT  # sentences from outside the grammar
+from speechmpq.jobs.verdict_corpora import CORPORA as VERDICT_CORPORA
+from speechmpq.jobs.verdict_corpora import MAX_TEST_UTTERANCES, corpus_configs
+from speechmpq.jobs.verdict_corpora import SPLITS as VERDICT_ROLE_SPLITS
 
 
 @dataclass
@@ -65,9 +67,9 @@ class PipelineConfig:
             raise ValueError(f"train_hours must be > 0, not {self.train_hours}")
         if self.test_utterances < 10:
             raise ValueError(f"test_utterances must be >= 10 (significance test), not {self.test_utterances}")
-        if self.verdict_utterances < 10:
-            raise ValueError(f"verdict_utterances must be >= 10 (significance test), not "
-                             f"{self.verdict_utterances}")
+        if not 10 <= self.verdict_utterances <= MAX_TEST_UTTERANCES:
+            raise ValueError(f"verdict_utterances must be in 10..{MAX_TEST_UTTERANCES} (significance "
+                             f"test; more would overlap the dev corpora), not {self.verdict_utterances}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
         from speechmpq.bitplan import GRANULARITIES
@@ -84,10 +86,16 @@ class PipelineConfig:
             raise ValueError(f"target_bits must be between the candidates 2 and 8, not {self.target_bits}")
 
 
+# the dev/test protocol (jobs/verdict_corpora.py), stated in pipeline.json and .md
+PROTOCOL = {
+    "judged_on": "the test verdict corpora (OUT/data/grammar-text, OUT/data/heldout-text; "
+                 "speechmpq verdict-corpora --role test)",
+    "defaults_chosen_on": "the test verdict corpora themselves, before the dev/test protocol existed "
+                          "(docs/plans-tried.md): this verdict is not independent of those choices",
+}
 STAGES = ("corpus", "quantize", "export", "stream", "verdicts", "report")
-# verdict corpora: folder under OUT/data -> (corpus seed offset, held-out text?); pooled per corpus
-VERDICT_CORPORA = {"grammar-text": (0, False), "heldout-text": (1, True)}
-VERDICT_SPLITS = ("test-clean", "test-other")
+# verdict corpora (OUT/data/NAME, jobs/verdict_corpora.py), each pooled over its splits
+VERDICT_SPLITS = VERDICT_ROLE_SPLITS["test"]  # the pipeline judges on the test verdict corpora
 
 def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
     """The LM of the "+ LM" rows (None: greedy rows only)."""
@@ -179,7 +187,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
               "quantize": {k: quantized.get(k) for k in ("average_bits", "bits", "compression_seconds")},
               "machine": machine_line(),
               "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md")),
-              "threads": bench["headline"]["threads"], "headline": headline(bench), "verdicts": verdicts}
+              "threads": bench["headline"]["threads"], "headline": headline(bench), "verdicts": verdicts,
+              "protocol": PROTOCOL}
     write_json(cfg.out / "pipeline.json", result)
     atomic_write(cfg.out / "pipeline.md", markdown(result))
     return result
@@ -194,12 +203,9 @@ def build_corpora(cfg: PipelineConfig, progress: bool) -> None:
         build_corpus(CorpusConfig(out=data, hours=cfg.train_hours, seed=cfg.seed,
                                   splits=("train", "test-clean"), eval_utterances=cfg.test_utterances,
                                   overwrite=True), progress=progress)
-    for name, (offset, heldout) in VERDICT_CORPORA.items():
-        folder = data / name
-        if not all((folder / split / "utterances.tsv").exists() for split in VERDICT_SPLITS):
-            build_corpus(CorpusConfig(out=folder, seed=cfg.seed + offset, splits=VERDICT_SPLITS,
-                                      eval_utterances=cfg.verdict_utterances, overwrite=True,
-                                      sentences=HELDOUT_TEXT if heldout else None), progress=progress)
+    for corpus in corpus_configs("test", data, cfg.seed, cfg.verdict_utterances, overwrite=True).values():
+        if not all((corpus.out / split / "utterances.tsv").exists() for split in corpus.splits):
+            build_corpus(corpus, progress=progress)
 
 
 def run_quantize(cfg: PipelineConfig, progress: bool) -> dict:

@@ -126,12 +126,16 @@ def markdown(result: dict) -> str:
 def verdicts_markdown(report: dict | None, cfg: dict) -> list[str]:
     if not report:
         return []
+    from speechmpq.jobs.pipeline import PROTOCOL
     from speechmpq.jobs.verdicts import results_table as wer_table
     from speechmpq.jobs.verdicts import verdicts_table
 
     n = cfg.get("verdict_utterances", 750)
     overall = "**yes**" if report["lossless"] else "**NO**"
-    return [f"Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
+    protocol = f"Judged on {PROTOCOL['judged_on']}; the pipeline's default settings were chosen on " \
+               f"{PROTOCOL['defaults_chosen_on']}."
+    return [protocol, "",
+            "Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
             f"test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
             f"`heldout-text`: sentences from another text source; MPQ against FP32 decoded the same way, "
             "MAPSSWE at alpha 0.05 and the bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "

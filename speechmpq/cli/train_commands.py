@@ -1,4 +1,5 @@
-"""Subcommands of the training stage: ``corpus``, ``train-fp``, ``quantize``, ``pipeline`` (need torch)."""
+"""Subcommands of the training stage and the jobs on it: ``corpus``, ``verdict-corpora``, ``train-fp``,
+``quantize``, ``pipeline`` (need the training extra)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ def _cmd_corpus(args) -> int:
             print(f"{split}: {figures['utterances']} utterances, {figures['hours']:.2f} h, "
                   f"{figures['generation_seconds']:.0f} s to generate")
     print(f"wrote {cfg.out}")
+    return 0
+
+
+def _cmd_verdict_corpora(args) -> int:
+    need_train_extra()
+    from speechmpq.jobs.verdict_corpora import build_verdict_corpora
+
+    folders = build_verdict_corpora(args.role, args.out, args.seed, args.utterances, args.jobs,
+                                    progress=not args.quiet)
+    for name, folder in folders.items():
+        print(f"{name}: {folder}")
     return 0
 
 
@@ -147,6 +159,7 @@ def _add_run_flags(parser) -> None:
 def add_commands(commands) -> None:
     """The training stage's subparsers."""
     _add_corpus(commands)
+    _add_verdict_corpora(commands)
     _add_train_fp(commands)
     _add_quantize(commands)
     _add_pipeline(commands)
@@ -158,7 +171,8 @@ def _add_corpus(commands) -> None:
     corpus.add_argument("--hours", type=float, default=1.0, help="hours of the train split")
     corpus.add_argument("--seed", type=int, default=0)
     corpus.add_argument("--splits", nargs="+", default=["train", "dev", "test-clean", "test-other"],
-                        help="splits to write (train dev test-clean test-other)")
+                        help="splits to write (train dev test-clean test-other; dev-clean dev-other: dev's "
+                        "sentences spoken like the test splits, instead of dev)")
     corpus.add_argument("--eval-utterances", type=int, default=200,
                         help="utterances in each of dev, test-clean and test-other")
     corpus.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
@@ -169,6 +183,20 @@ def _add_corpus(commands) -> None:
     corpus.add_argument("--overwrite", action="store_true", help="replace existing splits")
     corpus.add_argument("--quiet", action="store_true", help="no progress bar")
     corpus.set_defaults(func=_cmd_corpus)
+
+
+def _add_verdict_corpora(commands) -> None:
+    verdict = commands.add_parser(
+        "verdict-corpora", help="the dev (choose settings) or test (judge) verdict corpora: grammar text "
+        "and held-out text, a clean and a degraded split each, no sentence shared between dev and test")
+    verdict.add_argument("--role", required=True, choices=["dev", "test"])
+    verdict.add_argument("--out", required=True, type=Path,
+                         help="folder: OUT/grammar-text/SPLIT and OUT/heldout-text/SPLIT")
+    verdict.add_argument("--seed", type=int, default=1, help="base seed (1: the pipeline's)")
+    verdict.add_argument("--utterances", type=int, default=750, help="utterances per split")
+    verdict.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
+    verdict.add_argument("--quiet", action="store_true", help="no progress bars")
+    verdict.set_defaults(func=_cmd_verdict_corpora)
 
 
 def _add_train_fp(commands) -> None:

@@ -10,8 +10,11 @@ Layout written under ``out``::
 
 Splits: ``train`` (seen voices, part degraded), ``dev`` (seen voices, same mix as train),
 ``test-clean`` (clean audio) and ``test-other`` (noise and/or reverb), each test split half seen and
-half unseen voices. Sentences go to splits by a hash of their transcript, so no sentence is shared
-between splits whatever the seed. Every utterance is synthesized in a new process that loads espeak
+half unseen voices. ``dev-clean`` and ``dev-other`` are dev's sentences spoken the way the test
+splits are (the dev verdict corpora that settings are chosen on; not together with ``dev``).
+Sentences go to splits by a hash of their transcript, so no sentence is shared between splits
+whatever the seed; ``disjoint_from`` also keeps out every sentence another corpus speaks (for
+sentence files, which have no hash split). Every utterance is synthesized in a new process that loads espeak
 afresh, which makes the audio a function of the utterance plan alone (see
 ``speechmpq.train.corpus.espeak`` for why): same seed, same bytes.
 """
@@ -24,7 +27,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +39,10 @@ from speechmpq.train.corpus import augment
 from speechmpq.train.corpus.espeak import ACCENTS, Prosody, get_engine
 from speechmpq.train.corpus.textgen import SentenceGenerator
 
-SPLITS = ("train", "dev", "test-clean", "test-other")
-_SPLIT_CODE = {"train": 1, "dev": 2, "test-clean": 3, "test-other": 4}
+SPLITS = ("train", "dev", "test-clean", "test-other", "dev-clean", "dev-other")
+DEFAULT_SPLITS = SPLITS[:4]  # a training corpus: train, dev and the two test splits
+DEV_CONDITIONS = ("dev-clean", "dev-other")  # dev sentences with the test splits' conditions
+_SPLIT_CODE = {"train": 1, "dev": 2, "test-clean": 3, "test-other": 4, "dev-clean": 5, "dev-other": 6}
 # Human-sounding espeak variants ("" is the accent's default voice). Unseen ones never reach train/dev.
 SEEN_VARIANTS = (
     "", "m1", "m2", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f5", "klatt", "klatt2", "klatt4",
@@ -53,9 +58,13 @@ def voice_table() -> list[tuple[str, str]]:
     return [(a, v) for a in ACCENTS for v in SEEN_VARIANTS + UNSEEN_VARIANTS]
 
 
+def _hash_percent(text: str) -> int:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) % 100
+
+
 def split_of_sentence(transcript: str) -> str:
     """Hash-based split of a sentence: ~2 % dev, ~2 % test-clean, ~2 % test-other, rest train."""
-    bucket = int(hashlib.sha1(transcript.encode()).hexdigest()[:8], 16) % 100
+    bucket = _hash_percent(transcript)
     if bucket < 2:
         return "dev"
     if bucket < 4:
@@ -65,13 +74,18 @@ def split_of_sentence(transcript: str) -> str:
     return "train"
 
 
+def dev_condition_of(transcript: str) -> str:
+    """dev-clean or dev-other for a dev sentence (a second hash, half each)."""
+    return DEV_CONDITIONS[_hash_percent("condition " + transcript) % 2]
+
+
 @dataclass
 class CorpusConfig:
     out: Path  # output folder (created; existing splits are refused unless overwrite)
     hours: float = 1.0  # estimated hours of the train split
     seed: int = 0  # one seed determines every sentence, voice, prosody and degradation
-    splits: tuple[str, ...] = SPLITS  # which splits to write
-    eval_utterances: int = 200  # utterances in each of dev, test-clean and test-other
+    splits: tuple[str, ...] = DEFAULT_SPLITS  # which splits to write (any of SPLITS)
+    eval_utterances: int = 200  # utterances in each split but train (dev, test-*, dev-*)
     noise_prob: float = 0.4  # train/dev: share of utterances with additive noise
     reverb_prob: float = 0.25  # train/dev: share of utterances with reverb
     snr_db: tuple[float, float] = (5.0, 30.0)  # additive noise SNR range
@@ -83,6 +97,9 @@ class CorpusConfig:
     # split takes the next sentences of a seeded shuffle in turn (no hash split), e.g. a held-out
     # test corpus from another text source (train/corpus/wordlists/heldout_python_docs.txt)
     sentences: Path | None = None
+    # never speak a sentence that this other corpus speaks (its plan is drawn, no audio made): keeps
+    # a dev corpus of a sentence file apart from the test corpus of the same file
+    disjoint_from: CorpusConfig | None = None
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -90,6 +107,8 @@ class CorpusConfig:
         unknown = [s for s in self.splits if s not in SPLITS]
         if unknown or not self.splits:
             raise ValueError(f"splits must be a non-empty subset of {SPLITS}, got {self.splits}")
+        if "dev" in self.splits and set(DEV_CONDITIONS) & set(self.splits):
+            raise ValueError("dev and dev-clean/dev-other share their sentences: ask for one or the other")
         if not self.hours > 0:
             raise ValueError(f"hours must be positive, got {self.hours}")
         if self.eval_utterances < 1:
@@ -101,6 +120,23 @@ class CorpusConfig:
             raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         if self.sentences is not None:
             self.sentences = Path(self.sentences)
+        if isinstance(self.disjoint_from, dict):  # read back from corpus.json
+            self.disjoint_from = CorpusConfig.from_dict(self.disjoint_from)
+
+    def to_dict(self) -> dict:
+        """Plain JSON values (paths as strings), nested configs included."""
+        return {key: (value.to_dict() if isinstance(value, CorpusConfig) else
+                      str(value) if isinstance(value, Path) else value)
+                for key, value in ((f.name, getattr(self, f.name)) for f in fields(self))}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CorpusConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown corpus settings: {sorted(unknown)}")
+        values = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -163,6 +199,8 @@ def plan_corpus(cfg: CorpusConfig) -> list[UtterancePlan]:
     target = {"train": cfg.hours * 3600.0}
     target.update({s: float(cfg.eval_utterances) for s in SPLITS if s != "train"})
     wanted = set(cfg.splits)
+    dev_conditions = bool(wanted & set(DEV_CONDITIONS))
+    excluded = {p.transcript for p in plan_corpus(cfg.disjoint_from)} if cfg.disjoint_from else set()
     counters: dict[tuple[int, int], int] = {}
     plans = []
     while any(budget[s] < target[s] for s in wanted):
@@ -172,9 +210,14 @@ def plan_corpus(cfg: CorpusConfig) -> list[UtterancePlan]:
             split, turn = open_splits[turn % len(open_splits)], turn + 1
         else:
             split = split_of_sentence(transcript)
+            if split == "dev" and dev_conditions:
+                split = dev_condition_of(transcript)
         # Draw every random quantity before deciding whether to keep the sentence, so the plan of
-        # one split does not depend on which other splits were requested.
+        # one split does not depend on which other splits were requested (dev-clean/dev-other take
+        # their half of unseen voices from a hash, not the generator: same draws as for dev).
         unseen = split.startswith("test") and rng.random() < 0.5
+        if split in DEV_CONDITIONS:
+            unseen = _hash_percent("voice " + transcript) < 50
         voice_index = int(rng.choice(unseen_ids if unseen else seen_ids))
         prosody = Prosody(
             rate_wpm=int(rng.integers(cfg.rate_wpm[0], cfg.rate_wpm[1] + 1)),
@@ -189,11 +232,11 @@ def plan_corpus(cfg: CorpusConfig) -> list[UtterancePlan]:
         snr = float(rng.uniform(*cfg.snr_db))
         color = str(rng.choice(["white", "pink", "brown"]))
         rt60 = float(rng.uniform(*cfg.rt60_s))
-        if split not in wanted or budget[split] >= target[split]:
+        if split not in wanted or budget[split] >= target[split] or transcript in excluded:
             continue
-        if split == "test-clean":
+        if split in ("test-clean", "dev-clean"):
             noisy, reverberant = False, False
-        elif split == "test-other":
+        elif split in ("test-other", "dev-other"):
             noisy, reverberant = noise_draw < 0.7, reverb_draw < 0.7
             if not (noisy or reverberant):
                 noisy = True
@@ -289,7 +332,7 @@ def build_corpus(cfg: CorpusConfig, progress: bool = True) -> dict:
     plans = plan_corpus(cfg)
     stats_path = cfg.out / "corpus.json"
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {"splits": {}}
-    stats["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    stats["config"] = cfg.to_dict()
     # forkserver: workers fork from a clean server process that has never loaded espeak, whatever
     # this process did before (a plain fork would inherit espeak state it may have touched).
     context = multiprocessing.get_context("forkserver")
