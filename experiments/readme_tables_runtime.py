@@ -315,6 +315,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
                                        "wav2vec2's 7",
     "results/kernels_*.json": "every onnxruntime kernel per linear shape and bit width on one CPU (a kernel "
                               "table)",
+    "results/lm_demo_committed_dev.json": "the committed models/demo-mpq re-judged on the dev verdict "
+                                          "corpora (speechmpq verdict-corpora --role dev)",
     "results/lm_demo*.json": "powered verdicts of one plan against FP32, greedy and with the LM",
     "results/lm_tune.json": "LM decoder weights, beam and pruning on dev utterances",
     "results/mpq_demo.json": "one-stage vs two-stage vs uniform on the stage-1 demo model",
