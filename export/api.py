@@ -53,7 +53,8 @@ def _kernel_map(weights: list[QuantizedWeight], cfg: ExportConfig) -> tuple[int,
     from speechmpq.bitplan import container_bits
     from speechmpq.kernel_table import choose, default_rules, load_table
 
-    linear = [w for w in weights if w.kind == "linear"]
+    # per-group layers are not chosen for: they run at block = their group size (export/qdq.py)
+    linear = [w for w in weights if w.kind == "linear" and w.group_size is None]
     if cfg.kernel_table == "none" or not linear:
         return cfg.accuracy_level or 0, None, "none"
     table = None if cfg.kernel_table == "default" else load_table(cfg.kernel_table)

@@ -13,7 +13,7 @@ from speechmpq.bitplan import SEARCHED_LINEAR_KINDS
 from speechmpq.errors import SpeechmpqError
 from speechmpq.export.qdq import QuantizedWeight
 from speechmpq.train.models import strip_weight_norm
-from speechmpq.train.quant import mse_step_size, quantize
+from speechmpq.train.quant import dequantize, mse_step_size, quantize
 
 _LAYER = re.compile(r"(^|\.)encoder\.layers\.(\d+)\.(.+)$")
 
@@ -24,8 +24,9 @@ def _module_weight(module) -> torch.Tensor:
 
 
 def rtn_weights(model, plan: dict) -> list[QuantizedWeight]:
-    """Quantize ``model``'s planned weights (round to nearest, MSE step per tensor or channel), set
-    the model's float weights to codes x scale, and return them as QuantizedWeight."""
+    """Quantize ``model``'s planned weights (round to nearest, MSE step per tensor, channel or group),
+    set the model's float weights to codes x scale, and return them as QuantizedWeight."""
+    group_size = plan.get("group_size")  # per-group plans only
     modules = dict(model.named_modules())
     weights = []
     for name, entry in plan["layers"].items():
@@ -37,12 +38,12 @@ def rtn_weights(model, plan: dict) -> list[QuantizedWeight]:
             raise SpeechmpqError(f"bit plan layer {name}: shape {entry['shape']}, model has "
                                  f"{list(weight.shape)}")
         per_channel = entry["scale_shape"][0] != 1
-        step = mse_step_size(weight, entry["bits"], per_channel)
-        codes = quantize(weight, step, entry["bits"])
+        step = mse_step_size(weight, entry["bits"], per_channel, group_size=group_size)
+        codes = quantize(weight, step, entry["bits"], group_size)
         with torch.no_grad():
-            module.weight.copy_(codes.float() * step)
+            module.weight.copy_(dequantize(codes, step, group_size))
         weights.append(QuantizedWeight(name, entry["bits"], codes.numpy(), step.numpy().astype(np.float32),
-                                       entry["kind"], entry.get("searched", True)))
+                                       entry["kind"], entry.get("searched", True), group_size))
     return weights
 
 
@@ -86,8 +87,17 @@ def pattern_plan(model, reference: dict) -> dict:
         reference_layer = sorted(source)[int(match.group(2)) * len(source) // depth]
         shape = list(module.weight.shape)
         layers[name] = {"bits": source[reference_layer], "kind": "linear", "shape": shape,
-                        "scale_shape": [shape[0], 1] if reference["granularity"] == "per-channel" else [1, 1],
-                        "searched": True}
+                        "scale_shape": _scale_shape(shape, reference), "searched": True}
     return bitplan_lib.make_plan(layers, reference["method"], reference["candidates"],
                                  reference["granularity"], reference.get("target_bits"),
-                                 reference.get("window"))
+                                 reference.get("window"), reference.get("group_size"))
+
+
+def _scale_shape(shape: list[int], reference: dict) -> list[int]:
+    """A linear layer's scale_shape under ``reference``'s granularity."""
+    if reference["granularity"] == "per-group":
+        if shape[1] % reference["group_size"]:
+            raise SpeechmpqError(f"the reference plan's group_size {reference['group_size']} does not "
+                                 f"divide this model's input size {shape[1]}")
+        return [shape[0], shape[1] // reference["group_size"]]
+    return [shape[0], 1] if reference["granularity"] == "per-channel" else [1, 1]

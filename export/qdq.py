@@ -11,10 +11,15 @@ After (weight-only QDQ; ORT fuses DequantizeLinear -> MatMul into one MatMulNBit
     Wq (INT2/INT4/INT8, K x N) ─► DequantizeLinear ─┘
     scales (float32, ceil(K/block) x N) ─┘  axis=0, block_size=block
 
-With a kernel map (``speechmpq.kernel_table.choose``), a linear layer may instead take its own block size, or
-run as int8 weights with dynamically quantized activations (8 bits; ``kernel_graphs.int8_dynamic_nodes``:
-DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul replaces the MatMul; ORT fuses it into
-DynamicQuantizeMatMul). Each node carries ``speechmpq.kernel`` and ``speechmpq.block_size``.
+A per-group layer (bit plan granularity "per-group", G input weights per scale) is written with
+block_size = G and its own scales, transposed to (K / G, N), whatever the export's block size (smaller
+or larger) and kernel map: its blocks are the plan's groups, nothing repeated or merged.
+
+With a kernel map (``speechmpq.kernel_table.choose``), any other linear layer may instead take its own
+block size, or run as int8 weights with dynamically quantized activations (8 bits;
+``kernel_graphs.int8_dynamic_nodes``: DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul replaces
+the MatMul; ORT fuses it into DynamicQuantizeMatMul). Each node carries ``speechmpq.kernel`` and
+``speechmpq.block_size``.
 
 Conv weights in a plan become Wq ─► DequantizeLinear (per tensor or per output channel) ─► Conv,
 which ORT runs as written. The float weight is found by value (the quantized model's weight is exactly
@@ -42,13 +47,20 @@ class QuantizedWeight:
     name: str  # module name, as in the bit plan
     bits: int
     codes: np.ndarray  # int8 codes in PyTorch layout: (out, in) linear, (out, in/groups, k) conv
-    scale: np.ndarray  # float32, broadcasts over codes: all ones but dim 0 (per channel) or all ones
+    # float32, broadcasts over codes: all ones but dim 0 (per channel) or all ones; per group
+    # (out, in / group_size)
+    scale: np.ndarray
     kind: str  # "linear" or "conv1d"
     searched: bool  # chosen by the search (False: fixed by the plan, or an "others" int8 layer)
+    group_size: int | None = None  # per group: input weights per scale (linear only)
 
     def float_weight(self) -> np.ndarray:
-        """The float weight the PyTorch model computes with: codes x scale in float32."""
-        return self.codes.astype(np.float32) * self.scale.astype(np.float32)
+        """The float weight the PyTorch model computes with: codes x scale in float32 (per group:
+        each scale repeated group_size times along the input axis)."""
+        scale = self.scale.astype(np.float32)
+        if self.group_size is not None:
+            scale = np.repeat(scale, self.group_size, axis=1)
+        return self.codes.astype(np.float32) * scale
 
 
 def _digest(array: np.ndarray) -> tuple:
@@ -105,7 +117,9 @@ def apply_quantized_weights(
     records, dequantizers, replaced = [], [], {}
     for weight in weights:
         original, consumers = _float_initializer(graph, index, weight)
-        kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" else None
+        # per-group layers take no kernel choice: block = group size, weight-only (see the docstring)
+        grouped = weight.group_size is not None
+        kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" and not grouped else None
         container = container_bits(weight.bits, min_container_bits)
         if kernel is not None and parse_kernel(kernel["kernel"])[0] == INT8_DYNAMIC:
             record, matmul_output, new_nodes = _int8_dynamic_rewrite(
@@ -113,7 +127,8 @@ def apply_quantized_weights(
             )
             replaced[matmul_output] = new_nodes
         else:
-            block = (kernel["block_size"] or block_size) if kernel is not None else block_size
+            block = (weight.group_size if grouped else
+                     (kernel["block_size"] or block_size) if kernel is not None else block_size)
             record, dequantize = _dequantize_rewrite(graph, weight, original, consumers, block,
                                                      min_container_bits, container)
             dequantizers.append(dequantize)
@@ -204,7 +219,13 @@ def _dequantize_rewrite(
     q_name, s_name, dq_name = (f"{weight.name}.weight_quantized", f"{weight.name}.weight_scale",
                                f"{weight.name}.weight_dequantized")
     quantized = integer_initializer(q_name, np.ascontiguousarray(codes), weight.bits, min_container_bits)
-    if weight.kind == "linear":
+    if weight.group_size is not None:  # (out, K / G) -> (K / G, N), one scale per block of G rows of K
+        if weight.kind != "linear" or block != weight.group_size:
+            raise SpeechmpqError(f"{weight.name}: per-group scales need a linear layer at block size "
+                                 f"{weight.group_size}")
+        scale = np.ascontiguousarray(weight.scale.astype(np.float32).T)
+        attributes = {"axis": 0, "block_size": block}
+    elif weight.kind == "linear":
         scale = _scales(weight, block, codes.shape[0])
         attributes = {"axis": 0, "block_size": block}
     elif weight.scale.size == 1:

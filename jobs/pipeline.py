@@ -72,9 +72,9 @@ class PipelineConfig:
                              f"test; more would overlap the dev corpora), not {self.verdict_utterances}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
-        from speechmpq.bitplan import GRANULARITIES
+        from speechmpq.bitplan import ROW_GRANULARITIES
 
-        if self.granularity not in GRANULARITIES:
+        if self.granularity not in ROW_GRANULARITIES:
             raise ValueError(f"granularity must be per-tensor or per-channel, not {self.granularity!r}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), not {self.lr}")

@@ -5,14 +5,15 @@ scales are laid out. ``speechmpq quantize`` writes it as ``bitplan.json``; expor
 in the .onnx metadata under ``speechmpq.bitplan``; the runtime reads it back for reports. Nothing
 downstream re-derives bit widths from layer names.
 
-Schema (format_version 1)::
+Schema (format_version 1; format_version 2 adds "per-group")::
 
     {
       "format": "speechmpq.bitplan",
       "format_version": 1,
       "method": "one-stage" | "two-stage" | "uniform",
       "candidates": [2, 4, 8],          # bit widths the search could choose from
-      "granularity": "per-tensor" | "per-channel",
+      "granularity": "per-tensor" | "per-channel" | "per-group",
+      "group_size": 32,                 # per-group only: input weights sharing one scale
       "symmetric": true,                # integer grid [-2^(bits-1), 2^(bits-1) - 1], zero point 0
       "target_bits": 3.5 | null,        # average-bits budget (null: uniform)
       "window": [3.3, 3.5] | null,      # the size term is off inside this range
@@ -28,6 +29,12 @@ Schema (format_version 1)::
 
 Weights not listed are stored in floating point. Dequantized weight = integer weight * scale, with
 the scale broadcast over the weight (``scale_shape`` has the weight's rank).
+
+Per-group (format_version 2; linear layers only): a layer of shape [out, in] has scale_shape
+[out, in / group_size], one scale per block of ``group_size`` consecutive input weights of each output
+row; dequantized weight = codes * scale repeated ``group_size`` times along the input axis. Plans
+without per-group layers are still written as format_version 1, byte for byte as before; readers
+accept 1 and 2, and a per-group plan claiming format_version 1 is invalid.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ import math
 from pathlib import Path
 
 FORMAT = "speechmpq.bitplan"
-FORMAT_VERSION = 1
-GRANULARITIES = ("per-tensor", "per-channel")
+FORMAT_VERSION = 2  # the newest this reads; plans without per-group layers are written as 1
+GROUP_FORMAT_VERSION = 2  # the first format_version with "per-group"
+ROW_GRANULARITIES = ("per-tensor", "per-channel")  # format_version 1: one scale per tensor or row
+GRANULARITIES = (*ROW_GRANULARITIES, "per-group")
 METHODS = ("one-stage", "two-stage", "uniform")
 KINDS = ("linear", "conv1d")
 # The linear layers the search chooses bits for, by the last part of their module name: the q, k, v
@@ -61,12 +70,30 @@ def average_bits(layers: dict[str, dict], searched_only: bool = True) -> float:
     return sum(e["bits"] * math.prod(e["shape"]) for e in chosen) / count
 
 
+def stored_bits_per_weight(plan: dict, searched_only: bool = True) -> float:
+    """Bits stored per weight over the (searched) layers: each weight's code (``bits``) plus its share
+    of the float32 scales (32 bits each; no zero points, the grid is symmetric). Per layer of
+    ``out x in`` weights that is bits + 32 / group_size per group, + 32 / in per channel,
+    + 32 / (out * in) per tensor; the plan's figure is the parameter-weighted mean. ``average_bits``
+    (the paper's accounting) counts the codes alone."""
+    chosen = [e for e in plan["layers"].values() if e.get("searched", True) or not searched_only]
+    count = sum(math.prod(e["shape"]) for e in chosen)
+    if count == 0:
+        return 0.0
+    stored = sum(e["bits"] * math.prod(e["shape"]) + 32 * math.prod(e["scale_shape"]) for e in chosen)
+    return stored / count
+
+
 def make_plan(layers: dict[str, dict], method: str, candidates: list[int], granularity: str,
-              target_bits: float | None = None, window: list[float] | None = None) -> dict:
+              target_bits: float | None = None, window: list[float] | None = None,
+              group_size: int | None = None) -> dict:
+    """A validated plan; ``group_size`` is given for (and only for) per-group plans."""
     searched = [e for e in layers.values() if e.get("searched", True)]
+    grouped = granularity == "per-group"
     plan = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "method": method,
+        "format": FORMAT, "format_version": GROUP_FORMAT_VERSION if grouped else 1, "method": method,
         "candidates": sorted(int(b) for b in candidates), "granularity": granularity,
+        **({"group_size": group_size} if grouped or group_size is not None else {}),
         "symmetric": True, "target_bits": target_bits, "window": window,
         "average_bits": round(average_bits(layers), 6),
         "searched_parameters": sum(math.prod(e["shape"]) for e in searched),
@@ -74,6 +101,11 @@ def make_plan(layers: dict[str, dict], method: str, candidates: list[int], granu
     }  # fmt: skip
     validate(plan)
     return plan
+
+
+def valid_group_size(group_size: object) -> bool:
+    return (isinstance(group_size, int) and not isinstance(group_size, bool) and group_size >= 16
+            and group_size & (group_size - 1) == 0)
 
 
 def _fail(message: str):
@@ -96,6 +128,13 @@ def validate(plan: object) -> dict:
         _fail(f"method must be one of {METHODS}, got {plan.get('method')!r}")
     if plan.get("granularity") not in GRANULARITIES:
         _fail(f"granularity must be one of {GRANULARITIES}, got {plan.get('granularity')!r}")
+    grouped = plan["granularity"] == "per-group"
+    if grouped and version < GROUP_FORMAT_VERSION:
+        _fail(f"a per-group plan needs format_version {GROUP_FORMAT_VERSION}, got {version}")
+    if grouped and not valid_group_size(plan.get("group_size")):
+        _fail(f"group_size must be a power of two >= 16, got {plan.get('group_size')!r}")
+    if not grouped and "group_size" in plan:
+        _fail(f"group_size is for per-group plans only ({plan['granularity']} plan)")
     candidates = plan.get("candidates")
     if (not isinstance(candidates, list) or not candidates
             or not all(isinstance(b, int) and MIN_BITS <= b <= MAX_BITS for b in candidates)):
@@ -118,6 +157,9 @@ def validate(plan: object) -> dict:
             if (not isinstance(dims, list) or not dims
                     or not all(isinstance(d, int) and d >= 1 for d in dims)):
                 _fail(f"layer {name!r}: {label} must be a list of positive integers")
+        if grouped:
+            _check_group_layer(name, entry, plan["group_size"])
+            continue
         if len(scale_shape) != len(shape) or any(
                 s not in (1, d) for s, d in zip(scale_shape, shape, strict=True)):
             _fail(f"layer {name!r}: scale_shape {scale_shape} does not broadcast over {shape}")
@@ -130,6 +172,19 @@ def validate(plan: object) -> dict:
     if not isinstance(average, int | float) or abs(average - average_bits(layers)) > 1e-4:
         _fail(f"average_bits {average!r} does not match the layers ({average_bits(layers):.6f})")
     return plan
+
+
+def _check_group_layer(name: str, entry: dict, group_size: int) -> None:
+    """A per-group layer: linear, [out, in] with in a multiple of group_size, scales [out, in / G]."""
+    shape, scale_shape = entry["shape"], entry["scale_shape"]
+    if entry["kind"] != "linear":
+        _fail(f"layer {name!r}: per-group scales are for linear layers only, not {entry['kind']}")
+    if len(shape) != 2 or shape[1] % group_size:
+        _fail(f"layer {name!r}: per-group needs a 2-D shape [out, in] with in a multiple of "
+              f"group_size {group_size}, got {shape}")
+    if scale_shape != [shape[0], shape[1] // group_size]:
+        _fail(f"layer {name!r}: per-group scale_shape must be {[shape[0], shape[1] // group_size]}, "
+              f"got {scale_shape}")
 
 
 def load(path: str | Path) -> dict:
@@ -166,7 +221,7 @@ def model_bytes(plan: dict, total_parameters: int, bias_parameters: int,
                 others_bits: int = 8) -> float:
     """Model size in bytes: planned layers at their bits, biases in fp32, every other parameter at
     ``others_bits`` (8: the paper's accounting; 32: everything else kept in fp32). Scales are not
-    counted (one float per tensor or channel; export reports the real file size)."""
+    counted (``stored_bits_per_weight`` adds them; export reports the real file size)."""
     quantized = sum(math.prod(e["shape"]) for e in plan["layers"].values())
     planned_bits = sum(e["bits"] * math.prod(e["shape"]) for e in plan["layers"].values())
     others = total_parameters - quantized - bias_parameters

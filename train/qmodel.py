@@ -5,7 +5,8 @@ Layout (a Hugging Face directory plus two things)::
     config.json                 the source model's config (unchanged)
     model.safetensors           every float parameter, except that each planned weight W is
                                 replaced by  <layer>.weight_int  (int8 codes, unpacked)
-                                and          <layer>.weight_scale (float32, broadcast over W)
+                                and          <layer>.weight_scale (float32, the plan's scale_shape:
+                                broadcast over W, or per group (out, in / G))
     bitplan.json                the bit plan (speechmpq.bitplan), the contract export reads
     vocab.json, preprocessor_config.json, tokenizer files   copied from the source model
 
@@ -76,7 +77,9 @@ class QuantizedModel:
     model: Any  # the float CTC model (eval mode); each planned weight is codes x scale, bit for bit
     plan: dict  # bitplan.json, validated by speechmpq.bitplan
     codes: dict[str, np.ndarray]  # layer -> int8 codes in PyTorch layout: (out, in), (out, in/groups, k)
-    scales: dict[str, np.ndarray]  # layer -> float32 scales, broadcast over that layer's codes
+    # layer -> float32 scales in the plan's scale_shape: broadcast over that layer's codes, or per
+    # group (out, in / G), each repeated G times along the input axis
+    scales: dict[str, np.ndarray]
 
 
 def read_quantized(model_dir: str | Path) -> QuantizedModel:
@@ -84,6 +87,8 @@ def read_quantized(model_dir: str | Path) -> QuantizedModel:
     every planned layer exists with the plan's shapes and codes on its bit grid. Raises ModelError
     naming the problem."""
     import torch
+
+    from speechmpq.train.quant import dequantize
 
     model_dir = Path(model_dir)
     model_class, config = _read_config(model_dir)
@@ -98,7 +103,7 @@ def read_quantized(model_dir: str | Path) -> QuantizedModel:
     for name, entry in plan["layers"].items():
         layer_codes, scale = _integer_weight(model_dir, name, entry, tensors, name in modules)
         strip_weight_norm(modules[name])
-        tensors[f"{name}.weight"] = layer_codes.to(torch.float32) * scale
+        tensors[f"{name}.weight"] = dequantize(layer_codes, scale.to(torch.float32), plan.get("group_size"))
         codes[name], scales[name] = layer_codes.numpy(), scale.numpy().astype(np.float32)
     try:
         model.load_state_dict(tensors, strict=True)

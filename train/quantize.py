@@ -86,7 +86,8 @@ def _run_sensitivity(run: QuantizeRun) -> None:
     batches = [collate([run.dataset[i] for i in indices])
                for indices, _ in zip(sampler, range(cfg.sensitivity_batches), strict=False)]
     sens = kl_sensitivity(run.teacher, searched, cfg.supernet.candidates, batches,
-                          cfg.supernet.granularity == "per-channel", run.progress and run.ctx.main)
+                          cfg.supernet.granularity == "per-channel", run.progress and run.ctx.main,
+                          cfg.supernet.group_size)
     sizes = {n: q.weight_numel for n, q in sn.quantizers(model).items() if n in sens}
     chosen = knapsack(sens, sizes, cfg.target_bits)
     fixed = {n: q.candidates[0] for n, q in sn.quantizers(model).items() if n not in chosen}
@@ -109,14 +110,17 @@ def _finish(run: QuantizeRun, model) -> dict:
     layers = sn.plan_layers(model)
     candidates = [cfg.bits] if cfg.method == "uniform" else list(cfg.supernet.candidates)
     plan = bitplan_lib.make_plan(layers, cfg.method, candidates, cfg.supernet.granularity,
-                                 None if cfg.method == "uniform" else cfg.target_bits, cfg.bits_window_range)
+                                 None if cfg.method == "uniform" else cfg.target_bits, cfg.bits_window_range,
+                                 cfg.supernet.group_size)
     total = sum(state["phase_seconds"].values())
     breakdown = parameter_breakdown(teacher)
     bias = sum(p.numel() for n, p in teacher.named_parameters() if n.endswith(".bias"))
     summary = {
         "method": cfg.method, "search": cfg.search if cfg.method == "two-stage" else None,
         "bits": cfg.bits, "target_bits": plan["target_bits"], "window": plan["window"],
-        "average_bits": plan["average_bits"], "steps": cfg.steps, "pass2_steps": cfg.pass2_steps,
+        "average_bits": plan["average_bits"],
+        "stored_bits_per_weight": round(bitplan_lib.stored_bits_per_weight(plan), 6),
+        "steps": cfg.steps, "pass2_steps": cfg.pass2_steps,
         "compression_seconds": round(total, 2),
         "phase_seconds": {k: round(v, 2) for k, v in state["phase_seconds"].items()},
         "window_repairs": state.get("window_repairs", 0), "cost": cfg.cost,

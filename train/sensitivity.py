@@ -71,8 +71,10 @@ def frame_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
 
 @torch.no_grad()
 def kl_sensitivity(model, layers: list[str], candidates: tuple[int, ...], batches: list[dict],
-                   per_channel: bool, progress: bool = True) -> dict[str, dict[int, float]]:
-    """layer -> bits -> mean per-frame KL(FP ‖ only that layer quantized), on ``batches``."""
+                   per_channel: bool, progress: bool = True,
+                   group_size: int | None = None) -> dict[str, dict[int, float]]:
+    """layer -> bits -> mean per-frame KL(FP ‖ only that layer quantized), on ``batches``
+    (``group_size``: per-group step sizes, as the supernet's)."""
     from tqdm import tqdm
 
     from speechmpq.train.models import strip_weight_norm
@@ -95,8 +97,8 @@ def kl_sensitivity(model, layers: list[str], candidates: tuple[int, ...], batche
         original = weight.detach().clone()
         result[name] = {}
         for bits in candidates:
-            step = mse_step_size(original, bits, per_channel)
-            weight.copy_(fake_quant_ste(original, step, bits))
+            step = mse_step_size(original, bits, per_channel, group_size=group_size)
+            weight.copy_(fake_quant_ste(original, step, bits, group_size=group_size))
             kl = sum(float(frame_kl(t, model(v, attention_mask=m).logits, f)) for v, m, f, t in inputs)
             result[name][bits] = kl / total_frames
             bar.update(1)

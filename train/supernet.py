@@ -37,7 +37,10 @@ TRANSFORMER_LINEARS = (rf"re:(^|\.)encoder\.layers\.\d+\.(attention\.({_ATTENTIO
 @dataclass
 class SupernetConfig:
     candidates: tuple[int, ...] = (2, 4, 8)  # bit widths to choose from (any subset of 2..8)
-    granularity: str = "per-tensor"  # per-tensor (paper) or per-channel step sizes
+    granularity: str = "per-tensor"  # per-tensor (paper), per-channel or per-group step sizes
+    # per-group only: input weights of a row sharing one step size (a power of two >= 16; every
+    # selected layer must be an nn.Linear whose in_features it divides)
+    group_size: int | None = None
     learn_steps: bool = True  # step sizes trainable (LSQ) after their MSE initialisation
     logit_init: tuple[float, ...] | None = None  # per candidate; None: 0 ... 0, 0.02 on the widest
     # Ordered map, first match wins: exact module name or "re:<pattern>" -> "search", "fp" or a
@@ -51,7 +54,11 @@ class SupernetConfig:
         if not all(2 <= b <= 8 for b in self.candidates):
             raise ValueError(f"candidate bit widths must be in 2..8, got {self.candidates}")
         if self.granularity not in bitplan.GRANULARITIES:
-            raise ValueError(f"granularity must be per-tensor or per-channel, got {self.granularity!r}")
+            raise ValueError(f"granularity must be one of {bitplan.GRANULARITIES}, got {self.granularity!r}")
+        if self.granularity == "per-group" and not bitplan.valid_group_size(self.group_size):
+            raise ValueError(f"per-group needs group_size, a power of two >= 16, got {self.group_size!r}")
+        if self.granularity != "per-group" and self.group_size is not None:
+            raise ValueError(f"group_size is for per-group only, not {self.granularity}")
         if self.logit_init is None:
             self.logit_init = tuple([0.0] * (len(self.candidates) - 1) + [0.02])
         self.logit_init = tuple(float(x) for x in self.logit_init)
@@ -71,6 +78,8 @@ class SupernetConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["candidates"], data["logit_init"] = list(self.candidates), list(self.logit_init)
+        if self.group_size is None:  # run configs from before per-group compare equal on resume
+            del data["group_size"]
         return data
 
     @classmethod
@@ -85,14 +94,17 @@ class WeightQuantizer(nn.Module):
     """Parametrization W -> mixed fake-quantized W over ``candidates`` (one step size each)."""
 
     def __init__(self, weight: torch.Tensor, candidates: tuple[int, ...], per_channel: bool,
-                 learn_steps: bool, logit_init: tuple[float, ...] | None, searched: bool):
+                 learn_steps: bool, logit_init: tuple[float, ...] | None, searched: bool,
+                 group_size: int | None = None):
         super().__init__()
         self.candidates = tuple(candidates)
         self.per_channel = per_channel
+        self.group_size = group_size  # per group: steps (n, out, in / G)
         self.searched = searched
         self.weight_numel = weight.numel()
-        steps = torch.stack([mse_step_size(weight, bits, per_channel) for bits in self.candidates])
-        self.steps = nn.Parameter(steps, requires_grad=learn_steps)  # (n, out or 1, 1, ...)
+        steps = torch.stack([mse_step_size(weight, bits, per_channel, group_size=group_size)
+                             for bits in self.candidates])
+        self.steps = nn.Parameter(steps, requires_grad=learn_steps)  # (n, out or 1, 1, ...) or (n, out, in/G)
         self.logits = (nn.Parameter(torch.tensor(logit_init, dtype=torch.float32))
                        if len(self.candidates) > 1 else None)
         self.tau = 1.0
@@ -112,10 +124,11 @@ class WeightQuantizer(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.logits is None:
-            return fake_quant_ste(weight, self.steps[0], self.candidates[0])
+            return fake_quant_ste(weight, self.steps[0], self.candidates[0], group_size=self.group_size)
         probs = self.probabilities().view((-1,) + (1,) * weight.dim())
         # (n, *W.shape): every candidate's quantized weight; the one-hot mix picks one exactly.
-        candidates = fake_quant_candidates_ste(weight, self.steps, self.candidates)
+        candidates = fake_quant_candidates_ste(weight, self.steps, self.candidates,
+                                               group_size=self.group_size)
         return (probs * candidates).sum(0)
 
     def chosen_index(self) -> int:
@@ -177,9 +190,13 @@ def prepare_supernet(model: nn.Module, cfg: SupernetConfig) -> dict[str, str | i
         strip_weight_norm(module)  # the positional conv: quantize its effective weight
         searched = setting == "search"
         candidates = cfg.candidates if searched else (int(setting),)
+        if cfg.group_size is not None and not (isinstance(module, nn.Linear)
+                                               and module.in_features % cfg.group_size == 0):
+            raise ValueError(f"{name}: per-group step sizes need an nn.Linear whose in_features is a "
+                             f"multiple of group_size {cfg.group_size}")
         quantizer = WeightQuantizer(module.weight.detach(), candidates,
                                     cfg.granularity == "per-channel", cfg.learn_steps,
-                                    cfg.logit_init if searched else None, searched)
+                                    cfg.logit_init if searched else None, searched, cfg.group_size)
         parametrize.register_parametrization(module, "weight", quantizer.to(module.weight.device),
                                              unsafe=True)
     return resolved
@@ -266,14 +283,16 @@ def plan_layers(model: nn.Module) -> dict[str, dict]:
 
 @torch.no_grad()
 def integer_weights(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
-    """name -> (int8 codes, float32 scale broadcastable over the weight, bits), for fixed layers."""
+    """name -> (int8 codes, float32 scale in the plan's scale_shape, bits), for fixed layers: the
+    scale broadcasts over the weight, or per group is (out, in / G)."""
     modules = dict(model.named_modules())
     out = {}
     for name, quantizer in quantizers(model).items():
         if quantizer.logits is not None:
             raise ValueError(f"{name} still has {len(quantizer.candidates)} candidates; finalize first")
         step = quantizer.steps[0].detach().float()
-        codes = quantize(float_weight(modules[name]).detach().float(), step, quantizer.candidates[0])
+        codes = quantize(float_weight(modules[name]).detach().float(), step, quantizer.candidates[0],
+                         quantizer.group_size)
         out[name] = (codes.cpu(), step.cpu(), quantizer.candidates[0])
     return out
 

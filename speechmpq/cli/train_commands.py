@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechmpq.bitplan import GRANULARITIES
+from speechmpq.bitplan import GRANULARITIES, ROW_GRANULARITIES
 from speechmpq.errors import SpeechmpqError
 
 
@@ -89,7 +89,7 @@ def _cmd_quantize(args) -> int:
     from speechmpq.train import QuantizeConfig, SupernetConfig, quantize_model
 
     supernet = SupernetConfig(
-        candidates=tuple(args.candidates), granularity=args.granularity,
+        candidates=tuple(args.candidates), granularity=args.granularity, group_size=args.group_size,
         learn_steps=not args.fixed_steps, layers=_layer_rules(args.layer, not args.no_default_layers))
     cfg = QuantizeConfig(
         model=args.model, train_data=args.data, out=args.out, method=args.method, bits=args.bits,
@@ -239,7 +239,12 @@ def _add_quantize(commands) -> None:
                        help="size term off inside [target-bits - window, target-bits]")
     quant.add_argument("--search", default="nas", choices=["nas", "kl"], help="two-stage stage 1")
     quant.add_argument("--candidates", type=int, nargs="+", default=[2, 4, 8], help="bit widths")
-    quant.add_argument("--granularity", default="per-tensor", choices=GRANULARITIES)
+    quant.add_argument("--granularity", default="per-tensor", choices=GRANULARITIES,
+                       help="step size per weight matrix (the paper), per output channel, or per group "
+                            "of --group-size input weights of each output row")
+    quant.add_argument("--group-size", type=int, default=None,
+                       help="per-group: input weights sharing one step size (32, 64, 128: a power of "
+                            "two >= 16 dividing every selected layer's input size)")
     quant.add_argument("--fixed-steps", action="store_true",
                        help="keep the MSE-initialised step sizes (no LSQ learning)")
     quant.add_argument("--layer", action="append", default=[], metavar="NAME=SETTING",
@@ -296,7 +301,7 @@ def _add_pipeline(commands) -> None:
     pipe.add_argument("--pass2-steps", type=int, default=40, help="then fine-tune with the bits fixed")
     pipe.add_argument("--lr", type=float, default=2e-6,
                       help="peak learning rate of weights and step sizes (quantize's default is 2e-4)")
-    pipe.add_argument("--granularity", default="per-channel", choices=GRANULARITIES,
+    pipe.add_argument("--granularity", default="per-channel", choices=ROW_GRANULARITIES,
                       help="one step size per output channel, or per weight matrix (the paper)")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
