@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speechmpq.audio import SAMPLE_RATE
 from speechmpq.files import atomic_output, atomic_write
 
 # Largest |logit difference| vs x86 accepted at accuracy level 0: fp32 activations everywhere, so
@@ -100,18 +101,19 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
             offline_seconds = time.perf_counter() - began
             stream = streaming.create_stream()
             began = time.perf_counter()
-            stream.accept_waveform(samples, 16000)
+            stream.accept_waveform(samples, SAMPLE_RATE)
             stream.input_finished()
             streaming.decode(stream)
             streaming_seconds = time.perf_counter() - began
             arrays[f"{level}/{name}"] = logits
             clips_report[name] = {
-                "audio_seconds": samples.size / 16000, "offline_text": offline.transcribe(samples, 16000),
+                "audio_seconds": samples.size / SAMPLE_RATE,
+                "offline_text": offline.transcribe(samples, SAMPLE_RATE),
                 "streaming_text": stream.result.text, "offline_seconds": offline_seconds,
                 "streaming_seconds": streaming_seconds, "windows": len(stream.compute_seconds)}
             if with_lm is not None:
                 began = time.perf_counter()
-                clips_report[name]["lm_streaming_text"] = with_lm.transcribe(samples, 16000)
+                clips_report[name]["lm_streaming_text"] = with_lm.transcribe(samples, SAMPLE_RATE)
                 clips_report[name]["lm_streaming_seconds"] = time.perf_counter() - began
         report["levels"][str(level)] = {"load_seconds": load_seconds, "clips": clips_report}
     with atomic_output(out / "logits.npz") as tmp, open(tmp, "wb") as handle:

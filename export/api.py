@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import helper, version_converter
 
+from speechmpq.audio import SAMPLE_RATE
 from speechmpq.errors import ModelError, SpeechmpqError
 from speechmpq.export.config import ExportConfig
 from speechmpq.export.fp32 import FP32_OPSET, export_fp32
@@ -166,7 +167,7 @@ def _save(graph: onnx.ModelProto, out: Path, cfg: ExportConfig, do_normalize: bo
     if cfg.audio_graph:
         from speechmpq.export.audio_graph import audio_bytes_graph
 
-        audio_model = audio_bytes_graph(graph, 16000, do_normalize)
+        audio_model = audio_bytes_graph(graph, SAMPLE_RATE, do_normalize)
         files += save_checked(audio_model, out.with_suffix(".audio.onnx"), cfg.external_data_threshold)
     return files, file_bytes
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from speechmpq.audio import SAMPLE_RATE
 from speechmpq.errors import ModelError
 from speechmpq.files import replace_folder, staging_folder
-from speechmpq.vocab import VOCAB, vocab_dict
+from speechmpq.vocab import VOCAB, WORD_DELIMITER, vocab_dict
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
 
@@ -169,7 +169,7 @@ def save_model(model, model_dir: str | Path, do_normalize: bool = False) -> Path
     (staging / "vocab.json").write_text(json.dumps(vocab_dict(), indent=1) + "\n")
     tokenizer = Wav2Vec2CTCTokenizer(
         str(staging / "vocab.json"), unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-        eos_token="</s>", word_delimiter_token="|", do_lower_case=False,
+        eos_token="</s>", word_delimiter_token=WORD_DELIMITER, do_lower_case=False,
     )  # fmt: skip
     extractor = Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=do_normalize,
