@@ -119,22 +119,23 @@ def markdown(result: dict) -> str:
         format_table(result["table"]), "",
         f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernel map + "
         "front-end cache):", "", *result.get("headline", []), "",
-        *verdicts_markdown(result.get("verdicts"), cfg),
+        *verdicts_markdown(result.get("verdicts"), cfg, result.get("protocol")),
         f"Benchmark report with plots: `{result['bench_report']}`.", ""])
 
 
-def verdicts_markdown(report: dict | None, cfg: dict) -> list[str]:
+def verdicts_markdown(report: dict | None, cfg: dict, protocol: dict | None = None) -> list[str]:
+    """The verdict section; ``protocol``: the run's recorded dev/test protocol (absent in older runs)."""
     if not report:
         return []
-    from speechmpq.jobs.pipeline import PROTOCOL
     from speechmpq.jobs.verdicts import results_table as wer_table
     from speechmpq.jobs.verdicts import verdicts_table
 
     n = cfg.get("verdict_utterances", 750)
     overall = "**yes**" if report["lossless"] else "**NO**"
-    protocol = f"Judged on {PROTOCOL['judged_on']}; the pipeline's default settings were chosen on " \
-               f"{PROTOCOL['defaults_chosen_on']}."
-    return [protocol, "",
+    stated = [] if protocol is None else [
+        f"Judged on {protocol['judged_on']}; the pipeline's default settings were chosen on "
+        f"{protocol['defaults_chosen_on']}.", ""]
+    return [*stated,
             "Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
             f"test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
             f"`heldout-text`: sentences from another text source; MPQ against FP32 decoded the same way, "

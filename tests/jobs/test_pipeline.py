@@ -1,6 +1,7 @@
 """``speechmpq pipeline``: config checks and the table in the default suite; a tiny full run is slow."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,13 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         _check_settings(PipelineConfig(out=tmp_path, steps=200))
     with pytest.raises(Exception, match="lr 2e-06 -> 0.0002"):
         _check_settings(PipelineConfig(out=tmp_path, steps=100, lr=2e-4))
+
+
+def test_the_report_states_the_protocol_the_run_recorded():
+    from speechmpq.jobs.pipeline import PROTOCOL
+    from speechmpq.jobs.pipeline_report import markdown
+
+    committed = Path(__file__).resolve().parents[2] / "results" / "pipeline" / "pipeline.json"
+    result = json.loads(committed.read_text())  # made before the protocol was recorded
+    assert "Judged on" not in markdown(result)
+    assert f"Judged on {PROTOCOL['judged_on']}" in markdown({**result, "protocol": PROTOCOL})
