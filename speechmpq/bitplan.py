@@ -17,6 +17,8 @@ Schema (format_version 1; format_version 2 adds "per-group")::
       "symmetric": true,                # integer grid [-2^(bits-1), 2^(bits-1) - 1], zero point 0
       "target_bits": 3.5 | null,        # average-bits budget (null: uniform)
       "window": [3.3, 3.5] | null,      # the size term is off inside this range
+      "budget": "code-bits",            # optional: what target_bits and window count: the codes alone
+                                        # (absent: the same) or "stored-bits" (codes + scales per weight)
       "average_bits": 3.47,             # parameter-weighted mean over searched layers
       "searched_parameters": 4718592,
       "layers": {                       # module name (as in model.named_modules()) -> entry
@@ -70,17 +72,19 @@ def average_bits(layers: dict[str, dict], searched_only: bool = True) -> float:
     return sum(e["bits"] * math.prod(e["shape"]) for e in chosen) / count
 
 
-def stored_bits_per_weight(plan: dict, searched_only: bool = True) -> float:
+def stored_bits_per_weight(plan: dict, searched_only: bool = True, containers: bool = False) -> float:
     """Bits stored per weight over the (searched) layers: each weight's code (``bits``) plus its share
     of the float32 scales (32 bits each; no zero points, the grid is symmetric). Per layer of
     ``out x in`` weights that is bits + 32 / group_size per group, + 32 / in per channel,
     + 32 / (out * in) per tensor; the plan's figure is the parameter-weighted mean. ``average_bits``
-    (the paper's accounting) counts the codes alone."""
+    (the paper's accounting) counts the codes alone. ``containers``: each code in the ONNX integer
+    type that holds it (``container_bits``: 3 bits take 4), what an exported file stores."""
     chosen = [e for e in plan["layers"].values() if e.get("searched", True) or not searched_only]
     count = sum(math.prod(e["shape"]) for e in chosen)
     if count == 0:
         return 0.0
-    stored = sum(e["bits"] * math.prod(e["shape"]) + 32 * math.prod(e["scale_shape"]) for e in chosen)
+    width = container_bits if containers else int
+    stored = sum(width(e["bits"]) * math.prod(e["shape"]) + 32 * math.prod(e["scale_shape"]) for e in chosen)
     return stored / count
 
 

@@ -112,12 +112,15 @@ def _finish(run: QuantizeRun, model) -> dict:
     plan = bitplan_lib.make_plan(layers, cfg.method, candidates, cfg.supernet.granularity,
                                  None if cfg.method == "uniform" else cfg.target_bits, cfg.bits_window_range,
                                  cfg.supernet.group_size)
+    if cfg.method != "uniform":
+        plan["budget"] = cfg.budget  # what target_bits and window count (bitplan: codes or stored bits)
     total = sum(state["phase_seconds"].values())
     breakdown = parameter_breakdown(teacher)
     bias = sum(p.numel() for n, p in teacher.named_parameters() if n.endswith(".bias"))
     summary = {
         "method": cfg.method, "search": cfg.search if cfg.method == "two-stage" else None,
         "bits": cfg.bits, "target_bits": plan["target_bits"], "window": plan["window"],
+        "budget": plan.get("budget"),
         "average_bits": plan["average_bits"],
         "stored_bits_per_weight": round(bitplan_lib.stored_bits_per_weight(plan), 6),
         "steps": cfg.steps, "pass2_steps": cfg.pass2_steps,

@@ -10,6 +10,7 @@ from speechmpq.train.supernet import SupernetConfig
 METHODS = ("one-stage", "uniform", "two-stage")
 SEARCHES = ("nas", "kl")
 COSTS = ("bits", "latency", "both")
+BUDGETS = ("code-bits", "stored-bits")
 
 # Fields that may change when a run is resumed (they do not change what the checkpoint means).
 RESUMABLE_CHANGES = ("stop_at_step", "checkpoint_every", "log_every", "threads", "workers", "device",
@@ -63,6 +64,10 @@ class QuantizeConfig:
     workers: int = -1  # data-loading processes (-1: 1 on CPU, up to 8 on CUDA)
     checkpoint_every: int = 50  # steps between checkpoints
     log_every: int = 10  # steps between log lines
+    # (kept last: checkpoints list fields in order) what target_bits and the window count: "code-bits" (the paper: the codes alone) or "stored-bits"
+    # (codes plus each weight's share of its float32 scales: bitplan.stored_bits_per_weight, the size
+    # every frontier table uses; per group of G that is 32 / G more, per channel 32 / in)
+    budget: str = "code-bits"
 
     def __post_init__(self):
         self.model, self.train_data, self.out = Path(self.model), Path(self.train_data), Path(self.out)
@@ -88,7 +93,11 @@ class QuantizeConfig:
         if self.method == "uniform":
             if self.bits is None or not 2 <= self.bits <= 8:
                 raise ValueError(f"--method uniform needs --bits in 2..8, got {self.bits}")
-        elif not low <= self.target_bits <= high:
+        elif self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
+        elif self.budget == "stored-bits" and self.method == "two-stage" and self.search == "kl":
+            raise ValueError("two-stage kl's knapsack counts code bits: use --budget code-bits")
+        elif not low <= self.target_bits <= high + (32.0 if self.budget == "stored-bits" else 0.0):
             raise ValueError(f"target_bits {self.target_bits} is outside the candidates' range "
                              f"{low}..{high}")
         if not 0 <= self.bits_window < high - low + 1e-9 and self.method != "uniform":
@@ -141,6 +150,8 @@ class QuantizeConfig:
         data = {_FILE_KEYS.get(k, k): (str(v) if isinstance(v, Path) else v)
                 for k, v in asdict(self).items()}
         data["supernet"] = self.supernet.to_dict()
+        if self.budget == "code-bits":  # runs from before the stored-bits budget compare equal on resume
+            del data["budget"]
         return data
 
     @classmethod

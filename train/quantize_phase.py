@@ -120,7 +120,7 @@ class PhaseHooks:
         ctc_sum, kl_sum, utts, frames = step_losses(self.trained, run.teacher, batch, run.ctx, cfg,
                                                     run.use_bf16)
         loss = run.ctx.world * (cfg.ctc_weight * ctc_sum / utts + cfg.kl_weight * kl_sum / frames)
-        bits = sn.bits_summary(model)
+        bits = sn.bits_summary(model, cfg.budget == "stored-bits")
         size, direction = (size_term(bits, cfg) if self.searching and cfg.cost != "latency"
                            else (0.0, "off"))
         latency = None
@@ -226,7 +226,7 @@ def train_phase(run: QuantizeRun, phase: str, steps: int, previous_state: dict |
     finished = time.time()
     if phase == "search":
         # the bits window is a hard budget only where bits are what the search pays for
-        state["window_repairs"] = (fit_bits_window(model, cfg.bits_window_range) if cfg.cost != "latency"
+        state["window_repairs"] = (fit_bits_window(model, cfg.bits_window_range, cfg.budget == "stored-bits") if cfg.cost != "latency"
                                    else 0)
         if latencies is not None:
             from speechmpq.train.latency_cost import latency_summary

@@ -31,13 +31,14 @@ def size_term(summary: dict, cfg: QuantizeConfig) -> tuple[torch.Tensor | float,
     return 0.0, "off"
 
 
-def fit_bits_window(model, bits_window: list[float]) -> int:
+def fit_bits_window(model, bits_window: list[float], stored: bool = False) -> int:
     """After argmax, move the least confident layers one candidate down (or up) until the hard
-    average lies in bits_window ([low, high]); returns how many layers were changed (usually 0)."""
+    average (``stored``: stored bits per weight) lies in bits_window ([low, high]); returns how many
+    layers were changed (usually 0)."""
     table = {n: q for n, q in sn.quantizers(model).items() if q.logits is not None}
     changes = 0
     while True:
-        hard = sn.bits_summary(model)["hard"]
+        hard = sn.bits_summary(model, stored)["hard"]
         direction = -1 if hard > bits_window[1] + 1e-9 else (1 if hard < bits_window[0] - 1e-9 else 0)
         if direction == 0 or not table:
             return changes

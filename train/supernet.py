@@ -255,15 +255,17 @@ def tau_at(step: int, total: int, start: float = 0.5, end: float = 0.01) -> floa
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def bits_summary(model: nn.Module) -> dict:
-    """Expected (differentiable) and hard average bits over searched layers, parameter-weighted."""
+def bits_summary(model: nn.Module, stored: bool = False) -> dict:
+    """Expected (differentiable) and hard average bits over searched layers, parameter-weighted.
+    ``stored``: each weight's share of its float32 scales added (bitplan.stored_bits_per_weight)."""
     table = {n: q for n, q in quantizers(model).items() if q.searched}
     if not table:
         return {"expected": None, "hard": None}
     sizes = {n: q.weight_numel for n, q in table.items()}
     total = sum(sizes.values())
-    expected = sum(q.expected_bits() * sizes[n] for n, q in table.items()) / total
-    hard = sum(q.candidates[q.chosen_index()] * sizes[n] for n, q in table.items()) / total
+    scales = {n: (32 * q.steps[0].numel() / q.weight_numel if stored else 0.0) for n, q in table.items()}
+    expected = sum((q.expected_bits() + scales[n]) * sizes[n] for n, q in table.items()) / total
+    hard = sum((q.candidates[q.chosen_index()] + scales[n]) * sizes[n] for n, q in table.items()) / total
     return {"expected": expected, "hard": hard}
 
 

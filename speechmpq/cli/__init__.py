@@ -15,7 +15,7 @@ import os
 import sys
 
 from speechmpq import __version__
-from speechmpq.cli import export_commands, lm_commands, runtime_commands, train_commands
+from speechmpq.cli import export_commands, frontier_commands, lm_commands, runtime_commands, train_commands
 from speechmpq.errors import SpeechmpqError
 
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_commands.add_commands(commands)
     runtime_commands.add_commands(commands)
     lm_commands.add_commands(commands)
+    frontier_commands.add_commands(commands)
     return parser
 
 

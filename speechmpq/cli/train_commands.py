@@ -93,7 +93,7 @@ def _cmd_quantize(args) -> int:
         learn_steps=not args.fixed_steps, layers=_layer_rules(args.layer, not args.no_default_layers))
     cfg = QuantizeConfig(
         model=args.model, train_data=args.data, out=args.out, method=args.method, bits=args.bits,
-        target_bits=args.target_bits, bits_window=args.window, search=args.search, supernet=supernet,
+        target_bits=args.target_bits, budget=args.budget, bits_window=args.window, search=args.search, supernet=supernet,
         steps=args.steps, pass2_steps=args.pass2_steps, stop_at_step=args.stop_at_step,
         batch_seconds=args.batch_seconds, max_utterance_seconds=args.max_utterance_seconds,
         min_batch_utterances=args.min_batch_utterances, lr=args.lr, logits_lr=args.logits_lr,
@@ -235,6 +235,9 @@ def _add_quantize(commands) -> None:
     quant.add_argument("--method", default="one-stage", choices=["one-stage", "uniform", "two-stage"])
     quant.add_argument("--bits", type=int, default=None, help="uniform: bits of every searched layer")
     quant.add_argument("--target-bits", type=float, default=3.5, help="average-bits budget")
+    quant.add_argument("--budget", default="code-bits", choices=["code-bits", "stored-bits"],
+                       help="what --target-bits counts: the codes alone (the paper) or codes plus the "
+                       "float32 scales' share per weight (what the .onnx stores)")
     quant.add_argument("--window", type=float, default=0.2,
                        help="size term off inside [target-bits - window, target-bits]")
     quant.add_argument("--search", default="nas", choices=["nas", "kl"], help="two-stage stage 1")

@@ -170,3 +170,26 @@ def test_the_bits_window_keeps_its_file_key_in_config_dicts():
     assert data["window"] == 0.5 and "bits_window" not in data  # checkpoints and logs say "window"
     assert list(data).index("window") == [f for f in QuantizeConfig.__dataclass_fields__].index("bits_window")
     assert QuantizeConfig.from_dict(data) == cfg and cfg.bits_window_range == [3.5, 4.0]
+
+
+def test_a_stored_bits_budget_counts_the_scales_and_lands_in_its_window(tiny_corpus, tiny_model, tmp_path):
+    model = build_model("tiny", seed=0)
+    prepare_supernet(model, SupernetConfig(granularity="per-group", group_size=16))
+    code, stored = bitplan_summary(model, False), bitplan_summary(model, True)
+    assert stored["hard"] == pytest.approx(code["hard"] + 32 / 16)  # one fp32 scale per 16 weights
+    out = tmp_path / "run"
+    # stored bits of {2, 4, 8} codes in blocks of 16: {4, 6, 10}; the window [5, 6] allows only 4-bit codes
+    assert _quantize(tiny_corpus, tiny_model, out, "--granularity", "per-group", "--group-size", "16",
+                     "--budget", "stored-bits", "--target-bits", "6.0", "--window", "1.0", "--steps", "4") == 0
+    plan = bitplan.load(out / "bitplan.json")
+    assert plan["budget"] == "stored-bits"
+    assert 5.0 - 1e-9 <= bitplan.stored_bits_per_weight(plan) <= 6.0 + 1e-9
+    with pytest.raises(ValueError, match="knapsack"):
+        QuantizeConfig(model="m", train_data="d", out="o", method="two-stage", search="kl", budget="stored-bits")
+    assert "budget" not in QuantizeConfig(model="m", train_data="d", out="o").to_dict()  # old runs resume
+
+
+def bitplan_summary(model, stored):
+    from speechmpq.train.supernet import bits_summary
+
+    return bits_summary(model, stored)

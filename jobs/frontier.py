@@ -1,0 +1,351 @@
+"""The mixed-precision frontier: every method a user could pick instead, each judged against FP32
+on the same verdict corpora, at the bits it really stores.
+
+    speechmpq frontier --model models/demo --train data/synth/train --sets data/verdict-dev \\
+        --role dev --out runs/frontier
+
+Systems (``default_systems``; ``--only`` picks some):
+
+    fp32        the reference, exported once; every onnxruntime peer starts from this graph
+    ort-*       onnxruntime's MatMulNBitsQuantizer on the searched layers (export/ort_weight_only.py):
+                default/hqq/rtn/kquant/gptq, 2/4/8 bits, blocks 32/128, and hand mixes by layer type
+    rtn-*       ours: round to nearest with MSE step sizes, per channel or per group, no training
+    uniform-*, two-stage-*, one-stage-*     ``speechmpq quantize`` runs, then exported
+
+Every .onnx is exported with float activations (MatMulNBits accuracy level 0 or DequantizeLinear),
+so the rows differ in their weights only. Per system: OUT/NAME/{model.onnx, system.json}; the WER
+rows under OUT/tsv/; the dev or test verdicts in OUT/verdicts_ROLE.json. Finished systems are kept
+(the command resumes). ``jobs/frontier_report.py`` writes the table and plot.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from speechmpq.files import atomic_write
+
+FAMILIES = ("fp32", "ort", "rtn", "uniform", "two-stage", "one-stage")
+CORPORA = ("grammar-text", "heldout-text")
+DECODERS = ("greedy", "lm")
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    family: str  # one of FAMILIES
+    # ort: an export/ort_weight_only spec; rtn: {"bits", "granularity", "group_size"};
+    # uniform/two-stage/one-stage: speechmpq quantize flags (name -> value; True: a bare flag)
+    settings: dict = field(default_factory=dict)
+    label: str = ""  # what the row is, in words
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, not {self.family!r}")
+
+
+def _ort(name: str, label: str, **spec) -> System:
+    return System(name, "ort", spec, label)
+
+
+def _quantize(name: str, family: str, label: str, **flags) -> System:
+    return System(name, family, {"method": family, **flags}, label)
+
+
+def default_systems() -> list[System]:
+    systems = [System("fp32", "fp32", label="the full-precision model")]
+    for bits, block in ((2, 32), (2, 128), (4, 32), (4, 128), (8, 128)):
+        systems.append(_ort(f"ort-default-{bits}b-g{block}", f"onnxruntime default (RTN, asymmetric), "
+                            f"{bits} bits, blocks of {block}", algo="default", bits=bits, block=block))
+    for bits, block in ((2, 32), (2, 128), (4, 32), (4, 128)):
+        systems.append(_ort(f"ort-hqq-{bits}b-g{block}", f"onnxruntime HQQ, {bits} bits, blocks of {block}",
+                            algo="hqq", bits=bits, block=block))
+    for algo, words in (("rtn", "RTN"), ("kquant", "k-quant")):
+        for block in (32, 128):
+            systems.append(_ort(f"ort-{algo}-4b-g{block}", f"onnxruntime {words}, 4 bits, blocks of {block}",
+                                algo=algo, bits=4, block=block))
+    systems.append(_ort("ort-gptq-4b-g32", "onnxruntime GPTQ, 4 bits, blocks of 32", algo="gptq", bits=4,
+                        block=32))
+    for ffn_block in (32, 128):
+        systems.append(_ort(f"ort-mix-attn2b-g32-ffn4b-g{ffn_block}",
+                            f"hand mix by layer type (onnxruntime default): attention 2 bits in blocks of "
+                            f"32, FFN 4 bits in blocks of {ffn_block}",
+                            mix={"attention": {"algo": "default", "bits": 2, "block": 32},
+                                 "ffn": {"algo": "default", "bits": 4, "block": ffn_block}}))
+    for bits in (2, 3, 4, 8):
+        systems.append(System(f"rtn-pc-{bits}b", "rtn", {"bits": bits, "granularity": "per-channel"},
+                              f"ours: round to nearest, {bits} bits, per-channel MSE steps"))
+    for bits, group in ((2, 32), (2, 128), (4, 32), (4, 128)):
+        systems.append(System(f"rtn-g{group}-{bits}b", "rtn",
+                              {"bits": bits, "granularity": "per-group", "group_size": group},
+                              f"ours: round to nearest, {bits} bits, MSE steps per block of {group}"))
+    return systems + trained_systems()
+
+
+# every trained system: 200 steps of 32 s batches (+ 40 Pass-2 steps for one-stage), weight lr 2e-5
+TRAINING = {"steps": 200, "lr": 2e-5, "batch-seconds": 32}
+
+
+def trained_systems() -> list[System]:
+    """Uniform QAT, two-stage and one-stage, in the paper's per-tensor setting and with group or
+    channel scales; one-stage budgets in stored bits where the scales are not negligible."""
+    pass2 = {"pass2-steps": 40}
+    per_tensor = {"granularity": "per-tensor"}
+    systems = [
+        _quantize("uniform-g32-2b", "uniform", "uniform QAT, 2 bits, learned steps per block of 32",
+                  bits=2, granularity="per-group", **{"group-size": 32}, **TRAINING),
+        _quantize("one-stage-g128-s3.0", "one-stage", "one-stage MPQ, learned steps per block of 128, budget "
+                  "3.0 stored bits, + Pass 2", granularity="per-group", **{"group-size": 128},
+                  budget="stored-bits", **{"target-bits": 3.0}, **TRAINING, **pass2),
+        _quantize("one-stage-pc-s3.0", "one-stage", "one-stage MPQ, learned per-channel steps, budget 3.0 "
+                  "stored bits, + Pass 2", granularity="per-channel", budget="stored-bits",
+                  **{"target-bits": 3.0}, **TRAINING, **pass2),
+    ]
+    systems += [
+        _quantize(f"uniform-pt-{bits}b", "uniform", f"uniform QAT, {bits} bits, per-tensor steps (the paper's "
+                  "baseline)", bits=bits, **per_tensor, **TRAINING) for bits in (4, 3)]
+    systems += [
+        _quantize("two-stage-pt-3.0", "two-stage", "two-stage (Gumbel search, then QAT from FP32), target "
+                  "3.0 code bits, per-tensor steps", **{"target-bits": 3.0}, **per_tensor, **TRAINING),
+        _quantize("one-stage-pt-3.0", "one-stage", "one-stage MPQ (the paper), target 3.0 code bits, per-tensor "
+                  "steps, + Pass 2", **{"target-bits": 3.0}, **per_tensor, **TRAINING, **pass2),
+        _quantize("one-stage-pt-2.5", "one-stage", "one-stage MPQ (the paper), target 2.5 code bits, per-tensor "
+                  "steps, + Pass 2", **{"target-bits": 2.5}, **per_tensor, **TRAINING, **pass2),
+    ]
+    return systems
+
+
+@dataclass
+class FrontierConfig:
+    model: Path  # the full-precision model directory (Hugging Face format)
+    train: Path  # training split for the quantize runs (and GPTQ's calibration)
+    sets: Path  # verdict corpora folder (speechmpq verdict-corpora --out)
+    role: str  # dev: these sets choose; test: they only judge
+    out: Path  # run folder
+    lm: Path  # word n-gram LM for the "lm" decoder
+    systems: list[System] = field(default_factory=default_systems)
+    threads: int = 2  # onnxruntime threads while decoding
+    chosen_on: str | None = None  # role test: which dev results chose the systems' settings
+
+    def __post_init__(self):
+        self.model, self.train, self.sets, self.out, self.lm = map(
+            Path, (self.model, self.train, self.sets, self.out, self.lm))
+        if self.role not in ("dev", "test"):
+            raise ValueError(f"role must be dev or test, not {self.role!r}")
+        if self.role == "test" and not self.chosen_on:
+            raise ValueError("role test needs chosen_on: the dev results that chose the settings")
+        names = [s.name for s in self.systems]
+        if len(set(names)) != len(names):
+            raise ValueError("system names must be distinct")
+
+
+def verdict_sets(sets: Path, role: str) -> tuple[dict, dict]:
+    """(sets: name -> utterances, pools: corpus -> [split sets]) of a verdict corpora folder."""
+    from speechmpq.datasets import read_dataset
+    from speechmpq.jobs.verdict_corpora import SPLITS
+
+    found, pools = {}, {}
+    for corpus in CORPORA:
+        for split in SPLITS[role]:
+            folder = sets / corpus / split
+            if not (folder / "utterances.tsv").is_file():
+                raise ValueError(f"{folder}: no verdict corpus here (speechmpq verdict-corpora --role "
+                                 f"{role} --out {sets})")
+            found[f"{corpus}/{split}"] = read_dataset(folder)
+        pools[corpus] = [f"{corpus}/{split}" for split in SPLITS[role]]
+    return found, pools
+
+
+def run_frontier(cfg: FrontierConfig, log=print) -> dict:
+    """Build and judge every system not done yet; returns the role's verdicts file content."""
+    from speechmpq.runtime import DecoderConfig
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    sets, pools = verdict_sets(cfg.sets, cfg.role)
+    decoders = {"greedy": DecoderConfig("greedy"), "lm": DecoderConfig("lm", lm=str(cfg.lm))}
+    verdicts_path = cfg.out / f"verdicts_{cfg.role}.json"
+    done = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {
+        "role": cfg.role, "chosen_on": cfg.chosen_on, "sets": str(cfg.sets), "systems": {}}
+    fp32 = _build(System("fp32", "fp32"), cfg, log)
+    for system in cfg.systems:
+        if system.name in done["systems"]:
+            continue
+        record = _build(system, cfg, log) if system.family != "fp32" else fp32
+        record.update(_judge(system.name, cfg, sets, pools, decoders, log))
+        done["systems"][system.name] = record
+        atomic_write(verdicts_path, json.dumps(done, indent=1) + "\n")
+    return done
+
+
+def _build(system: System, cfg: FrontierConfig, log) -> dict:
+    """The system's .onnx and system.json (kept when present)."""
+    folder = cfg.out / system.name
+    summary = folder / "system.json"
+    if summary.is_file() and (folder / "model.onnx").is_file():
+        return json.loads(summary.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    log(f"{system.name}: building")
+    began = time.perf_counter()
+    if system.family == "fp32":
+        record = _export(cfg.model, folder / "model.onnx", plan=None)
+    elif system.family == "ort":
+        record = _build_ort(system, cfg, folder)
+    elif system.family == "rtn":
+        record = _build_rtn(system, cfg, folder)
+    else:
+        record = _build_quantized(system, cfg, folder, log)
+    record.update({"name": system.name, "family": system.family, "settings": system.settings,
+                   "label": system.label, "build_seconds": round(time.perf_counter() - began, 1)})
+    atomic_write(summary, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _export(model_dir: Path, out: Path, plan: Path | None) -> dict:
+    """Float activations, no kernel choice: MatMulNBits at accuracy level 0 (PyTorch's numerics)."""
+    from speechmpq.export import ExportConfig, Source, export_onnx
+
+    began = time.perf_counter()
+    export_onnx(Source(model_dir=model_dir, plan=plan), out, ExportConfig(kernel_table="none"),
+                progress=False)
+    return {"export_seconds": round(time.perf_counter() - began, 1)}
+
+
+def _build_ort(system: System, cfg: FrontierConfig, folder: Path) -> dict:
+    import onnx
+
+    from speechmpq.export.ort_weight_only import quantize_weight_only, save, searched_matmuls, stored_bits
+
+    fp32_path = cfg.out / "fp32" / "model.onnx"
+    fp32 = onnx.load(str(fp32_path))
+    calibration = _calibration(cfg) if _uses(system.settings, "gptq") else None
+    began = time.perf_counter()
+    quantized = quantize_weight_only(fp32, system.settings, calibration)
+    seconds = time.perf_counter() - began
+    save(quantized, folder / "model.onnx")
+    fp32_export = json.loads((cfg.out / "fp32" / "system.json").read_text())["export_seconds"]
+    sizes = stored_bits(quantized, searched_matmuls(fp32))
+    record = {"stored_bits_per_weight": sizes["stored_bits_per_weight"], "average_bits": sizes["average_bits"],
+              "layer_bits": sizes["layer_bits"], "compression_seconds": round(fp32_export + seconds, 1)}
+    if _uses(system.settings, "gptq"):
+        record["codes_equal_rtn"] = _gptq_equals_rtn(fp32, quantized, system.settings["block"])
+    return record
+
+
+def _uses(spec: dict, algo: str) -> bool:
+    parts = spec["mix"].values() if "mix" in spec else [spec]
+    return any(p.get("algo") == algo for p in parts)
+
+
+def _calibration(cfg: FrontierConfig, utterances: int = 8) -> list[dict]:
+    """GPTQ's calibration feeds: the first training utterances, one window each, no cached frames."""
+    import numpy as np
+
+    from speechmpq.audio import load_audio
+    from speechmpq.datasets import read_dataset
+
+    feeds = []
+    for utterance in read_dataset(cfg.train)[:utterances]:
+        audio = load_audio(utterance.path, 16000).astype(np.float32)[None]
+        feeds.append({"input_values": audio, "cached_features": np.zeros((1, 0, _hidden(cfg)), np.float32)})
+    return feeds
+
+
+def _hidden(cfg: FrontierConfig) -> int:
+    return json.loads((cfg.model / "config.json").read_text())["hidden_size"]
+
+
+def _gptq_equals_rtn(fp32, gptq, block: int) -> float:
+    """Share of GPTQ's packed code bytes equal to onnxruntime RTN's at the same block (1.0: the same)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from speechmpq.export.ort_weight_only import quantize_weight_only
+
+    rtn = quantize_weight_only(fp32, {"algo": "rtn", "bits": 4, "block": block})
+
+    def codes(model):
+        initializers = {t.name: t for t in model.graph.initializer}
+        return np.concatenate([numpy_helper.to_array(initializers[n.input[1]]).ravel()
+                               for n in model.graph.node if n.op_type == "MatMulNBits"])
+
+    return float(np.mean(codes(gptq) == codes(rtn)))
+
+
+def _build_rtn(system: System, cfg: FrontierConfig, folder: Path) -> dict:
+    from speechmpq import bitplan
+    from speechmpq.jobs.frontier_stats import uniform_plan
+
+    settings = system.settings
+    plan = uniform_plan(cfg.model, settings["bits"], settings["granularity"], settings.get("group_size"))
+    atomic_write(folder / "bitplan.json", bitplan.dumps(plan))
+    record = _export(cfg.model, folder / "model.onnx", folder / "bitplan.json")
+    record.update(_plan_sizes(plan))
+    record["compression_seconds"] = record["export_seconds"]
+    return record
+
+
+def _plan_sizes(plan: dict) -> dict:
+    from speechmpq import bitplan
+
+    return {"stored_bits_per_weight": bitplan.stored_bits_per_weight(plan, containers=True),
+            "average_bits": bitplan.average_bits(plan["layers"]),
+            "layer_bits": {name: e["bits"] for name, e in plan["layers"].items() if e.get("searched", True)}}
+
+
+def _build_quantized(system: System, cfg: FrontierConfig, folder: Path, log) -> dict:
+    from speechmpq import bitplan
+    from speechmpq.jobs.frontier_stats import search_stats
+
+    run = folder / "run"
+    flags = []
+    for key, value in system.settings.items():
+        if value is True:
+            flags.append(f"--{key}")
+        elif isinstance(value, list | tuple):
+            flags += [f"--{key}", *map(str, value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    command = [sys.executable, "-m", "speechmpq", "quantize", "--model", str(cfg.model), "--data",
+               str(cfg.train), "--out", str(run), *flags, "--quiet"]
+    began = time.perf_counter()
+    with open(folder / "quantize.out", "a") as output:
+        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = (folder / "quantize.out").read_text().strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"{system.name}: speechmpq quantize failed: {tail[0]}")
+    seconds = time.perf_counter() - began
+    log(f"{system.name}: quantized in {seconds:.0f} s")
+    record = _export(run / "model", folder / "model.onnx", plan=None)
+    plan = bitplan.load(run / "model" / "bitplan.json")
+    record.update(_plan_sizes(plan))
+    record["compression_seconds"] = round(seconds + record["export_seconds"], 1)
+    record["stats"] = search_stats(cfg.model, run / "model")
+    return record
+
+
+def _judge(name: str, cfg: FrontierConfig, sets: dict, pools: dict, decoders: dict, log) -> dict:
+    from speechmpq.jobs.verdicts import decode_sets, judge
+
+    tsv_root = cfg.out / f"tsv_{cfg.role}"
+    models = {n: cfg.out / n / "model.onnx" for n in ("fp32", name)
+              if not (tsv_root / n / CORPORA[0] / DECODERS[0] / "utterances.tsv").is_file()}
+    if models:
+        results, _ = decode_sets(models, sets, decoders, tsv_root, pools, threads=cfg.threads)
+        for model_name, result in results.items():
+            atomic_write(tsv_root / model_name / "results.json", json.dumps(result, indent=1) + "\n")
+    record = {"results": json.loads((tsv_root / name / "results.json").read_text())}
+    if name != "fp32":
+        record["verdicts"] = judge(tsv_root, "fp32", name, list(CORPORA), list(DECODERS))
+        lossless = all(v["lossless"] for d in record["verdicts"].values() for v in d.values())
+        log(f"{name}: lossless on {cfg.role} {'yes' if lossless else 'NO'}")
+    return record
+
+
+def config_dict(cfg: FrontierConfig) -> dict:
+    data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items() if k != "systems"}
+    data["systems"] = [s.name for s in cfg.systems]
+    return data
