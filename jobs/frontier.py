@@ -106,15 +106,15 @@ def trained_systems() -> list[System]:
                   **{"target-bits": 3.0}, **TRAINING, **pass2),
     ]
     systems += [
-        _quantize(f"uniform-pt-{bits}b", "uniform", f"uniform QAT, {bits} bits, per-tensor steps (the paper's "
-                  "baseline)", bits=bits, **per_tensor, **TRAINING) for bits in (4, 3)]
+        _quantize(f"uniform-pt-{bits}b", "uniform", f"uniform QAT, {bits} bits, per-tensor steps "
+                  "(the paper's baseline)", bits=bits, **per_tensor, **TRAINING) for bits in (4, 3)]
     systems += [
         _quantize("two-stage-pt-3.0", "two-stage", "two-stage (Gumbel search, then QAT from FP32), target "
                   "3.0 code bits, per-tensor steps", **{"target-bits": 3.0}, **per_tensor, **TRAINING),
-        _quantize("one-stage-pt-3.0", "one-stage", "one-stage MPQ (the paper), target 3.0 code bits, per-tensor "
-                  "steps, + Pass 2", **{"target-bits": 3.0}, **per_tensor, **TRAINING, **pass2),
-        _quantize("one-stage-pt-2.5", "one-stage", "one-stage MPQ (the paper), target 2.5 code bits, per-tensor "
-                  "steps, + Pass 2", **{"target-bits": 2.5}, **per_tensor, **TRAINING, **pass2),
+        _quantize("one-stage-pt-3.0", "one-stage", "one-stage MPQ (the paper), target 3.0 code bits, "
+                  "per-tensor steps, + Pass 2", **{"target-bits": 3.0}, **per_tensor, **TRAINING, **pass2),
+        _quantize("one-stage-pt-2.5", "one-stage", "one-stage MPQ (the paper), target 2.5 code bits, "
+                  "per-tensor steps, + Pass 2", **{"target-bits": 2.5}, **per_tensor, **TRAINING, **pass2),
     ]
     return systems
 
@@ -228,7 +228,8 @@ def _build_ort(system: System, cfg: FrontierConfig, folder: Path) -> dict:
     save(quantized, folder / "model.onnx")
     fp32_export = json.loads((cfg.out / "fp32" / "system.json").read_text())["export_seconds"]
     sizes = stored_bits(quantized, searched_matmuls(fp32))
-    record = {"stored_bits_per_weight": sizes["stored_bits_per_weight"], "average_bits": sizes["average_bits"],
+    record = {"stored_bits_per_weight": sizes["stored_bits_per_weight"],
+              "average_bits": sizes["average_bits"],
               "layer_bits": sizes["layer_bits"], "compression_seconds": round(fp32_export + seconds, 1)}
     if _uses(system.settings, "gptq"):
         record["codes_equal_rtn"] = _gptq_equals_rtn(fp32, quantized, system.settings["block"])

@@ -44,7 +44,8 @@ def headline(systems: dict) -> dict:
             continue
         family = shown_family(record)
         if family not in best or record["stored_bits_per_weight"] < best[family]["stored_bits_per_weight"]:
-            best[family] = {"system": record["name"], "stored_bits_per_weight": record["stored_bits_per_weight"]}
+            best[family] = {"system": record["name"],
+                            "stored_bits_per_weight": record["stored_bits_per_weight"]}
     peers = [v for k, v in best.items() if k in (*PEER_FAMILIES, "hand mix")]
     result = {"lowest_lossless": best}
     if peers and "one-stage" in best:
@@ -68,7 +69,8 @@ def _stats_cell(record: dict) -> str:
         return "—"
     bits = ", ".join(f"{b}b {100 * s:.0f} %" for b, s in stats["bit_histogram"].items())
     return (f"{bits}; steps moved {100 * stats['step_movement']['median']:.1f} % (max "
-            f"{100 * stats['step_movement']['max']:.0f} %); codes ≠ RTN {100 * stats['codes_differ_from_rtn']:.1f} %")
+            f"{100 * stats['step_movement']['max']:.0f} %); "
+            f"codes ≠ RTN {100 * stats['codes_differ_from_rtn']:.1f} %")
 
 
 def table(systems: dict) -> list[str]:
@@ -110,7 +112,8 @@ def markdown(report: dict) -> str:
         sorted(top["lowest_lossless"].items(), key=lambda kv: kv[1]["stored_bits_per_weight"])) + "."]
     if "one_stage_over_best_peer" in top:
         lines.append(f"One-stage mixed precision's lossless point over the best peer's "
-                     f"({top['best_peer']['system']}): {top['one_stage_over_best_peer']:.2f}x lower stored bits.")
+                     f"({top['best_peer']['system']}): {top['one_stage_over_best_peer']:.2f}x lower "
+                     "stored bits.")
     else:
         lines.append("No one-stage plan is lossless on all four dev verdicts below every peer's point: "
                      "no ratio to report.")
@@ -132,7 +135,8 @@ def write_report(runs: Path, out: Path, command: str, machine: str | None = None
     test = json.loads(test_path.read_text()) if test_path.exists() else None
     if machine is None:
         facts = machine_facts()
-        machine = f"{facts['cpu']}, {facts['cores']} cores, onnxruntime {facts['versions'].get('onnxruntime')}"
+        machine = (f"{facts['cpu']}, {facts['cores']} cores, onnxruntime "
+                   f"{facts['versions'].get('onnxruntime')}")
     out = Path(out)
     report = {"command": command, "report_command": f"speechmpq frontier-report --runs {runs} --out {out}",
               "machine": machine, "date": datetime.date.today().isoformat(), "dev": dev, "test": test,
@@ -159,7 +163,7 @@ def plot_frontier(systems: dict, path: Path) -> None:
 
     figure, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
     rows = [r for r in systems.values() if r["family"] != "fp32"]
-    for (corpus, decoder), axis in zip([(c, d) for c in CORPORA for d in DECODERS], axes.flat):
+    for (corpus, decoder), axis in zip([(c, d) for c in CORPORA for d in DECODERS], axes.flat, strict=True):
         for family, (marker, color) in _STYLE.items():
             chosen = [r for r in rows if shown_family(r) == family]
             for filled in (True, False):
@@ -177,7 +181,7 @@ def plot_frontier(systems: dict, path: Path) -> None:
         axis.set_xlabel("stored bits per weight (codes + scales + zero points)")
         axis.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    unique = dict(zip(labels, handles, strict=True))
     figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=4, fontsize=8)
     figure.suptitle("Filled: lossless on that verdict (MAPSSWE, alpha 0.05); hollow: significantly worse")
     figure.tight_layout(rect=(0, 0.08, 1, 0.97))
@@ -197,7 +201,7 @@ def plot_bits(systems: dict, path: Path) -> None:
     plans = [r for r in systems.values() if r["family"] in ("uniform", "two-stage", "one-stage")]
     figure, axes = plt.subplots(max(len(plans), 1), 1, figsize=(10, 1.2 + 1.3 * max(len(plans), 1)),
                                 squeeze=False)
-    for axis, record in zip(axes.flat, plans):
+    for axis, record in zip(axes.flat, plans, strict=False):
         cells: dict = {}
         for name, bits in record["layer_bits"].items():
             match = _LAYER.search(name)

@@ -64,7 +64,8 @@ class QuantizeConfig:
     workers: int = -1  # data-loading processes (-1: 1 on CPU, up to 8 on CUDA)
     checkpoint_every: int = 50  # steps between checkpoints
     log_every: int = 10  # steps between log lines
-    # (kept last: checkpoints list fields in order) what target_bits and the window count: "code-bits" (the paper: the codes alone) or "stored-bits"
+    # (kept last: checkpoints list fields in order) what target_bits and the window count:
+    # "code-bits" (the paper: the codes alone) or "stored-bits"
     # (codes plus each weight's share of its float32 scales: bitplan.stored_bits_per_weight, the size
     # every frontier table uses; per group of G that is 32 / G more, per channel 32 / in)
     budget: str = "code-bits"

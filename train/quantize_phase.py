@@ -226,8 +226,9 @@ def train_phase(run: QuantizeRun, phase: str, steps: int, previous_state: dict |
     finished = time.time()
     if phase == "search":
         # the bits window is a hard budget only where bits are what the search pays for
-        state["window_repairs"] = (fit_bits_window(model, cfg.bits_window_range, cfg.budget == "stored-bits") if cfg.cost != "latency"
-                                   else 0)
+        stored = cfg.budget == "stored-bits"
+        state["window_repairs"] = (fit_bits_window(model, cfg.bits_window_range, stored)
+                                   if cfg.cost != "latency" else 0)
         if latencies is not None:
             from speechmpq.train.latency_cost import latency_summary
 

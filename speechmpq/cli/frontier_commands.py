@@ -32,7 +32,8 @@ def _cmd_frontier(args) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     done = run_frontier(cfg, log)
-    print(f"{len(done['systems'])} systems judged on the {args.role} sets: {cfg.out / f'verdicts_{args.role}.json'}")
+    where = cfg.out / f"verdicts_{args.role}.json"
+    print(f"{len(done['systems'])} systems judged on the {args.role} sets: {where}")
     return 0
 
 
@@ -64,7 +65,8 @@ def add_commands(commands) -> None:
     frontier.add_argument("--only", nargs="+", default=None, help="run only these systems")
     frontier.add_argument("--threads", type=int, default=2, help="onnxruntime threads while decoding")
     frontier.set_defaults(func=_cmd_frontier)
-    report = commands.add_parser("frontier-report", help="table (.md, .json) and plot (.png) of frontier runs")
+    report = commands.add_parser("frontier-report",
+                                 help="table (.md, .json) and plot (.png) of frontier runs")
     report.add_argument("--runs", required=True, type=Path, help="the frontier run folder")
     report.add_argument("--out", required=True, type=Path, help="OUT.md, OUT.json, OUT.png")
     report.add_argument("--command", required=True, help="the frontier command(s) that made the runs")

@@ -10,7 +10,8 @@ from speechmpq.jobs.frontier_report import headline, lossless, shown_family, sho
 
 
 def _verdicts(worse=()):
-    return {c: {d: {"utterances": 1500, "wer_reference": 0.5, "wer_candidate": 0.51 if (c, d) in worse else 0.5,
+    return {c: {d: {"utterances": 1500, "wer_reference": 0.5,
+                    "wer_candidate": 0.51 if (c, d) in worse else 0.5,
                     "p_value": 0.001 if (c, d) in worse else 0.6, "bootstrap_interval": [-0.01, 0.02],
                     "lossless": (c, d) not in worse} for d in DECODERS} for c in CORPORA}
 
@@ -24,11 +25,13 @@ def _record(name, family, stored, worse=(), stats=None, settings=None):
 
 
 SYSTEMS = {
-    "fp32": {"name": "fp32", "family": "fp32", "results": {c: {d: {"wer": 0.5} for d in DECODERS} for c in CORPORA}},
+    "fp32": {"name": "fp32", "family": "fp32",
+             "results": {c: {d: {"wer": 0.5} for d in DECODERS} for c in CORPORA}},
     "ort-a": _record("ort-a", "ort", 4.25),
     "ort-b": _record("ort-b", "ort", 3.0, worse=[("heldout-text", "greedy")]),
     "mix": _record("mix", "ort", 3.8, settings={"mix": {}}),
-    "one-a": _record("one-a", "one-stage", 3.2, stats={"equals_rtn": False, "bit_histogram": {"2": 0.5, "4": 0.5},
+    "one-a": _record("one-a", "one-stage", 3.2, stats={"equals_rtn": False,
+                                                       "bit_histogram": {"2": 0.5, "4": 0.5},
                                                        "step_movement": {"median": 0.1, "max": 0.5},
                                                        "codes_differ_from_rtn": 0.2}),
     "one-rtn": _record("one-rtn", "one-stage", 2.9, stats={"equals_rtn": True, "bit_histogram": {"4": 1.0},
@@ -56,7 +59,8 @@ def test_headline_ratio_is_best_peer_over_one_stage():
 def test_write_report_writes_table_json_and_plots(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
-    (runs / "verdicts_dev.json").write_text(json.dumps({"role": "dev", "chosen_on": None, "systems": SYSTEMS}))
+    dev = {"role": "dev", "chosen_on": None, "systems": SYSTEMS}
+    (runs / "verdicts_dev.json").write_text(json.dumps(dev))
     paths = write_report(runs, tmp_path / "frontier", "speechmpq frontier ...", machine="test machine")
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     text = (tmp_path / "frontier.md").read_text()

@@ -180,12 +180,14 @@ def test_a_stored_bits_budget_counts_the_scales_and_lands_in_its_window(tiny_cor
     out = tmp_path / "run"
     # stored bits of {2, 4, 8} codes in blocks of 16: {4, 6, 10}; the window [5, 6] allows only 4-bit codes
     assert _quantize(tiny_corpus, tiny_model, out, "--granularity", "per-group", "--group-size", "16",
-                     "--budget", "stored-bits", "--target-bits", "6.0", "--window", "1.0", "--steps", "4") == 0
+                     "--budget", "stored-bits", "--target-bits", "6.0", "--window", "1.0",
+                     "--steps", "4") == 0
     plan = bitplan.load(out / "bitplan.json")
     assert plan["budget"] == "stored-bits"
     assert 5.0 - 1e-9 <= bitplan.stored_bits_per_weight(plan) <= 6.0 + 1e-9
     with pytest.raises(ValueError, match="knapsack"):
-        QuantizeConfig(model="m", train_data="d", out="o", method="two-stage", search="kl", budget="stored-bits")
+        QuantizeConfig(model="m", train_data="d", out="o", method="two-stage", search="kl",
+                       budget="stored-bits")
     assert "budget" not in QuantizeConfig(model="m", train_data="d", out="o").to_dict()  # old runs resume
 
 
