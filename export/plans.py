@@ -26,10 +26,10 @@ def _module_weight(module) -> torch.Tensor:
 def rtn_weights(model, plan: dict) -> list[QuantizedWeight]:
     """Quantize ``model``'s planned weights (round to nearest, MSE step per tensor, channel or group),
     set the model's float weights to codes x scale, and return them as QuantizedWeight."""
-    group_size = plan.get("group_size")  # per-group plans only
     modules = dict(model.named_modules())
     weights = []
     for name, entry in plan["layers"].items():
+        group_size = bitplan_lib.layer_group_size(plan, entry)  # per-group plans only
         module = modules.get(name)
         if module is None or not hasattr(module, "weight"):
             raise SpeechmpqError(f"bit plan layer {name} is not in the model")

@@ -65,7 +65,8 @@ def load_source(source: Source) -> LoadedSource:
         raise SpeechmpqError(f"{source.model_dir} is already quantized; --plan, --plan-pattern "
                              f"and --peer need a float model")
     weights = [QuantizedWeight(name, entry["bits"], quantized.codes[name], quantized.scales[name],
-                               entry["kind"], entry.get("searched", True), quantized.plan.get("group_size"))
+                               entry["kind"], entry.get("searched", True),
+                               bitplan_lib.layer_group_size(quantized.plan, entry))
                for name, entry in quantized.plan["layers"].items()]
     return LoadedSource(model, vocab, do_normalize, weights, quantized.plan)
 

@@ -98,9 +98,10 @@ def trained_systems() -> list[System]:
     systems = [
         _quantize("uniform-g32-2b", "uniform", "uniform QAT, 2 bits, learned steps per block of 32",
                   bits=2, granularity="per-group", **{"group-size": 32}, **TRAINING),
-        _quantize("one-stage-g128-s3.0", "one-stage", "one-stage MPQ, learned steps per block of 128, budget "
-                  "3.0 stored bits, + Pass 2", granularity="per-group", **{"group-size": 128},
-                  budget="stored-bits", **{"target-bits": 3.0}, **TRAINING, **pass2),
+        *[_quantize(f"one-stage-pairs-s{target}", "one-stage", "one-stage MPQ over (bits, block) pairs "
+                    f"2/32, 4/128, 8/128, budget {target} stored bits, + Pass 2", granularity="per-group",
+                    candidates=[2, 4, 8], **{"group-sizes": [32, 128, 128]}, budget="stored-bits",
+                    **{"target-bits": target}, **TRAINING, **pass2) for target in (3.5, 3.0)],
         _quantize("one-stage-pc-s3.0", "one-stage", "one-stage MPQ, learned per-channel steps, budget 3.0 "
                   "stored bits, + Pass 2", granularity="per-channel", budget="stored-bits",
                   **{"target-bits": 3.0}, **TRAINING, **pass2),

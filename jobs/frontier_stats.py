@@ -40,12 +40,12 @@ def uniform_plan(model_dir: Path, bits: int, granularity: str, group_size: int |
 def search_stats(fp32_dir: Path, quantized_dir: Path) -> dict:
     import torch
 
+    from speechmpq import bitplan
     from speechmpq.train import load_model, read_quantized
     from speechmpq.train.quant import mse_step_size, quantize
 
     quantized = read_quantized(quantized_dir)
     plan = quantized.plan
-    group_size = plan.get("group_size")
     fp32 = dict(load_model(fp32_dir).named_modules())
     weights_at: Counter = Counter()
     layers_at: Counter = Counter()
@@ -53,7 +53,7 @@ def search_stats(fp32_dir: Path, quantized_dir: Path) -> dict:
     for name, entry in plan["layers"].items():
         if not entry.get("searched", True):
             continue
-        bits = entry["bits"]
+        bits, group_size = entry["bits"], bitplan.layer_group_size(plan, entry)
         weight = fp32[name].weight.detach().float()
         per_channel = entry["scale_shape"][0] != 1 and group_size is None
         initial = mse_step_size(weight, bits, per_channel, group_size=group_size)

@@ -51,7 +51,9 @@ class PipelineConfig:
     # (README "The demo model": 6 bits at 2e-4 lost on 3 of the 4 verdicts, at 2e-5 on 1, and 4 bits
     # per channel rounded to nearest with no training on none)
     lr: float = 2e-6
-    granularity: str = "per-channel"  # step sizes per output channel, or per tensor (the paper)
+    granularity: str = "per-channel"  # step sizes per output channel, per tensor (the paper) or per group
+    group_size: int | None = None  # per-group only: input weights sharing one step size
+    budget: str = "code-bits"  # what target_bits counts: code bits (the paper) or stored bits (+ scales)
     batch_seconds: float = 32.0  # audio per training batch
     repetitions: int = 2  # interleaved latency/memory measurements per model
     threads: int = 2  # onnxruntime threads for latency (and torch threads for training; 0: all)
@@ -72,10 +74,12 @@ class PipelineConfig:
                              f"test; more would overlap the dev corpora), not {self.verdict_utterances}")
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
-        from speechmpq.bitplan import ROW_GRANULARITIES
+        from speechmpq.train.quantize_config import BUDGETS
+        from speechmpq.train.supernet import SupernetConfig
 
-        if self.granularity not in ROW_GRANULARITIES:
-            raise ValueError(f"granularity must be per-tensor or per-channel, not {self.granularity!r}")
+        SupernetConfig(granularity=self.granularity, group_size=self.group_size)  # validates the pair
+        if self.budget not in BUDGETS:
+            raise ValueError(f"budget must be one of {BUDGETS}, not {self.budget!r}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), not {self.lr}")
         if self.steps < 10:
@@ -113,8 +117,8 @@ def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
 
 # settings that decide what the stages produce (resuming with other values would mix results)
 _RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "verdict_utterances", "target_bits",
-                    "steps", "pass2_steps", "lr", "granularity", "batch_seconds", "repetitions", "threads",
-                    "lm")
+                    "steps", "pass2_steps", "lr", "granularity", "group_size", "budget", "batch_seconds",
+                    "repetitions", "threads", "lm")
 
 
 def _check_settings(cfg: PipelineConfig) -> None:
@@ -158,7 +162,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     seconds["corpus"] = time.perf_counter() - t
 
     t = _stage(2, "quantize", f"one-stage MPQ of {cfg.model}, {cfg.steps} + {cfg.pass2_steps} steps, "
-               f"target {cfg.target_bits} bits, candidates 2/4/8, {cfg.granularity}, lr {cfg.lr:g}")
+               f"target {cfg.target_bits} {cfg.budget}, candidates 2/4/8, {cfg.granularity}"
+               f"{f' {cfg.group_size}' if cfg.group_size else ''}, lr {cfg.lr:g}")
     quantized = run_quantize(cfg, progress)
     seconds["quantize"] = time.perf_counter() - t
 
@@ -218,8 +223,9 @@ def run_quantize(cfg: PipelineConfig, progress: bool) -> dict:
         from speechmpq.train import QuantizeConfig, SupernetConfig, quantize_model
 
         qcfg = QuantizeConfig(model=cfg.model, train_data=cfg.out / "data" / "train", out=qrun,
-                              supernet=SupernetConfig(granularity=cfg.granularity),
-                              method="one-stage", target_bits=cfg.target_bits, steps=cfg.steps,
+                              supernet=SupernetConfig(granularity=cfg.granularity, group_size=cfg.group_size),
+                              method="one-stage", target_bits=cfg.target_bits, budget=cfg.budget,
+                              steps=cfg.steps,
                               pass2_steps=cfg.pass2_steps, lr=cfg.lr,
                               batch_seconds=cfg.batch_seconds, threads=cfg.threads, device="cpu")
         result = quantize_model(qcfg, progress=progress)

@@ -109,8 +109,11 @@ def markdown(result: dict) -> str:
         + ").", "",
         f"Model `{cfg['model']}`, one-stage MPQ ({cfg['steps']} steps of {cfg['batch_seconds']:g} s batches"
         + (f" + {cfg['pass2_steps']} Pass-2 steps" if cfg["pass2_steps"] else "") + ", "
-        f"weight lr {cfg.get('lr', 2e-4):g}, {cfg.get('granularity', 'per-tensor')} step sizes, "
-        f"target {cfg['target_bits']} bits, candidates 2/4/8) on {cfg['train_hours']} h of synthetic "
+        f"weight lr {cfg.get('lr', 2e-4):g}, {cfg.get('granularity', 'per-tensor')} step sizes"
+        + (f" in blocks of {cfg['group_size']}" if cfg.get("group_size") not in (None, "None") else "")
+        + f", target {cfg['target_bits']} "
+        f"{'stored bits' if cfg.get('budget') == 'stored-bits' else 'bits'}, candidates 2/4/8) on "
+        f"{cfg['train_hours']} h of synthetic "
         f"speech; WER on {cfg['test_utterances']} clean test utterances streamed through the runtime "
         "(greedy CTC, and with the LM decoder in the LM rows, each compared with FP32 decoded the same "
         "way; the model's recommended chunking); latency = model time per chunk and peak RSS in "

@@ -37,6 +37,10 @@ Per-group (format_version 2; linear layers only): a layer of shape [out, in] has
 row; dequantized weight = codes * scale repeated ``group_size`` times along the input axis. Plans
 without per-group layers are still written as format_version 1, byte for byte as before; readers
 accept 1 and 2, and a per-group plan claiming format_version 1 is invalid.
+
+Per-layer group sizes (format_version 3, per-group plans only): a layer entry may carry its own
+"group_size" (a search over (bits, block) pairs, e.g. 2 bits in blocks of 32 or 4 bits in blocks of
+128); entries without one use the plan's. ``layer_group_size(plan, entry)`` is the one reader.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ import math
 from pathlib import Path
 
 FORMAT = "speechmpq.bitplan"
-FORMAT_VERSION = 2  # the newest this reads; plans without per-group layers are written as 1
+FORMAT_VERSION = 3  # the newest this reads; plans without per-group layers are written as 1
 GROUP_FORMAT_VERSION = 2  # the first format_version with "per-group"
+LAYER_GROUP_FORMAT_VERSION = 3  # the first with a group_size per layer entry
 ROW_GRANULARITIES = ("per-tensor", "per-channel")  # format_version 1: one scale per tensor or row
 GRANULARITIES = (*ROW_GRANULARITIES, "per-group")
 METHODS = ("one-stage", "two-stage", "uniform")
@@ -94,8 +99,10 @@ def make_plan(layers: dict[str, dict], method: str, candidates: list[int], granu
     """A validated plan; ``group_size`` is given for (and only for) per-group plans."""
     searched = [e for e in layers.values() if e.get("searched", True)]
     grouped = granularity == "per-group"
+    version = (LAYER_GROUP_FORMAT_VERSION if any("group_size" in e for e in layers.values())
+               else GROUP_FORMAT_VERSION if grouped else 1)
     plan = {
-        "format": FORMAT, "format_version": GROUP_FORMAT_VERSION if grouped else 1, "method": method,
+        "format": FORMAT, "format_version": version, "method": method,
         "candidates": sorted(int(b) for b in candidates), "granularity": granularity,
         **({"group_size": group_size} if grouped or group_size is not None else {}),
         "symmetric": True, "target_bits": target_bits, "window": window,
@@ -161,8 +168,12 @@ def validate(plan: object) -> dict:
             if (not isinstance(dims, list) or not dims
                     or not all(isinstance(d, int) and d >= 1 for d in dims)):
                 _fail(f"layer {name!r}: {label} must be a list of positive integers")
+        if "group_size" in entry and (not grouped or version < LAYER_GROUP_FORMAT_VERSION
+                                      or not valid_group_size(entry["group_size"])):
+            _fail(f"layer {name!r}: a group_size per layer needs a per-group plan of format_version "
+                  f"{LAYER_GROUP_FORMAT_VERSION} and a power of two >= 16, got {entry['group_size']!r}")
         if grouped:
-            _check_group_layer(name, entry, plan["group_size"])
+            _check_group_layer(name, entry, layer_group_size(plan, entry))
             continue
         if len(scale_shape) != len(shape) or any(
                 s not in (1, d) for s, d in zip(scale_shape, shape, strict=True)):
@@ -176,6 +187,12 @@ def validate(plan: object) -> dict:
     if not isinstance(average, int | float) or abs(average - average_bits(layers)) > 1e-4:
         _fail(f"average_bits {average!r} does not match the layers ({average_bits(layers):.6f})")
     return plan
+
+
+def layer_group_size(plan: dict, entry: dict) -> int | None:
+    """The input weights per scale of one layer: its own group_size, else the plan's (None unless
+    per-group)."""
+    return entry.get("group_size", plan.get("group_size"))
 
 
 def _check_group_layer(name: str, entry: dict, group_size: int) -> None:

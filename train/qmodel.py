@@ -103,7 +103,8 @@ def read_quantized(model_dir: str | Path) -> QuantizedModel:
     for name, entry in plan["layers"].items():
         layer_codes, scale = _integer_weight(model_dir, name, entry, tensors, name in modules)
         strip_weight_norm(modules[name])
-        tensors[f"{name}.weight"] = dequantize(layer_codes, scale.to(torch.float32), plan.get("group_size"))
+        tensors[f"{name}.weight"] = dequantize(layer_codes, scale.to(torch.float32),
+                                               bitplan_lib.layer_group_size(plan, entry))
         codes[name], scales[name] = layer_codes.numpy(), scale.numpy().astype(np.float32)
     try:
         model.load_state_dict(tensors, strict=True)

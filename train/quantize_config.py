@@ -98,6 +98,8 @@ class QuantizeConfig:
             raise ValueError(f"budget must be one of {BUDGETS}, got {self.budget!r}")
         elif self.budget == "stored-bits" and self.method == "two-stage" and self.search == "kl":
             raise ValueError("two-stage kl's knapsack counts code bits: use --budget code-bits")
+        if self.supernet.group_sizes is not None and self.method == "two-stage" and self.search == "kl":
+            raise ValueError("two-stage kl measures one group size per layer: no --group-sizes")
         elif not low <= self.target_bits <= high + (32.0 if self.budget == "stored-bits" else 0.0):
             raise ValueError(f"target_bits {self.target_bits} is outside the candidates' range "
                              f"{low}..{high}")

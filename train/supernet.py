@@ -41,6 +41,9 @@ class SupernetConfig:
     # per-group only: input weights of a row sharing one step size (a power of two >= 16; every
     # selected layer must be an nn.Linear whose in_features it divides)
     group_size: int | None = None
+    # per-group only: one group size per candidate, in the order given ((bits, block) pairs, e.g.
+    # candidates (2, 4, 8) with group_sizes (32, 128, 128)); group_size is then their smallest
+    group_sizes: tuple[int, ...] | None = None
     learn_steps: bool = True  # step sizes trainable (LSQ) after their MSE initialisation
     logit_init: tuple[float, ...] | None = None  # per candidate; None: 0 ... 0, 0.02 on the widest
     # Ordered map, first match wins: exact module name or "re:<pattern>" -> "search", "fp" or a
@@ -48,6 +51,18 @@ class SupernetConfig:
     layers: dict = field(default_factory=lambda: {TRANSFORMER_LINEARS: "search"})
 
     def __post_init__(self):
+        if self.group_sizes is not None:
+            if len(self.group_sizes) != len(self.candidates):
+                raise ValueError("group_sizes needs one group size per candidate")
+            if not all(bitplan.valid_group_size(g) for g in self.group_sizes):
+                raise ValueError(f"group_sizes must be powers of two >= 16, got {self.group_sizes}")
+            if self.granularity != "per-group":
+                raise ValueError("group_sizes is for per-group only")
+            pairs = sorted(zip((int(b) for b in self.candidates), self.group_sizes, strict=True))
+            self.candidates, self.group_sizes = tuple(b for b, _ in pairs), tuple(g for _, g in pairs)
+            if self.group_size not in (None, min(self.group_sizes)):
+                raise ValueError("with group_sizes, group_size is their smallest (or left out)")
+            self.group_size = min(self.group_sizes)
         self.candidates = tuple(sorted(int(b) for b in self.candidates))
         if not self.candidates or len(set(self.candidates)) != len(self.candidates):
             raise ValueError(f"candidates must be distinct bit widths, got {self.candidates}")
@@ -80,6 +95,10 @@ class SupernetConfig:
         data["candidates"], data["logit_init"] = list(self.candidates), list(self.logit_init)
         if self.group_size is None:  # run configs from before per-group compare equal on resume
             del data["group_size"]
+        if self.group_sizes is None:
+            del data["group_sizes"]
+        else:
+            data["group_sizes"] = list(self.group_sizes)
         return data
 
     @classmethod
@@ -87,7 +106,15 @@ class SupernetConfig:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown SupernetConfig fields: {sorted(unknown)}")
+        if data.get("group_sizes") is not None:
+            data = {**data, "group_sizes": tuple(data["group_sizes"])}
         return cls(**data)
+
+    def group_size_of(self, bits: int) -> int | None:
+        """The group size a layer at ``bits`` uses (its pair's, where pairs are given)."""
+        if self.group_sizes is not None and bits in self.candidates:
+            return self.group_sizes[self.candidates.index(bits)]
+        return self.group_size
 
 
 class WeightQuantizer(nn.Module):
@@ -95,15 +122,22 @@ class WeightQuantizer(nn.Module):
 
     def __init__(self, weight: torch.Tensor, candidates: tuple[int, ...], per_channel: bool,
                  learn_steps: bool, logit_init: tuple[float, ...] | None, searched: bool,
-                 group_size: int | None = None):
+                 group_size: int | None = None, group_sizes: tuple[int, ...] | None = None):
         super().__init__()
         self.candidates = tuple(candidates)
         self.per_channel = per_channel
         self.group_size = group_size  # per group: steps (n, out, in / G)
+        # (bits, block) pairs: candidate i quantizes in blocks of group_sizes[i]; its steps are kept at
+        # the finest group size G and averaged over each of its blocks (effective_steps), so steps
+        # stays one (n, out, in / G) tensor
+        self.group_sizes = tuple(group_sizes) if group_sizes is not None else None
+        self.layer_group_sizes = self.group_sizes is not None  # the plan records each layer's
         self.searched = searched
         self.weight_numel = weight.numel()
-        steps = torch.stack([mse_step_size(weight, bits, per_channel, group_size=group_size)
-                             for bits in self.candidates])
+        sizes = self.group_sizes or (group_size,) * len(self.candidates)
+        steps = torch.stack([_repeat_blocks(mse_step_size(weight, bits, per_channel, group_size=size),
+                                            size, group_size)
+                             for bits, size in zip(self.candidates, sizes, strict=True)])
         self.steps = nn.Parameter(steps, requires_grad=learn_steps)  # (n, out or 1, 1, ...) or (n, out, in/G)
         self.logits = (nn.Parameter(torch.tensor(logit_init, dtype=torch.float32))
                        if len(self.candidates) > 1 else None)
@@ -122,24 +156,59 @@ class WeightQuantizer(nn.Module):
         # Exactly one-hot forward (hard + 0), soft gradient backward.
         return hard + (soft - soft.detach())
 
+    def effective_steps(self) -> torch.Tensor:
+        """(n, *scale_shape): each candidate's steps, constant over each of its blocks."""
+        if self.group_sizes is None:
+            return self.steps
+        return torch.stack([_repeat_blocks(_block_means(self.steps[i], size, self.group_size), size,
+                                           self.group_size)
+                            for i, size in enumerate(self.group_sizes)])
+
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.logits is None:
-            return fake_quant_ste(weight, self.steps[0], self.candidates[0], group_size=self.group_size)
+            return fake_quant_ste(weight, self.effective_steps()[0], self.candidates[0],
+                                  group_size=self.group_size)
         probs = self.probabilities().view((-1,) + (1,) * weight.dim())
         # (n, *W.shape): every candidate's quantized weight; the one-hot mix picks one exactly.
-        candidates = fake_quant_candidates_ste(weight, self.steps, self.candidates,
+        candidates = fake_quant_candidates_ste(weight, self.effective_steps(), self.candidates,
                                                group_size=self.group_size)
         return (probs * candidates).sum(0)
 
     def chosen_index(self) -> int:
         return 0 if self.logits is None else int(self.logits.argmax())
 
-    def expected_bits(self) -> torch.Tensor:
-        """E[bits] under softmax(logits): differentiable, for the size term."""
-        bits = torch.tensor(self.candidates, dtype=torch.float32, device=self.steps.device)
+    def scale_bits(self) -> list[float]:
+        """Per candidate: bits of float32 scales stored per weight (32 / G per group of G)."""
+        if self.group_sizes is not None:
+            return [32.0 / size for size in self.group_sizes]
+        return [32.0 * self.steps[0].numel() / self.weight_numel] * len(self.candidates)
+
+    def expected_bits(self, stored: bool = False) -> torch.Tensor:
+        """E[bits] under softmax(logits): differentiable, for the size term (``stored``: plus each
+        candidate's scales per weight)."""
+        values = [b + (s if stored else 0.0) for b, s in zip(self.candidates, self.scale_bits(), strict=True)]
+        bits = torch.tensor(values, dtype=torch.float32, device=self.steps.device)
         if self.logits is None:
             return bits[0]
         return (torch.softmax(self.logits, dim=0) * bits).sum()
+
+    def hard_bits(self, stored: bool = False) -> float:
+        index = self.chosen_index()
+        return self.candidates[index] + (self.scale_bits()[index] if stored else 0.0)
+
+
+def _block_means(steps: torch.Tensor, size: int, finest: int) -> torch.Tensor:
+    """(out, in / finest) steps -> (out, in / size): the mean over each block of ``size``."""
+    if size == finest:
+        return steps
+    return steps.unflatten(-1, (-1, size // finest)).mean(-1)
+
+
+def _repeat_blocks(steps: torch.Tensor, size: int | None, finest: int | None) -> torch.Tensor:
+    """(out, in / size) steps -> (out, in / finest), each repeated over the finer blocks it covers."""
+    if size is None or size == finest:
+        return steps
+    return steps.repeat_interleave(size // finest, dim=-1)
 
 
 def quantizers(model: nn.Module) -> dict[str, WeightQuantizer]:
@@ -190,13 +259,20 @@ def prepare_supernet(model: nn.Module, cfg: SupernetConfig) -> dict[str, str | i
         strip_weight_norm(module)  # the positional conv: quantize its effective weight
         searched = setting == "search"
         candidates = cfg.candidates if searched else (int(setting),)
+        largest = max(cfg.group_sizes or (cfg.group_size or 1,))
         if cfg.group_size is not None and not (isinstance(module, nn.Linear)
-                                               and module.in_features % cfg.group_size == 0):
+                                               and module.in_features % largest == 0):
             raise ValueError(f"{name}: per-group step sizes need an nn.Linear whose in_features is a "
-                             f"multiple of group_size {cfg.group_size}")
+                             f"multiple of group_size {largest}")
+        if cfg.group_sizes is not None and searched:
+            group_size, group_sizes = cfg.group_size, cfg.group_sizes
+        else:  # a fixed width keeps its pair's block (or the plan's)
+            group_size = cfg.group_size_of(candidates[0]) if cfg.group_sizes else cfg.group_size
+            group_sizes = None
         quantizer = WeightQuantizer(module.weight.detach(), candidates,
                                     cfg.granularity == "per-channel", cfg.learn_steps,
-                                    cfg.logit_init if searched else None, searched, cfg.group_size)
+                                    cfg.logit_init if searched else None, searched, group_size, group_sizes)
+        quantizer.layer_group_sizes = cfg.group_sizes is not None
         parametrize.register_parametrization(module, "weight", quantizer.to(module.weight.device),
                                              unsafe=True)
     return resolved
@@ -205,8 +281,12 @@ def prepare_supernet(model: nn.Module, cfg: SupernetConfig) -> dict[str, str | i
 def _reduce_to(quantizer: WeightQuantizer, index: int) -> WeightQuantizer:
     """Same quantizer with one candidate left (its step size kept)."""
     quantizer.candidates = (quantizer.candidates[index],)
-    quantizer.steps = nn.Parameter(quantizer.steps.data[index: index + 1].clone(),
-                                   requires_grad=quantizer.steps.requires_grad)
+    steps = quantizer.steps.data[index: index + 1].clone()
+    if quantizer.group_sizes is not None:  # keep the chosen pair's steps at its own block size
+        size = quantizer.group_sizes[index]
+        steps = _block_means(steps[0], size, quantizer.group_size)[None].clone()
+        quantizer.group_size, quantizer.group_sizes = size, None
+    quantizer.steps = nn.Parameter(steps, requires_grad=quantizer.steps.requires_grad)
     quantizer.logits = None
     quantizer.noise = None
     return quantizer
@@ -263,9 +343,8 @@ def bits_summary(model: nn.Module, stored: bool = False) -> dict:
         return {"expected": None, "hard": None}
     sizes = {n: q.weight_numel for n, q in table.items()}
     total = sum(sizes.values())
-    scales = {n: (32 * q.steps[0].numel() / q.weight_numel if stored else 0.0) for n, q in table.items()}
-    expected = sum((q.expected_bits() + scales[n]) * sizes[n] for n, q in table.items()) / total
-    hard = sum((q.candidates[q.chosen_index()] + scales[n]) * sizes[n] for n, q in table.items()) / total
+    expected = sum(q.expected_bits(stored) * sizes[n] for n, q in table.items()) / total
+    hard = sum(q.hard_bits(stored) * sizes[n] for n, q in table.items()) / total
     return {"expected": expected, "hard": hard}
 
 
@@ -275,11 +354,18 @@ def plan_layers(model: nn.Module) -> dict[str, dict]:
     entries = {}
     for name, quantizer in quantizers(model).items():
         weight = float_weight(modules[name])
-        scale_shape = list(quantizer.steps.shape[1:])
-        entries[name] = {"bits": quantizer.candidates[quantizer.chosen_index()],
+        index = quantizer.chosen_index()
+        if quantizer.group_sizes is not None:  # still searching: the chosen pair's block
+            size = quantizer.group_sizes[index]
+            scale_shape = [weight.shape[0], weight.shape[1] // size]
+        else:
+            scale_shape, size = list(quantizer.steps.shape[1:]), quantizer.group_size
+        entries[name] = {"bits": quantizer.candidates[index],
                          "kind": "linear" if isinstance(modules[name], nn.Linear) else "conv1d",
                          "shape": list(weight.shape), "scale_shape": scale_shape,
                          "searched": quantizer.searched}
+        if quantizer.layer_group_sizes:
+            entries[name]["group_size"] = size
     return entries
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechmpq.bitplan import GRANULARITIES, ROW_GRANULARITIES
+from speechmpq.bitplan import GRANULARITIES
 from speechmpq.errors import SpeechmpqError
 
 
@@ -90,6 +90,7 @@ def _cmd_quantize(args) -> int:
 
     supernet = SupernetConfig(
         candidates=tuple(args.candidates), granularity=args.granularity, group_size=args.group_size,
+        group_sizes=tuple(args.group_sizes) if args.group_sizes else None,
         learn_steps=not args.fixed_steps, layers=_layer_rules(args.layer, not args.no_default_layers))
     cfg = QuantizeConfig(
         model=args.model, train_data=args.data, out=args.out, method=args.method, bits=args.bits,
@@ -126,7 +127,8 @@ def _cmd_pipeline(args) -> int:
                          test_utterances=args.test_utterances, verdict_utterances=args.verdict_utterances,
                          target_bits=args.target_bits,
                          steps=args.steps, pass2_steps=args.pass2_steps, lr=args.lr,
-                         granularity=args.granularity, repetitions=args.repetitions,
+                         granularity=args.granularity, group_size=args.group_size, budget=args.budget,
+                         repetitions=args.repetitions,
                          threads=args.threads, lm=args.lm,
                          fresh=args.fresh, extra={"argv": args.argv})
     result = run_pipeline(cfg, progress=not args.quiet)
@@ -249,6 +251,9 @@ def _add_quantize(commands) -> None:
     quant.add_argument("--group-size", type=int, default=None,
                        help="per-group: input weights sharing one step size (32, 64, 128: a power of "
                             "two >= 16 dividing every selected layer's input size)")
+    quant.add_argument("--group-sizes", type=int, nargs="+", default=None,
+                       help="per-group: one group size per --candidates entry, in the same order "
+                            "((bits, block) pairs, e.g. --candidates 2 4 8 --group-sizes 32 128 128)")
     quant.add_argument("--fixed-steps", action="store_true",
                        help="keep the MSE-initialised step sizes (no LSQ learning)")
     quant.add_argument("--layer", action="append", default=[], metavar="NAME=SETTING",
@@ -305,8 +310,11 @@ def _add_pipeline(commands) -> None:
     pipe.add_argument("--pass2-steps", type=int, default=40, help="then fine-tune with the bits fixed")
     pipe.add_argument("--lr", type=float, default=2e-6,
                       help="peak learning rate of weights and step sizes (quantize's default is 2e-4)")
-    pipe.add_argument("--granularity", default="per-channel", choices=ROW_GRANULARITIES,
-                      help="one step size per output channel, or per weight matrix (the paper)")
+    pipe.add_argument("--granularity", default="per-channel", choices=GRANULARITIES,
+                      help="one step size per output channel, per weight matrix (the paper) or per group")
+    pipe.add_argument("--group-size", type=int, default=None, help="per-group: input weights per step size")
+    pipe.add_argument("--budget", default="code-bits", choices=["code-bits", "stored-bits"],
+                      help="what --target-bits counts: the codes alone, or codes plus the scales' share")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
     pipe.add_argument("--threads", type=int, default=2, help="threads for training and latency")
     pipe.add_argument("--lm", default="auto",

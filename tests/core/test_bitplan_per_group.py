@@ -50,7 +50,7 @@ def _broken(change):
 
 @pytest.mark.parametrize("change, message", [
     (lambda p: p.update(format_version=1), "needs format_version 2"),
-    (lambda p: p.update(format_version=3), "newer"),
+    (lambda p: p.update(format_version=4), "newer"),
     (lambda p: p.pop("group_size"), "group_size must be a power of two"),
     (lambda p: p.update(group_size=48), "group_size must be a power of two"),
     (lambda p: p.update(group_size=8), "group_size must be a power of two"),
