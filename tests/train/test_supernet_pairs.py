@@ -32,7 +32,8 @@ def test_pairs_are_sorted_together_and_checked():
     assert "group_sizes" not in SupernetConfig().to_dict()  # older run configs resume unchanged
     for bad in ({"group_sizes": (16,)}, {"group_sizes": (16, 24)}, {"granularity": "per-channel"}):
         with pytest.raises(ValueError):
-            SupernetConfig(**{"candidates": (2, 4), "granularity": "per-group", "group_sizes": (16, 32), **bad})
+            SupernetConfig(**{"candidates": (2, 4), "granularity": "per-group", "group_sizes": (16, 32),
+                              **bad})
 
 
 def test_each_candidate_quantizes_in_its_own_blocks():
@@ -92,7 +93,8 @@ def test_the_plan_and_saved_model_carry_each_layers_block(mixed):
 
 def test_the_graph_dequantizes_each_layer_in_its_blocks_and_ort_agrees(mixed):
     model, plan, model_dir, path = mixed
-    export_onnx(Source(model_dir=model_dir), path / "m.onnx", ExportConfig(kernel_table="none"), progress=False)
+    export_onnx(Source(model_dir=model_dir), path / "m.onnx", ExportConfig(kernel_table="none"),
+                progress=False)
     graph = onnx.load(str(path / "m.onnx"))
     blocks = sorted({a.i for n in graph.graph.node if n.op_type == "DequantizeLinear"
                      for a in n.attribute if a.name == "block_size"})
