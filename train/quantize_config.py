@@ -69,6 +69,9 @@ class QuantizeConfig:
     # (codes plus each weight's share of its float32 scales: bitplan.stored_bits_per_weight, the size
     # every frontier table uses; per group of G that is 32 / G more, per channel 32 / in)
     budget: str = "code-bits"
+    # peak learning rate of the step sizes (None: lr, as for the weights); e.g. lr 2e-6 with step_lr
+    # 2e-4 learns the steps (and so the rounding) with the weights nearly frozen
+    step_lr: float | None = None
 
     def __post_init__(self):
         self.model, self.train_data, self.out = Path(self.model), Path(self.train_data), Path(self.out)
@@ -115,6 +118,8 @@ class QuantizeConfig:
                      "tau_start", "tau_end"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.step_lr is not None and not self.step_lr > 0:
+            raise ValueError(f"step_lr must be positive, got {self.step_lr}")
         for name in ("kl_weight", "ctc_weight", "size_weight", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -155,6 +160,8 @@ class QuantizeConfig:
         data["supernet"] = self.supernet.to_dict()
         if self.budget == "code-bits":  # runs from before the stored-bits budget compare equal on resume
             del data["budget"]
+        if self.step_lr is None:
+            del data["step_lr"]
         return data
 
     @classmethod

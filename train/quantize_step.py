@@ -112,7 +112,7 @@ def build_optimizer(model, cfg: QuantizeConfig, steps: int):
         groups[key].append(parameter)
     optimizer = torch.optim.AdamW([
         {"params": groups["weights"], "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-        {"params": groups["steps"], "lr": cfg.lr, "weight_decay": 0.0},
+        {"params": groups["steps"], "lr": cfg.step_lr or cfg.lr, "weight_decay": 0.0},
         {"params": groups["logits"], "lr": cfg.logits_lr, "weight_decay": 0.0, "betas": (0.9, 0.999)},
     ], lr=cfg.lr, betas=(0.9, 0.98))  # fmt: skip
     warmup_steps = int(round(cfg.warmup_ratio * steps))

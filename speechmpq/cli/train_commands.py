@@ -94,7 +94,7 @@ def _cmd_quantize(args) -> int:
         learn_steps=not args.fixed_steps, layers=_layer_rules(args.layer, not args.no_default_layers))
     cfg = QuantizeConfig(
         model=args.model, train_data=args.data, out=args.out, method=args.method, bits=args.bits,
-        target_bits=args.target_bits, budget=args.budget, bits_window=args.window, search=args.search,
+        target_bits=args.target_bits, budget=args.budget, step_lr=args.step_lr, bits_window=args.window, search=args.search,
         supernet=supernet,
         steps=args.steps, pass2_steps=args.pass2_steps, stop_at_step=args.stop_at_step,
         batch_seconds=args.batch_seconds, max_utterance_seconds=args.max_utterance_seconds,
@@ -270,6 +270,9 @@ def _add_quantize(commands) -> None:
     quant.add_argument("--min-batch-utterances", type=int, default=1,
                        help="skip smaller global batches (at least the number of processes)")
     quant.add_argument("--lr", type=float, default=2e-4, help="weights and step sizes")
+    quant.add_argument("--step-lr", type=float, default=None,
+                       help="step sizes only (default: --lr); a larger one learns the rounding with the "
+                       "weights nearly frozen")
     quant.add_argument("--logits-lr", type=float, default=1e-2, help="bit-choice logits")
     quant.add_argument("--warmup-ratio", type=float, default=0.1)
     quant.add_argument("--kl-weight", type=float, default=1.0, help="beta")

@@ -195,3 +195,17 @@ def bitplan_summary(model, stored):
     from speechmpq.train.supernet import bits_summary
 
     return bits_summary(model, stored)
+
+
+def test_the_step_sizes_may_learn_at_their_own_rate():
+    from speechmpq.train.quantize_step import build_optimizer
+
+    model = build_model("tiny", seed=0)
+    prepare_supernet(model, SupernetConfig())
+    cfg = QuantizeConfig(model="m", train_data="d", out="o", lr=2e-6, step_lr=2e-4)
+    optimizer, _ = build_optimizer(model, cfg, steps=10)
+    weights, steps, _ = optimizer.param_groups
+    assert weights["initial_lr"] == 2e-6 and steps["initial_lr"] == 2e-4 and steps["params"]
+    assert "step_lr" not in QuantizeConfig(model="m", train_data="d", out="o").to_dict()
+    with pytest.raises(ValueError, match="step_lr"):
+        QuantizeConfig(model="m", train_data="d", out="o", step_lr=0.0)
