@@ -94,7 +94,8 @@ def _cmd_quantize(args) -> int:
         learn_steps=not args.fixed_steps, layers=_layer_rules(args.layer, not args.no_default_layers))
     cfg = QuantizeConfig(
         model=args.model, train_data=args.data, out=args.out, method=args.method, bits=args.bits,
-        target_bits=args.target_bits, budget=args.budget, step_lr=args.step_lr, bits_window=args.window, search=args.search,
+        target_bits=args.target_bits, budget=args.budget, step_lr=args.step_lr, bits_window=args.window,
+        search=args.search,
         supernet=supernet,
         steps=args.steps, pass2_steps=args.pass2_steps, stop_at_step=args.stop_at_step,
         batch_seconds=args.batch_seconds, max_utterance_seconds=args.max_utterance_seconds,
