@@ -328,3 +328,58 @@ def verdicts(res: Results) -> str:
         f"(`{PIPELINE}`, {res.json(PIPELINE)['date']}); LM: `{report['lm']}`.", "",
         table(header, rows, right={2, 3, 4, 5, 6}), "",
         f"Lossless on every corpus and decoder: **{'yes' if report['lossless'] else 'no'}**."])
+
+
+# --- the frontier: mixed precision against what a user would run instead -------------------------
+
+FRONTIER = "results/frontier_demo.json"
+
+
+def _lossless(record: dict) -> bool:
+    return all(v["lossless"] for per in record["verdicts"].values() for v in per.values())
+
+
+@block("frontier", FRONTIER)
+def frontier(res: Results) -> str:
+    report = res.json(FRONTIER)
+    head, dev = report["headline_dev"], report["dev"]["systems"]
+    best = sorted(head["lowest_lossless"].items(), key=lambda kv: kv[1]["stored_bits_per_weight"])
+    families = "; ".join(f"{family} {v['stored_bits_per_weight']:.2f} (`{v['system']}`)"
+                         for family, v in best)
+    trained = [r for r in dev.values() if r["family"] == "one-stage"]
+    rtn_like = [r["name"] for r in trained if r.get("stats", {}).get("equals_rtn")]
+    one_stage = head["lowest_lossless"].get("one-stage")
+    if one_stage and "one_stage_over_best_peer" in head:
+        ratio = head["one_stage_over_best_peer"]
+        verdict = (f"one-stage mixed precision's lowest lossless point is {ratio:.2f}x "
+                   f"{'below' if ratio > 1 else 'above'} the best peer's "
+                   f"(`{head['best_peer']['system']}`, "
+                   f"{head['best_peer']['stored_bits_per_weight']:.2f} bits)")
+    else:
+        verdict = "no one-stage plan is lossless on all four dev verdicts"
+    lowest = min((r["stored_bits_per_weight"] for r in dev.values()
+                  if r["family"] != "fp32" and _lossless(r)), default=None)
+    lines = [
+        f"- **Against what a user would run instead** ({len(dev) - 1} systems, "
+        f"`{FRONTIER.replace('.json', '.md')}`"
+        f"; size = stored bits per weight over the 36 searched matrices, codes + scales + zero points). "
+        f"Lowest stored bits lossless on all four dev verdicts, per family: {families}. So {verdict}.",
+        f"- **The 3-bit target is {'met' if lowest is not None and lowest <= 3.0 else 'not met'}:** "
+        + (f"the lowest lossless point of any method is {lowest:.2f} stored bits per weight."
+           if lowest is not None else "no method is lossless on all four dev verdicts."),
+    ]
+    if rtn_like:
+        lines.append(f"- Trained one-stage plans equal to round to nearest of their own plan (so counted as "
+                     f"RTN): {', '.join(f'`{n}`' for n in rtn_like)}.")
+    test = report.get("test")
+    if test:
+        cells = []
+        for name, record in test["systems"].items():
+            if record["family"] == "fp32":
+                continue
+            failed_on = [f"{c} {d}" for c, per in record["verdicts"].items() for d, v in per.items()
+                         if not v["lossless"]]
+            cells.append(f"`{name}` ({record['stored_bits_per_weight']:.2f} bits) "
+                         + ("lossless on all four" if not failed_on else "NO on " + ", ".join(failed_on)))
+        lines.append(f"- **Test verdicts** (finalists only, settings chosen on dev): {'; '.join(cells)}.")
+    return "\n".join(lines)
