@@ -107,24 +107,8 @@ def _config(nbits, part: dict, calibration):
         return nbits.KQuantWeightOnlyQuantConfig()
     if not calibration:
         raise ValueError("gptq needs calibration feeds")
-    return nbits.GPTQWeightOnlyQuantConfig(calibration_data_reader=_Reader(calibration), block_size=block)
-
-
-class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over a list of feed dicts (deep-copied by GPTQ:
-    a list, not a generator)."""
-
-    def __init__(self, feeds: list[dict]):
-        self.feeds, self.position = list(feeds), 0
-
-    def get_next(self):
-        if self.position >= len(self.feeds):
-            return None
-        self.position += 1
-        return self.feeds[self.position - 1]
-
-    def rewind(self):
-        self.position = 0
+    # GPTQ deep-copies the reader and iterates over it: a list of feed dicts, not a generator
+    return nbits.GPTQWeightOnlyQuantConfig(calibration_data_reader=list(calibration), block_size=block)
 
 
 def stored_bits(model: onnx.ModelProto, searched: list[str]) -> dict:

@@ -172,13 +172,20 @@ def run_frontier(cfg: FrontierConfig, log=print) -> dict:
     done = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {
         "role": cfg.role, "chosen_on": cfg.chosen_on, "sets": str(cfg.sets), "systems": {}}
     fp32 = _build(System("fp32", "fp32"), cfg, log)
+    failed = []
     for system in cfg.systems:
         if system.name in done["systems"]:
             continue
-        record = _build(system, cfg, log) if system.family != "fp32" else fp32
+        try:
+            record = _build(system, cfg, log) if system.family != "fp32" else fp32
+        except Exception as error:  # one broken system must not stop the others (retried next run)
+            log(f"{system.name}: FAILED ({type(error).__name__}: {error})")
+            failed.append(system.name)
+            continue
         record.update(_judge(system.name, cfg, sets, pools, decoders, log))
         done["systems"][system.name] = record
         atomic_write(verdicts_path, json.dumps(done, indent=1) + "\n")
+    done["failed"] = failed
     return done
 
 

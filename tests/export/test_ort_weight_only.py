@@ -96,3 +96,13 @@ def test_bad_specs_are_refused(spec, message):
 def test_rtn_at_two_bits_is_refused_not_faked(fp32):
     with pytest.raises(ValueError, match="4-bit weights only"):
         quantize_weight_only(fp32, {"algo": "rtn", "bits": 2, "block": 32})
+
+
+def test_gptq_takes_calibration_feeds(fp32):
+    audio = np.random.default_rng(2).standard_normal((1, 8000)).astype(np.float32) * 0.1
+    hidden = next(i for i in fp32.graph.input if i.name == "cached_features").type.tensor_type.shape.dim[-1]
+    feeds = [{"input_values": audio, "cached_features": np.zeros((1, 0, hidden.dim_value), np.float32)}]
+    quantized = quantize_weight_only(fp32, {"algo": "gptq", "bits": 4, "block": 16}, feeds)
+    assert stored_bits(quantized, searched_matmuls(fp32))["average_bits"] == 4
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_weight_only(fp32, {"algo": "gptq", "bits": 4, "block": 32})
