@@ -79,9 +79,12 @@ def test_configs_refuse_a_test_role_without_its_dev_choice(tmp_path):
 
 def test_the_papers_setting_compares_per_tensor_code_bits():
     systems = {
-        "u": {**_record("u", "uniform", 4.1), "average_bits": 4.0, "settings": {"granularity": "per-tensor"}},
-        "o": {**_record("o", "one-stage", 3.1), "average_bits": 2.0, "settings": {"granularity": "per-tensor"}},
-        "g": {**_record("g", "one-stage", 2.5), "average_bits": 1.5, "settings": {"granularity": "per-group"}},
+        "u": {**_record("u", "uniform", 4.1), "average_bits": 4.0,
+              "settings": {"granularity": "per-tensor"}},
+        "o": {**_record("o", "one-stage", 3.1), "average_bits": 2.0,
+              "settings": {"granularity": "per-tensor"}},
+        "g": {**_record("g", "one-stage", 2.5), "average_bits": 1.5,
+              "settings": {"granularity": "per-group"}},
     }
     paper = headline(systems)["paper_setting"]
     assert paper["lowest_lossless"]["one-stage"]["system"] == "o"  # per-group plans are not the paper's
