@@ -102,6 +102,11 @@ def trained_systems() -> list[System]:
                     f"2/32, 4/128, 8/128, budget {target} stored bits, + Pass 2", granularity="per-group",
                     candidates=[2, 4, 8], **{"group-sizes": [32, 128, 128]}, budget="stored-bits",
                     **{"target-bits": target}, **TRAINING, **pass2) for target in (3.5, 3.0)],
+        # a lever: learn the steps (and so the rounding) with the weights nearly frozen
+        _quantize("one-stage-pairs-s3.0-steps", "one-stage", "as one-stage-pairs-s3.0, weight lr 2e-6, "
+                  "step lr 2e-4", granularity="per-group", candidates=[2, 4, 8],
+                  **{"group-sizes": [32, 128, 128]}, budget="stored-bits", **{"target-bits": 3.0},
+                  **{**TRAINING, "lr": 2e-6}, **{"step-lr": 2e-4}, **pass2),
         _quantize("one-stage-pc-s3.0", "one-stage", "one-stage MPQ, learned per-channel steps, budget 3.0 "
                   "stored bits, + Pass 2", granularity="per-channel", budget="stored-bits",
                   **{"target-bits": 3.0}, **TRAINING, **pass2),
