@@ -53,6 +53,8 @@ class PipelineConfig:
     lr: float = 2e-6
     granularity: str = "per-channel"  # step sizes per output channel, per tensor (the paper) or per group
     group_size: int | None = None  # per-group only: input weights sharing one step size
+    # per-group only: one group size per candidate 2, 4, 8 ((bits, block) pairs); None: group_size
+    group_sizes: tuple[int, ...] | None = None
     budget: str = "code-bits"  # what target_bits counts: code bits (the paper) or stored bits (+ scales)
     batch_seconds: float = 32.0  # audio per training batch
     repetitions: int = 2  # interleaved latency/memory measurements per model
@@ -75,9 +77,10 @@ class PipelineConfig:
         if self.pass2_steps < 0:
             raise ValueError(f"pass2_steps must be >= 0, not {self.pass2_steps}")
         from speechmpq.train.quantize_config import BUDGETS
-        from speechmpq.train.supernet import SupernetConfig
 
-        SupernetConfig(granularity=self.granularity, group_size=self.group_size)  # validates the pair
+        if self.group_sizes is not None:
+            self.group_sizes = tuple(self.group_sizes)
+        self.supernet()  # validates granularity, group size(s)
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}, not {self.budget!r}")
         if not 0 < self.lr < 1:
@@ -88,6 +91,12 @@ class PipelineConfig:
             raise ValueError("repetitions must be >= 1 and threads >= 0")
         if not 1.0 < self.target_bits < 8.0:
             raise ValueError(f"target_bits must be between the candidates 2 and 8, not {self.target_bits}")
+
+    def supernet(self):
+        from speechmpq.train.supernet import SupernetConfig
+
+        return SupernetConfig(granularity=self.granularity, group_size=self.group_size,
+                              group_sizes=self.group_sizes)
 
 
 # the dev/test protocol (jobs/verdict_corpora.py), stated in pipeline.json and .md
@@ -117,8 +126,8 @@ def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
 
 # settings that decide what the stages produce (resuming with other values would mix results)
 _RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "verdict_utterances", "target_bits",
-                    "steps", "pass2_steps", "lr", "granularity", "group_size", "budget", "batch_seconds",
-                    "repetitions", "threads", "lm")
+                    "steps", "pass2_steps", "lr", "granularity", "group_size", "group_sizes", "budget",
+                    "batch_seconds", "repetitions", "threads", "lm")
 
 
 def _check_settings(cfg: PipelineConfig) -> None:
@@ -220,10 +229,10 @@ def run_quantize(cfg: PipelineConfig, progress: bool) -> dict:
     qrun = cfg.out / "quantize"
     summary_path = qrun / "summary.json"
     if not summary_path.exists():
-        from speechmpq.train import QuantizeConfig, SupernetConfig, quantize_model
+        from speechmpq.train import QuantizeConfig, quantize_model
 
         qcfg = QuantizeConfig(model=cfg.model, train_data=cfg.out / "data" / "train", out=qrun,
-                              supernet=SupernetConfig(granularity=cfg.granularity, group_size=cfg.group_size),
+                              supernet=cfg.supernet(),
                               method="one-stage", target_bits=cfg.target_bits, budget=cfg.budget,
                               steps=cfg.steps,
                               pass2_steps=cfg.pass2_steps, lr=cfg.lr,

@@ -128,7 +128,9 @@ def _cmd_pipeline(args) -> int:
                          test_utterances=args.test_utterances, verdict_utterances=args.verdict_utterances,
                          target_bits=args.target_bits,
                          steps=args.steps, pass2_steps=args.pass2_steps, lr=args.lr,
-                         granularity=args.granularity, group_size=args.group_size, budget=args.budget,
+                         granularity=args.granularity, group_size=args.group_size,
+                         group_sizes=tuple(args.group_sizes) if args.group_sizes else None,
+                         budget=args.budget,
                          repetitions=args.repetitions,
                          threads=args.threads, lm=args.lm,
                          fresh=args.fresh, extra={"argv": args.argv})
@@ -317,6 +319,8 @@ def _add_pipeline(commands) -> None:
     pipe.add_argument("--granularity", default="per-channel", choices=GRANULARITIES,
                       help="one step size per output channel, per weight matrix (the paper) or per group")
     pipe.add_argument("--group-size", type=int, default=None, help="per-group: input weights per step size")
+    pipe.add_argument("--group-sizes", type=int, nargs=3, default=None, metavar=("G2", "G4", "G8"),
+                      help="per-group: the block size of each candidate 2, 4, 8 ((bits, block) pairs)")
     pipe.add_argument("--budget", default="code-bits", choices=["code-bits", "stored-bits"],
                       help="what --target-bits counts: the codes alone, or codes plus the scales' share")
     pipe.add_argument("--repetitions", type=int, default=2, help="latency runs per model")
