@@ -315,9 +315,9 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
                                        "wav2vec2's 7",
     "results/kernels_*.json": "every onnxruntime kernel per linear shape and bit width on one CPU (a kernel "
                               "table)",
-    "results/frontier_demo.json": "the mixed-precision frontier of the demo model: onnxruntime's weight-only "
-                                  "quantizers, hand mixes, RTN, uniform QAT, two-stage and one-stage at their "
-                                  "stored bits, dev verdicts (finalists: test verdicts)",
+    "results/frontier_demo.json": "the mixed-precision frontier of the demo model: onnxruntime's "
+                                  "weight-only quantizers, hand mixes, RTN, uniform QAT, two-stage and "
+                                  "one-stage at their stored bits, dev verdicts (finalists: test verdicts)",
     "results/lm_demo_committed_dev.json": "the committed models/demo-mpq re-judged on the dev verdict "
                                           "corpora (speechmpq verdict-corpora --role dev)",
     "results/lm_demo*.json": "powered verdicts of one plan against FP32, greedy and with the LM",
