@@ -87,41 +87,47 @@ def default_systems() -> list[System]:
     return systems + trained_systems()
 
 
-# every trained system: 200 steps of 32 s batches (+ 40 Pass-2 steps for one-stage), weight lr 2e-5
+# every trained system: 200 steps of 32 s batches (+ 40 Pass-2 steps for one-stage); weight lr 2e-5
+# (the pipeline's 2e-6 x 10) or 2e-4 (speechmpq quantize's default)
 TRAINING = {"steps": 200, "lr": 2e-5, "batch-seconds": 32}
+HIGH_LR = {**TRAINING, "lr": 2e-4}
+PAIRS = {"granularity": "per-group", "candidates": [2, 4, 8], "group-sizes": [32, 128, 128],
+         "budget": "stored-bits"}
 
 
 def trained_systems() -> list[System]:
-    """Uniform QAT, two-stage and one-stage, in the paper's per-tensor setting and with group or
-    channel scales; one-stage budgets in stored bits where the scales are not negligible."""
+    """Uniform QAT, two-stage and one-stage, in the paper's per-tensor setting and with group
+    scales; one-stage over (bits, block) pairs with a budget in stored bits."""
     pass2 = {"pass2-steps": 40}
     per_tensor = {"granularity": "per-tensor"}
     systems = [
-        _quantize("uniform-g32-2b", "uniform", "uniform QAT, 2 bits, learned steps per block of 32",
+        _quantize("uniform-g32-2b", "uniform", "uniform QAT, 2 bits, learned steps per block of 32, "
+                  "lr 2e-5",
                   bits=2, granularity="per-group", **{"group-size": 32}, **TRAINING),
         *[_quantize(f"one-stage-pairs-s{target}", "one-stage", "one-stage MPQ over (bits, block) pairs "
-                    f"2/32, 4/128, 8/128, budget {target} stored bits, + Pass 2", granularity="per-group",
-                    candidates=[2, 4, 8], **{"group-sizes": [32, 128, 128]}, budget="stored-bits",
+                    f"2/32, 4/128, 8/128, budget {target} stored bits, + Pass 2, lr 2e-5", **PAIRS,
                     **{"target-bits": target}, **TRAINING, **pass2) for target in (3.5, 3.0)],
-        # a lever: learn the steps (and so the rounding) with the weights nearly frozen
+        # levers: a 10x higher learning rate; the steps (and so the rounding) learned with the
+        # weights nearly frozen
+        _quantize("uniform-g32-2b-lr2e-4", "uniform", "uniform QAT, 2 bits, learned steps per block of 32, "
+                  "lr 2e-4", bits=2, granularity="per-group", **{"group-size": 32}, **HIGH_LR),
+        _quantize("one-stage-pairs-s3.5-lr2e-4", "one-stage", "as one-stage-pairs-s3.5, lr 2e-4", **PAIRS,
+                  **{"target-bits": 3.5}, **HIGH_LR, **pass2),
         _quantize("one-stage-pairs-s3.0-steps", "one-stage", "as one-stage-pairs-s3.0, weight lr 2e-6, "
-                  "step lr 2e-4", granularity="per-group", candidates=[2, 4, 8],
-                  **{"group-sizes": [32, 128, 128]}, budget="stored-bits", **{"target-bits": 3.0},
-                  **{**TRAINING, "lr": 2e-6}, **{"step-lr": 2e-4}, **pass2),
-        _quantize("one-stage-pc-s3.0", "one-stage", "one-stage MPQ, learned per-channel steps, budget 3.0 "
-                  "stored bits, + Pass 2", granularity="per-channel", budget="stored-bits",
-                  **{"target-bits": 3.0}, **TRAINING, **pass2),
+                  "step lr 2e-4", **PAIRS, **{"target-bits": 3.0}, **{**TRAINING, "lr": 2e-6},
+                  **{"step-lr": 2e-4}, **pass2),
     ]
+    # the paper's setting: per-tensor steps, code bits, speechmpq quantize's learning rate
     systems += [
         _quantize(f"uniform-pt-{bits}b", "uniform", f"uniform QAT, {bits} bits, per-tensor steps "
-                  "(the paper's baseline)", bits=bits, **per_tensor, **TRAINING) for bits in (4, 3)]
+                  "(the paper's baseline), lr 2e-4", bits=bits, **per_tensor, **HIGH_LR) for bits in (4, 3)]
     systems += [
         _quantize("two-stage-pt-3.0", "two-stage", "two-stage (Gumbel search, then QAT from FP32), target "
-                  "3.0 code bits, per-tensor steps", **{"target-bits": 3.0}, **per_tensor, **TRAINING),
+                  "3.0 code bits, per-tensor steps, lr 2e-4", **{"target-bits": 3.0}, **per_tensor,
+                  **HIGH_LR),
         _quantize("one-stage-pt-3.0", "one-stage", "one-stage MPQ (the paper), target 3.0 code bits, "
-                  "per-tensor steps, + Pass 2", **{"target-bits": 3.0}, **per_tensor, **TRAINING, **pass2),
-        _quantize("one-stage-pt-2.5", "one-stage", "one-stage MPQ (the paper), target 2.5 code bits, "
-                  "per-tensor steps, + Pass 2", **{"target-bits": 2.5}, **per_tensor, **TRAINING, **pass2),
+                  "per-tensor steps, + Pass 2, lr 2e-4", **{"target-bits": 3.0}, **per_tensor, **HIGH_LR,
+                  **pass2),
     ]
     return systems
 
