@@ -125,9 +125,13 @@ def trained_systems() -> list[System]:
         _quantize("two-stage-pt-3.0", "two-stage", "two-stage (Gumbel search, then QAT from FP32), target "
                   "3.0 code bits, per-tensor steps, lr 2e-4", **{"target-bits": 3.0}, **per_tensor,
                   **HIGH_LR),
-        _quantize("one-stage-pt-3.0", "one-stage", "one-stage MPQ (the paper), target 3.0 code bits, "
-                  "per-tensor steps, + Pass 2, lr 2e-4", **{"target-bits": 3.0}, **per_tensor, **HIGH_LR,
-                  **pass2),
+        *[_quantize(f"one-stage-pt-{target}", "one-stage", f"one-stage MPQ (the paper), target {target} code "
+                    "bits, per-tensor steps, + Pass 2, lr 2e-4", **{"target-bits": target}, **per_tensor,
+                    **HIGH_LR, **pass2) for target in (3.0, 3.5, 4.0)],
+        # the main job's default until this frontier (models/demo-mpq of 2026-12-06)
+        _quantize("one-stage-pc-4.0-lr2e-6", "one-stage", "one-stage MPQ, target 4.0 code bits, per-channel "
+                  "steps, + Pass 2, lr 2e-6 (the pipeline's default before this frontier)",
+                  **{"target-bits": 4.0}, granularity="per-channel", **{**TRAINING, "lr": 2e-6}, **pass2),
     ]
     return systems
 
