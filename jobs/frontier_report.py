@@ -139,8 +139,11 @@ def markdown(report: dict) -> str:
                      f"({top['best_peer']['system']}): {top['one_stage_over_best_peer']:.2f}x lower "
                      "stored bits.")
     else:
-        lines.append("No one-stage plan is lossless on all four dev verdicts below every peer's point: "
-                     "no ratio to report.")
+        as_rtn = [r["name"] for r in report["dev"]["systems"].values()
+                  if r["family"] == "one-stage" and r.get("stats", {}).get("equals_rtn") and lossless(r)]
+        lines.append("No one-stage plan that differs from round to nearest is lossless on all four dev "
+                     "verdicts" + (f" (lossless but equal to RTN of its plan, so counted as RTN: "
+                                   f"{', '.join(as_rtn)})" if as_rtn else "") + ": no ratio to report.")
     paper = top["paper_setting"]
     if paper["lowest_lossless"]:
         lines += ["", "The paper's own setting (per-tensor steps, code bits): lowest lossless " + "; ".join(
