@@ -188,6 +188,8 @@ def run_frontier(cfg: FrontierConfig, log=print) -> dict:
     done = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {
         "role": cfg.role, "chosen_on": cfg.chosen_on, "sets": str(cfg.sets), "systems": {}}
     fp32 = _build(System("fp32", "fp32"), cfg, log)
+    if "fp32" not in done["systems"]:  # the reference's own WER, whichever systems were asked for
+        done["systems"]["fp32"] = {**fp32, **_judge("fp32", cfg, sets, pools, decoders, log)}
     failed = []
     for system in cfg.systems:
         if system.name in done["systems"]:

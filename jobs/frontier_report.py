@@ -157,7 +157,11 @@ def markdown(report: dict) -> str:
         test = report["test"]
         lines += ["", "## Test sets (finalists only, decoded once for this verdict)", "",
                   f"Settings chosen on: {test['chosen_on']}.", "", _fp32_line(test["systems"]), "",
-                  *table(test["systems"])]
+                  *table(test["systems"]), "",
+                  "Lowest stored bits lossless on all four test verdicts, per family: " + "; ".join(
+                      f"{family} {v['stored_bits_per_weight']:.3f} ({v['system']})" for family, v in
+                      sorted(report["headline_test"]["lowest_lossless"].items(),
+                             key=lambda kv: kv[1]["stored_bits_per_weight"])) + "."]
     lines += ["", "![frontier](" + Path(report["png"]).name + ")", "",
               "![per-layer bits](" + Path(report["bits_png"]).name + ")"]
     return "\n".join(lines) + "\n"
