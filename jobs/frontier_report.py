@@ -127,8 +127,8 @@ def markdown(report: dict) -> str:
              "(onnxruntime rows read from the graph: asymmetric, fp32 scales + uint8 zero points, HQQ fp32 "
              "zero points; our rows: symmetric, fp32 scales, codes in their ONNX container). 'code bits' "
              "is the paper's accounting (codes alone). Every file runs with float activations. Each cell: "
-             "WER change in points vs FP32 decoded the same way (MAPSSWE p, alpha 0.05); lossless = not "
-             "significantly worse on all four.", "",
+             "WER change in points vs FP32 decoded the same way (MAPSSWE two-sided p, alpha 0.05, so "
+             "'worse' is tested at one-sided 0.025); lossless = not significantly worse on all four.", "",
              "## Dev sets (these choose)", "", _fp32_line(dev["systems"]), "", *table(dev["systems"]), ""]
     top = report["headline_dev"]
     lines += ["Lowest stored bits lossless on all four dev verdicts, per family: " + "; ".join(

@@ -6,7 +6,13 @@ Cox, 1989; Pallett et al., 1990). Each utterance is cut into segments bounded by
 neither inserted a word); utterance ends are boundaries too. Only segments where at least one system
 made an error are kept. With Z_i = errors_B(i) − errors_A(i) over the n segments,
 W = mean(Z) / (std(Z, ddof=1) / sqrt(n)) is standard normal under "no difference", and the
-two-sided p-value is 2·(1 − Φ(|W|)).
+two-sided p-value is 2·(1 − Φ(|W|)). Where every segment differs by the same non-zero amount the
+variance is 0 and W is undefined: SCTK's sc_stats then reports Z = 0 and p = 1, which calls a
+uniformly worse system "no different" (40 segments, one more error each: p = 1). Here that case takes
+the exact two-sided sign test instead, p = 2 · 0.5^n (capped at 1): 2^-39 for those 40 segments.
+
+Every p is two-sided; a caller asking "significantly worse" at alpha 0.05 (p < alpha and a positive
+mean difference) tests at a one-sided level of alpha / 2 = 0.025.
 
 ``bootstrap_wer_difference``: a percentile interval of WER_B − WER_A from resampling utterances.
 """
@@ -96,15 +102,18 @@ def mapsswe(references: list[str], hyps_a: list[str], hyps_b: list[str], buffer:
     n = int(z.size)
     result = {"segments": n, "errors_a": int(sum(s[0] for s in segments)),
               "errors_b": int(sum(s[1] for s in segments)), "mean_difference": 0.0,
-              "w": 0.0, "p_value": 1.0, "alpha": alpha}
+              "w": 0.0, "p_value": 1.0, "alpha": alpha, "sides": 2}
     if n >= 1:
         result["mean_difference"] = float(z.mean())
     if n >= 2 and np.any(z != z[0]):
         std = float(z.std(ddof=1))
         result["w"] = result["mean_difference"] / (std / math.sqrt(n))
         result["p_value"] = _normal_two_sided_p(result["w"])
-    # With zero variance (every segment differs by the same amount, or fewer than two segments)
-    # sc_stats sets Z = 0, i.e. "no evidence of a difference": W stays 0 and p stays 1.
+    elif n >= 1 and z[0] != 0:
+        # zero variance, every segment the same non-zero difference: the exact sign test (not
+        # sc_stats' p = 1, which would call a uniformly worse system no different)
+        result["p_value"] = min(1.0, 2.0 * 0.5 ** n)
+        result["test"] = "sign"
     result["significant"] = result["p_value"] < alpha
     return result
 

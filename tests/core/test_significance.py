@@ -67,15 +67,26 @@ def test_bootstrap_interval_contains_true_difference_and_is_ordered():
     assert low < 0.05 < high and low > 0.0
 
 
-def test_zero_variance_is_no_evidence_like_sc_stats():
+def test_zero_variance_takes_the_sign_test():
     # B makes one extra error in two utterances and is otherwise identical: every segment has
-    # Z = +1, the variance is 0, and sc_stats reports Z = 0 (no significant difference).
+    # Z = +1, the variance is 0; two segments are too few for a sign test to be significant.
     refs = ["A B C D E F"] * 100
     hyp_a = list(refs)
     hyp_b = ["A X C D E F", "A B C D E Y"] + refs[2:]
     result = mapsswe(refs, hyp_a, hyp_b)
     assert result["segments"] == 2 and result["mean_difference"] == 1.0
-    assert result["w"] == 0.0 and result["p_value"] == 1.0 and not result["significant"]
+    assert result["p_value"] == 0.5 and result["test"] == "sign" and not result["significant"]
+
+
+def test_a_uniformly_worse_system_is_not_called_lossless():
+    # 40 segments, the reference makes no error, the candidate one in each: sc_stats would say
+    # p = 1 ("no difference"); the sign test says p = 2 * 0.5^40.
+    refs = ["A B C D E F"] * 40
+    worse = ["A X C D E F"] * 40
+    result = mapsswe(refs, list(refs), worse)
+    assert result["segments"] == 40 and result["mean_difference"] == 1.0
+    assert result["p_value"] == pytest.approx(2 * 0.5 ** 40) and result["significant"]
+    assert result["sides"] == 2
 
 
 def test_insertion_at_utterance_end_and_wider_buffer():
