@@ -9,7 +9,7 @@ A generated block is the text between two marker comments, each a line of its ow
     ...what the generator's block NAME makes from those files...
     <!-- /generated:NAME -->
 
-The blocks are defined in readme_tables_blocks.py (README), readme_tables_model.py and
+The blocks are defined in readme_tables_blocks.py and readme_tables_frontier.py (README), readme_tables_model.py and
 readme_tables_runtime.py (docs/). ``source`` names the files the block's figures come from (a glob
 pattern stands for every file it matches); it must be what the generator reads, and each must
 exist. Text outside the markers is never touched. A rewrite replaces each changed file atomically
@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import readme_tables_frontier  # noqa: F401  registers README's frontier block
 import readme_tables_model  # noqa: F401  registers the blocks of docs/ about the method, plans, export, model
 import readme_tables_runtime  # noqa: F401  registers the blocks of docs/ about running it, and the index
 from readme_tables_blocks import BLOCKS, Results

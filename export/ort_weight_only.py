@@ -44,8 +44,13 @@ def searched_matmuls(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+def spec_parts(spec: dict) -> list[dict]:
+    """The one-algorithm settings a spec is made of: itself, or each group's of a mix."""
+    return list(spec["mix"].values()) if "mix" in spec else [spec]
+
+
 def validate_spec(spec: dict) -> None:
-    parts = spec["mix"].values() if "mix" in spec else [spec]
+    parts = spec_parts(spec)
     if "mix" in spec and set(spec["mix"]) != set(GROUPS):
         raise ValueError(f"a mix gives settings for exactly {sorted(GROUPS)}, not {sorted(spec['mix'])}")
     for part in parts:

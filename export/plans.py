@@ -95,9 +95,7 @@ def pattern_plan(model, reference: dict) -> dict:
 
 def _scale_shape(shape: list[int], reference: dict) -> list[int]:
     """A linear layer's scale_shape under ``reference``'s granularity."""
-    if reference["granularity"] == "per-group":
-        if shape[1] % reference["group_size"]:
-            raise SpeechmpqError(f"the reference plan's group_size {reference['group_size']} does not "
-                                 f"divide this model's input size {shape[1]}")
-        return [shape[0], shape[1] // reference["group_size"]]
-    return [shape[0], 1] if reference["granularity"] == "per-channel" else [1, 1]
+    if reference["granularity"] == "per-group" and shape[1] % reference["group_size"]:
+        raise SpeechmpqError(f"the reference plan's group_size {reference['group_size']} does not "
+                             f"divide this model's input size {shape[1]}")
+    return bitplan_lib.linear_scale_shape(shape, reference["granularity"], reference.get("group_size"))

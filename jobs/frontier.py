@@ -24,7 +24,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechmpq.files import atomic_write
@@ -263,8 +263,9 @@ def _build_ort(system: System, cfg: FrontierConfig, folder: Path) -> dict:
 
 
 def _uses(spec: dict, algo: str) -> bool:
-    parts = spec["mix"].values() if "mix" in spec else [spec]
-    return any(p.get("algo") == algo for p in parts)
+    from speechmpq.export.ort_weight_only import spec_parts
+
+    return any(part.get("algo") == algo for part in spec_parts(spec))
 
 
 def _calibration(cfg: FrontierConfig, utterances: int = 8) -> list[dict]:
@@ -274,15 +275,10 @@ def _calibration(cfg: FrontierConfig, utterances: int = 8) -> list[dict]:
     from speechmpq.audio import load_audio
     from speechmpq.datasets import read_dataset
 
-    feeds = []
-    for utterance in read_dataset(cfg.train)[:utterances]:
-        audio = load_audio(utterance.path, 16000).astype(np.float32)[None]
-        feeds.append({"input_values": audio, "cached_features": np.zeros((1, 0, _hidden(cfg)), np.float32)})
-    return feeds
-
-
-def _hidden(cfg: FrontierConfig) -> int:
-    return json.loads((cfg.model / "config.json").read_text())["hidden_size"]
+    hidden = json.loads((cfg.model / "config.json").read_text())["hidden_size"]
+    no_frames = np.zeros((1, 0, hidden), np.float32)
+    return [{"input_values": load_audio(utterance.path).astype(np.float32)[None],
+             "cached_features": no_frames} for utterance in read_dataset(cfg.train)[:utterances]]
 
 
 def _gptq_equals_rtn(fp32, gptq, block: int) -> float:
@@ -366,7 +362,7 @@ def compression_seconds(run: Path, export_seconds: float) -> float:
 
 
 def _judge(name: str, cfg: FrontierConfig, sets: dict, pools: dict, decoders: dict, log) -> dict:
-    from speechmpq.jobs.verdicts import decode_sets, judge
+    from speechmpq.jobs.verdicts import decode_sets, judge, lossless_everywhere
 
     tsv_root = cfg.out / f"tsv_{cfg.role}"
     models = {n: cfg.out / n / "model.onnx" for n in ("fp32", name)
@@ -378,12 +374,6 @@ def _judge(name: str, cfg: FrontierConfig, sets: dict, pools: dict, decoders: di
     record = {"results": json.loads((tsv_root / name / "results.json").read_text())}
     if name != "fp32":
         record["verdicts"] = judge(tsv_root, "fp32", name, list(CORPORA), list(DECODERS))
-        lossless = all(v["lossless"] for d in record["verdicts"].values() for v in d.values())
-        log(f"{name}: lossless on {cfg.role} {'yes' if lossless else 'NO'}")
+        log(f"{name}: lossless on {cfg.role} {'yes' if lossless_everywhere(record['verdicts']) else 'NO'}")
     return record
 
-
-def config_dict(cfg: FrontierConfig) -> dict:
-    data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items() if k != "systems"}
-    data["systems"] = [s.name for s in cfg.systems]
-    return data

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from speechmpq.files import atomic_output, atomic_write
 from speechmpq.jobs.frontier import CORPORA, DECODERS
+from speechmpq.jobs.verdicts import lossless_everywhere
 
 PEER_FAMILIES = ("ort", "rtn", "uniform")  # what one-stage must beat (hand mixes are "ort" rows)
 _LAYER = re.compile(r"encoder\.layers\.(\d+)\.(.+)$")
 
 
 def lossless(record: dict) -> bool:
-    return all(v["lossless"] for by_decoder in record["verdicts"].values() for v in by_decoder.values())
+    return lossless_everywhere(record["verdicts"])
 
 
 def shown_family(record: dict) -> str:

@@ -28,12 +28,10 @@ def uniform_plan(model_dir: Path, bits: int, granularity: str, group_size: int |
     modules = dict(model.named_modules())
     layers = {}
     for name in resolve_layers(model, {TRANSFORMER_LINEARS: "search"}):
-        out_features, in_features = modules[name].weight.shape
-        scale_shape = {"per-tensor": [1, 1], "per-channel": [out_features, 1]}.get(granularity)
-        if granularity == "per-group":
-            scale_shape = [out_features, in_features // group_size]
-        layers[name] = {"bits": bits, "kind": "linear", "shape": [out_features, in_features],
-                        "scale_shape": scale_shape, "searched": True}
+        shape = list(modules[name].weight.shape)
+        layers[name] = {"bits": bits, "kind": "linear", "shape": shape,
+                        "scale_shape": bitplan.linear_scale_shape(shape, granularity, group_size),
+                        "searched": True}
     return bitplan.make_plan(layers, "uniform", [bits], granularity, group_size=group_size)
 
 

@@ -189,6 +189,14 @@ def validate(plan: object) -> dict:
     return plan
 
 
+def linear_scale_shape(shape: list[int], granularity: str, group_size: int | None = None) -> list[int]:
+    """The scale_shape of an [out, in] linear layer: [1, 1] per tensor, [out, 1] per channel,
+    [out, in / group_size] per group (in must be a multiple of group_size)."""
+    if granularity == "per-group":
+        return [shape[0], shape[1] // group_size]
+    return [shape[0], 1] if granularity == "per-channel" else [1, 1]
+
+
 def layer_group_size(plan: dict, entry: dict) -> int | None:
     """The input weights per scale of one layer: its own group_size, else the plan's (None unless
     per-group)."""
@@ -203,9 +211,9 @@ def _check_group_layer(name: str, entry: dict, group_size: int) -> None:
     if len(shape) != 2 or shape[1] % group_size:
         _fail(f"layer {name!r}: per-group needs a 2-D shape [out, in] with in a multiple of "
               f"group_size {group_size}, got {shape}")
-    if scale_shape != [shape[0], shape[1] // group_size]:
-        _fail(f"layer {name!r}: per-group scale_shape must be {[shape[0], shape[1] // group_size]}, "
-              f"got {scale_shape}")
+    expected = linear_scale_shape(shape, "per-group", group_size)
+    if scale_shape != expected:
+        _fail(f"layer {name!r}: per-group scale_shape must be {expected}, got {scale_shape}")
 
 
 def load(path: str | Path) -> dict:

@@ -357,7 +357,7 @@ def plan_layers(model: nn.Module) -> dict[str, dict]:
         index = quantizer.chosen_index()
         if quantizer.group_sizes is not None:  # still searching: the chosen pair's block
             size = quantizer.group_sizes[index]
-            scale_shape = [weight.shape[0], weight.shape[1] // size]
+            scale_shape = bitplan.linear_scale_shape(list(weight.shape), "per-group", size)
         else:
             scale_shape, size = list(quantizer.steps.shape[1:]), quantizer.group_size
         entries[name] = {"bits": quantizer.candidates[index],
