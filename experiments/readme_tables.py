@@ -11,10 +11,11 @@ A generated block is the text between two marker comments, each a line of its ow
 
 The blocks are defined in readme_tables_blocks.py and readme_tables_frontier.py (README),
 readme_tables_model.py and readme_tables_runtime.py (docs/). ``source`` names the files the block's
-figures come from (a glob pattern stands for every file it matches); it must be what the generator reads, and each must
-exist. Text outside the markers is never touched. A rewrite replaces each changed file atomically
-(temporary file + rename). The check reports a block whose text differs from what the JSON gives, a
-block that names a missing file, an unknown or unclosed block, and a generator block used in no file.
+figures come from (a glob pattern stands for every file it matches); it must be what the generator
+reads, and each must exist. Text outside the markers is never touched. A rewrite replaces each
+changed file atomically (temporary file + rename). The check reports a block whose text differs from
+what the JSON gives, a block that names a missing file, an unknown or unclosed block, and a
+generator block used in no file.
 """
 
 from __future__ import annotations
