@@ -3,7 +3,7 @@ from results/frontier_demo.json (speechmpq frontier-report)."""
 
 from __future__ import annotations
 
-from readme_tables_blocks import Results, block, p_value, points
+from readme_tables_blocks import Results, block, failed, p_value, points
 
 from speechmpq.jobs.verdicts import lossless_everywhere
 
@@ -65,8 +65,7 @@ def frontier(res: Results) -> str:
         for name, record in test["systems"].items():
             if record["family"] == "fp32":
                 continue
-            failed_on = [f"{c} {d}" for c, per in record["verdicts"].items() for d, v in per.items()
-                         if not v["lossless"]]
+            failed_on = failed(record["verdicts"])
             cells.append(f"`{name}` ({record['stored_bits_per_weight']:.2f} bits) "
                          + ("lossless on all four" if not failed_on else "NO on " + ", ".join(failed_on)))
         lines.append(f"- **Test verdicts** (finalists only, 2 x 1,500 test utterances, settings chosen on "
