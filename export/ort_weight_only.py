@@ -25,6 +25,7 @@ from pathlib import Path
 import onnx
 from onnx import numpy_helper
 
+from speechmpq.bitplan import valid_group_size
 from speechmpq.export.quiet import root_logger_at
 from speechmpq.files import atomic_output
 
@@ -59,7 +60,7 @@ def validate_spec(spec: dict) -> None:
         if part.get("bits") not in (2, 4, 8):
             raise ValueError(f"bits must be 2, 4 or 8, not {part.get('bits')!r}")
         block = part.get("block")
-        if not (isinstance(block, int) and block >= 16 and block & (block - 1) == 0):
+        if not valid_group_size(block):
             raise ValueError(f"block must be a power of two >= 16, not {block!r}")
 
 

@@ -22,7 +22,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from speechmpq.files import atomic_write
@@ -140,8 +140,10 @@ def _check_settings(cfg: PipelineConfig) -> None:
     settings = {key: str(getattr(cfg, key)) for key in _RESULT_SETTINGS}
     if path.exists():
         before = json.loads(path.read_text())
-        changed = [f"{key} {before.get(key)} -> {value}" for key, value in settings.items()
-                   if before.get(key) != value]
+        # a setting added since that run was made counts as its default there
+        defaults = {f.name: str(f.default) for f in fields(PipelineConfig)}
+        changed = [f"{key} {before.get(key, defaults[key])} -> {value}" for key, value in settings.items()
+                   if before.get(key, defaults[key]) != value]
         if changed:
             raise SpeechmpqError(f"{cfg.out} holds a run made with other settings ({', '.join(changed)}); "
                                  "add --fresh to start over there, or give another --out")

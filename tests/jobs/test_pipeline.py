@@ -116,6 +116,21 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         _check_settings(PipelineConfig(out=tmp_path, steps=100, lr=2e-4))
 
 
+def test_a_run_from_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    import json
+
+    from speechmpq.jobs.pipeline import _check_settings
+
+    _check_settings(PipelineConfig(out=tmp_path))
+    older = json.loads((tmp_path / "settings.json").read_text())
+    for key in ("group_size", "group_sizes", "budget"):  # settings added on 2026-12-07
+        del older[key]
+    (tmp_path / "settings.json").write_text(json.dumps(older))
+    _check_settings(PipelineConfig(out=tmp_path))
+    with pytest.raises(Exception, match="budget code-bits -> stored-bits"):
+        _check_settings(PipelineConfig(out=tmp_path, budget="stored-bits"))
+
+
 def test_the_report_states_the_protocol_the_run_recorded():
     from speechmpq.jobs.pipeline import PROTOCOL
     from speechmpq.jobs.pipeline_report import markdown
