@@ -69,7 +69,8 @@ def model_summary(path: Path, recognizer: Recognizer) -> dict:
             "candidates": info.bitplan.get("candidates") if info.bitplan else None, "layers": layers,
             "sample_rate": rate, "chunk_ms": 1000 * g.chunk // rate, "left_ms": 1000 * g.left // rate,
             "right_ms": 1000 * g.right // rate, "source_model_type": info.source_model_type,
-            "decoder": recognizer.decoder.describe()}
+            "decoder": recognizer.decoder.describe(),
+            "kernels": recognizer.model.kernels.summary() if hasattr(recognizer.model, "kernels") else None}
 
 
 class DemoServer:
@@ -251,6 +252,8 @@ def serve(model: str | None, config: RecognizerConfig, host: str = "127.0.0.1", 
         print(f"warning: listening on {host}: anyone who can reach this machine can use the demo",
               file=sys.stderr)
     shown = f"[{host}]" if ":" in host else host
+    if server.summary["kernels"]:
+        print(server.summary["kernels"], file=sys.stderr)
     print(f"speechmpq serve: {path.name} ({server.summary['weights']}) at http://{shown}:{port}/ "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     web.run_app(server.app(), host=host, port=port, print=None, access_log=None)

@@ -200,6 +200,8 @@ def demo(audio: list[str], model: str | None, config: RecognizerConfig, realtime
     for warning in recognizer.info.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(_header(recognizer, path), file=sys.stderr)
+    if getattr(recognizer.model, "kernels", None) is not None:
+        print(recognizer.model.kernels.summary(), file=sys.stderr)
     view = LiveView()
     if microphone:
         meter = run_microphone(recognizer, view, device, feed_ms, seconds)

@@ -49,27 +49,6 @@ def _set_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
     return model
 
 
-def _kernel_map(weights: list[QuantizedWeight], cfg: ExportConfig) -> tuple[int, dict | None, str]:
-    """(accuracy level, layer -> kernel choice or None for no map, where the choice came from)."""
-    from speechmpq.bitplan import container_bits
-    from speechmpq.kernel_table import choose, default_rules, load_table
-
-    # per-group layers are not chosen for: they run at block = their group size (export/qdq.py)
-    linear = [w for w in weights if w.kind == "linear" and w.group_size is None]
-    if cfg.kernel_table == "none" or not linear:
-        return cfg.accuracy_level or 0, None, "none"
-    table = None if cfg.kernel_table == "default" else load_table(cfg.kernel_table)
-    rules = default_rules() if table is None else None
-    layers = [{"name": w.name, "container": container_bits(w.bits, cfg.min_container_bits),
-               "k": int(w.codes.shape[1]), "n": int(w.codes.shape[0]),
-               "max_code": int(np.abs(w.codes.astype(np.int16)).max())} for w in linear]
-    level, kernels = choose(layers, table, rules, cfg.accuracy_level, cfg.block_size)
-    source = (f"{cfg.kernel_table}" if table is not None else
-              f"default ({rules['source']})" if rules else
-              "default (none measured for this CPU: MatMulNBits)")
-    return level, kernels, source
-
-
 def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = True) -> dict:
     """Export ``source`` to ``out``; returns a summary (files, bytes, per-layer records, timings).
     ``progress=False``: nothing but errors reaches the terminal."""
@@ -83,10 +62,10 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
         say(f"exporting {loaded.model.config.model_type} ({_parameters(loaded.model) / 1e6:.1f} M "
             f"parameters) with the {cfg.exporter} exporter ...")
         graph, opset = _fp32_graph(loaded.model, weights, cfg)
-        level, kernels, table_source = _kernel_map(weights, cfg)
-        records = apply_quantized_weights(graph, weights, cfg.block_size, cfg.min_container_bits, kernels)
+        level = cfg.accuracy_level or 0
+        records = apply_quantized_weights(graph, weights, cfg.block_size, cfg.min_container_bits)
         label = _weights_label(loaded.plan, source.peer)
-        extra = _export_metadata(cfg, bool(loaded.weights), level, kernels, table_source)
+        extra = _export_metadata(cfg, bool(loaded.weights), level)
         if source.peer is not None:
             from speechmpq.export.peers import quantize_peer
 
@@ -142,8 +121,7 @@ def _fp32_graph(model, weights: list[QuantizedWeight], cfg: ExportConfig) -> tup
     return _set_opset(graph, opset), opset
 
 
-def _export_metadata(cfg: ExportConfig, planned: bool, level: int, kernels: dict | None,
-                     table_source: str) -> dict:
+def _export_metadata(cfg: ExportConfig, planned: bool, level: int) -> dict:
     """The export's own speechmpq.* metadata entries (beside the model's, see onnx_metadata)."""
     extra = {
         "speechmpq.others": cfg.others if planned else "fp32",
@@ -152,11 +130,12 @@ def _export_metadata(cfg: ExportConfig, planned: bool, level: int, kernels: dict
         "speechmpq.min_container_bits": cfg.min_container_bits,
         "speechmpq.accuracy_level": level,
     }
-    if kernels is not None:
-        extra["speechmpq.kernel_table"] = table_source
-        extra["speechmpq.kernels"] = json.dumps(
-            {name: k["kernel"] for name, k in kernels.items()}, sort_keys=True
-        )
+    if cfg.kernel_table not in ("default", "none"):
+        # measured kernel timings travel with the file; the runtime uses them on a CPU of the same
+        # class (runtime/kernel_choice.py)
+        from speechmpq.kernel_table import embedded_table, load_table
+
+        extra["speechmpq.kernel_table"] = embedded_table(load_table(cfg.kernel_table))
     return extra
 
 

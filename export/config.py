@@ -32,15 +32,15 @@ class ExportConfig:
     min_container_bits: int = 2
     # onnxruntime MatMulNBits accuracy level recommended to the runtime (session option
     # session.qdq_matmulnbits_accuracy_level) and baked into the ort-int4-rtn peer. 0 keeps
-    # activations float32: transcripts identical to PyTorch. 4 quantizes activations to int8 inside
-    # the kernel (ORT's default for the fusion): changes ~10 % of the demo transcripts at no
-    # significant WER cost (results/export_demo.md). None: the kernel map's choice (0 without one).
+    # activations float32 in MatMulNBits: transcripts identical to PyTorch. 4 quantizes activations to
+    # int8 inside the kernel (ORT's default for the fusion): changes ~10 % of the demo transcripts at
+    # no significant WER cost (results/export_demo.md). None: 0.
     accuracy_level: int | None = None
-    # How each linear layer runs (speechmpq.kernel_table): "default" takes the built-in rule measured
-    # for this CPU family (speechmpq/kernel_defaults.json), a path takes a table from speechmpq kernels,
-    # "none" runs every layer as MatMulNBits at block_size (weight-only, float activations at
-    # level 0: the exact PyTorch numerics). The map may pick int8 weights with dynamically quantized
-    # activations (the file still stores each layer's own bits) where that runs fastest.
+    # The file is portable: every linear layer is stored weight-only (DequantizeLinear -> MatMul) and
+    # the runtime picks each layer's kernel for the CPU it loads on (runtime/kernel_choice.py). A path
+    # to a table from ``speechmpq kernels`` embeds it in the metadata: the runtime prefers it on CPUs
+    # of the class it was measured on. "default" (or "none") embeds nothing: the runtime uses its
+    # built-in rules (speechmpq/kernel_defaults.json).
     kernel_table: str = "default"
     # Streaming defaults written to the metadata (the runtime reads them; milliseconds, rounded to
     # whole frames).

@@ -2,7 +2,7 @@
 
 For each distinct linear shape (K, N) of a preset's searched layers, at the row count of the
 recommended streaming window, and for each conv layer of its front end (at the window's length and at
-the length the front-end cache leaves), one small model per kernel (``export/kernel_graphs.py``) is
+the length the front-end cache leaves), one small model per kernel (``speechmpq/kernel_graphs.py``) is
 timed in this process: sessions built once, then repetitions interleaved (every kernel of a shape once
 per round, rounds repeated) so drift hits all alike; each figure is the median over rounds of the mean
 of a few calls, with its min and max, and its ratio to fp32 from the same round. Worker threads do
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.bitplan import SEARCHED_LINEAR_KINDS
-from speechmpq.export.kernel_graphs import conv_model, linear_model
+from speechmpq.kernel_graphs import conv_model, linear_model
 from speechmpq.kernel_table import (
     ACCURACY_LEVELS,
     FORMAT,

@@ -13,13 +13,13 @@ After (weight-only QDQ; ORT fuses DequantizeLinear -> MatMul into one MatMulNBit
 
 A per-group layer (bit plan granularity "per-group", G input weights per scale) is written with
 block_size = G and its own scales, transposed to (K / G, N), whatever the export's block size (smaller
-or larger) and kernel map: its blocks are the plan's groups, nothing repeated or merged.
+or larger): its blocks are the plan's groups, nothing repeated or merged.
 
-With a kernel map (``speechmpq.kernel_table.choose``), any other linear layer may instead take its own
-block size, or run as int8 weights with dynamically quantized activations (8 bits;
-``kernel_graphs.int8_dynamic_nodes``: DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul replaces
-the MatMul; ORT fuses it into DynamicQuantizeMatMul). Each node carries ``speechmpq.kernel`` and
-``speechmpq.block_size``.
+The file is portable: every linear layer is written this way, whatever CPU exports it. Which kernel
+runs a layer (MatMulNBits at some block size, int8 weights with dynamically quantized activations,
+fp32) is chosen on the device when the runtime loads the file (``runtime/kernel_choice.py``). Each
+node carries ``speechmpq.layer``, ``speechmpq.bits``, ``speechmpq.searched``, and for linear layers
+``speechmpq.kernel`` (the stored form, ``nbits{B}-block{S}``) and ``speechmpq.block_size``.
 
 Conv weights in a plan become Wq ─► DequantizeLinear (per tensor or per output channel) ─► Conv,
 which ORT runs as written. The float weight is found by value (the quantized model's weight is exactly
@@ -37,9 +37,8 @@ from onnx import helper, numpy_helper
 
 from speechmpq.bitplan import container_bits
 from speechmpq.errors import SpeechmpqError
-from speechmpq.export.kernel_graphs import block_scales, int8_dynamic_nodes
-from speechmpq.export.packing import CONTAINERS, integer_initializer
-from speechmpq.kernel_table import INT8_DYNAMIC, parse_kernel
+from speechmpq.kernel_graphs import block_scales
+from speechmpq.packing import CONTAINERS, integer_initializer
 
 
 @dataclass
@@ -103,38 +102,23 @@ def _scales(weight: QuantizedWeight, block_size: int, k: int) -> np.ndarray:
 
 
 def apply_quantized_weights(
-    model: onnx.ModelProto,
-    weights: list[QuantizedWeight],
-    block_size: int,
-    min_container_bits: int = 2,
-    kernels: dict[str, dict] | None = None,
+    model: onnx.ModelProto, weights: list[QuantizedWeight], block_size: int, min_container_bits: int = 2
 ) -> list[dict]:
     """Rewrite ``model`` in place; returns one record per layer (names, container, kernel, bytes).
-    ``kernels``: layer name -> {"kernel", "block_size"} (``kernel_table.choose``); None: MatMulNBits
-    at ``block_size`` for every linear layer."""
+    Linear layers are stored at ``block_size`` rows per scale (a per-group layer at its group size)."""
     graph = model.graph
     index = _index_initializers(graph)
-    records, dequantizers, replaced = [], [], {}
+    records, dequantizers = [], []
     for weight in weights:
         original, consumers = _float_initializer(graph, index, weight)
-        # per-group layers take no kernel choice: block = group size, weight-only (see the docstring)
-        grouped = weight.group_size is not None
-        kernel = (kernels or {}).get(weight.name) if weight.kind == "linear" and not grouped else None
         container = container_bits(weight.bits, min_container_bits)
-        if kernel is not None and parse_kernel(kernel["kernel"])[0] == INT8_DYNAMIC:
-            record, matmul_output, new_nodes = _int8_dynamic_rewrite(
-                graph, weight, original, consumers, kernel, container
-            )
-            replaced[matmul_output] = new_nodes
-        else:
-            block = (weight.group_size if grouped else
-                     (kernel["block_size"] or block_size) if kernel is not None else block_size)
-            record, dequantize = _dequantize_rewrite(graph, weight, original, consumers, block,
-                                                     min_container_bits, container)
-            dequantizers.append(dequantize)
+        block = weight.group_size if weight.group_size is not None else block_size
+        record, dequantize = _dequantize_rewrite(graph, weight, original, consumers, block,
+                                                 min_container_bits, container)
+        dequantizers.append(dequantize)
         records.append(record)
     # DequantizeLinear reads initializers only, so the graph stays topologically sorted with them first.
-    nodes = dequantizers + [new for node in graph.node for new in replaced.get(node.output[0], [_copy(node)])]
+    nodes = dequantizers + [_copy(node) for node in graph.node]
     del graph.node[:]
     graph.node.extend(nodes)
     return records
@@ -166,42 +150,6 @@ def _graph_codes(weight: QuantizedWeight) -> np.ndarray:
     """Codes in the graph's layout: (K, N) for a MatMul's B (the PyTorch (N, K) transposed), as is for
     a Conv."""
     return weight.codes.T if weight.kind == "linear" else weight.codes
-
-
-def _int8_dynamic_rewrite(
-    graph: onnx.GraphProto,
-    weight: QuantizedWeight,
-    original: onnx.TensorProto,
-    consumers: list[onnx.NodeProto],
-    kernel: dict,
-    container: int,
-) -> tuple[dict, str, list[onnx.NodeProto]]:
-    """Swap the initializer for int8 codes + scales; returns (record, the MatMul's output, the nodes
-    that replace that MatMul)."""
-    if parse_kernel(kernel["kernel"])[1] != container:
-        raise SpeechmpqError(f"{weight.name}: kernel {kernel['kernel']} does not store "
-                             f"{container}-bit weights")
-    if len(consumers) != 1:
-        raise SpeechmpqError(f"{weight.name}: a weight shared by {len(consumers)} MatMuls cannot take "
-                             f"the int8-dynamic kernel")
-    node = consumers[0]  # the MatMul becomes the nodes of the int8 dynamic path
-    codes = _graph_codes(weight)
-    new_nodes, initializers = int8_dynamic_nodes(node.input[0], node.output[0], weight.name,
-                                                 np.ascontiguousarray(codes), weight.scale, container)
-    for new in new_nodes:
-        _set_metadata(new, weight, kernel)
-    graph.initializer.remove(original)
-    graph.initializer.extend(initializers)
-    record = {
-        "layer": weight.name, "bits": weight.bits, "container": container,
-        "onnx_type": onnx.TensorProto.DataType.Name(CONTAINERS[container][0]),
-        "kernel": kernel["kernel"], "block_size": None, "searched": weight.searched,
-        "initializer": initializers[0].name, "elements": int(codes.size),
-        "weight_bytes": len(initializers[0].raw_data),
-        "scale_bytes": int(np.asarray(weight.scale).size * 4),
-        "replaced_float_bytes": int(weight.codes.size * 4),
-    }  # fmt: skip
-    return record, node.output[0], new_nodes
 
 
 def _dequantize_rewrite(

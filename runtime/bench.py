@@ -21,6 +21,7 @@ from pathlib import Path
 from speechmpq.datasets import read_dataset
 from speechmpq.errors import SpeechmpqError
 from speechmpq.machine import machine_facts
+from speechmpq.runtime.kernel_choice import KERNEL_MODES
 
 
 @dataclass
@@ -58,6 +59,9 @@ class BenchConfig:
     # label -> front-end cache for that row: "auto" (default: on where the model says it is exact),
     # "on" (also approximate group-norm front ends), "off" (recompute the convs every window)
     frontend_cache: dict[str, str] = field(default_factory=dict)
+    # label -> how that row's quantized layers run (runtime/kernel_choice.py): auto (default), int8,
+    # nbits (as stored) or float
+    kernels: dict[str, str] = field(default_factory=dict)
     # label -> DecoderConfig fields for that row (default: greedy), e.g. {"method": "lm", "lm": PATH}
     decoders: dict[str, dict] = field(default_factory=dict)
     # a free-text line for the report (what the models are)
@@ -75,6 +79,9 @@ class BenchConfig:
         }
         if bad:
             raise ValueError(f"front-end cache must be auto, on or off, not {bad}")
+        bad = {label: value for label, value in self.kernels.items() if value not in KERNEL_MODES}
+        if bad:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, not {bad}")
 
 
 def parse_models(entries: list[str]) -> dict[str, Path]:
@@ -123,7 +130,8 @@ def _spec(config: BenchConfig, label: str, path: Path, task: str, threads: int, 
     """What one child measures: ``task`` for the model labelled ``label``, with the run's chunking."""
     return {"chunk_ms": config.chunk_ms, "left_ms": config.left_ms, "right_ms": config.right_ms,
             "task": task, "model": str(path), "threads": threads,
-            "frontend_cache": config.frontend_cache.get(label, "auto"), **extra}
+            "frontend_cache": config.frontend_cache.get(label, "auto"),
+            "kernels": config.kernels.get(label, "auto"), **extra}
 
 
 def _measure(label: str, path: Path, spec: dict) -> dict:
@@ -138,7 +146,8 @@ def run_bench(config: BenchConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     models = parse_models(config.models)
-    for flag, given in (("--frontend-cache", config.frontend_cache), ("--lm", config.decoders)):
+    for flag, given in (("--frontend-cache", config.frontend_cache), ("--lm", config.decoders),
+                        ("--kernels", config.kernels)):
         unknown = sorted(set(given) - set(models))
         if unknown:
             raise SpeechmpqError(f"{flag} names no model labelled {unknown[0]!r} (have {sorted(models)})")

@@ -34,7 +34,8 @@ def _recognizer(spec: dict, backend=None, offline: bool = False):
                  StreamingConfig(spec.get("chunk_ms"), spec.get("left_ms"), spec.get("right_ms"),
                                  frontend_cache=spec.get("frontend_cache", "auto")))
     session = SessionConfig(threads=spec["threads"], accuracy_level=spec.get("accuracy_level"),
-                            arena=spec.get("arena", True), profile_prefix=spec.get("profile_prefix"))
+                            arena=spec.get("arena", True), profile_prefix=spec.get("profile_prefix"),
+                            kernels=spec.get("kernels", "auto"))
     config = RecognizerConfig(session=session, streaming=streaming,
                               decoder=DecoderConfig(**spec.get("decoder", {})))
     return Recognizer(backend if backend is not None else spec["model"], config)
@@ -86,7 +87,8 @@ def _model_facts(recognizer) -> dict:
             "left_ms": 1000 * recognizer.geometry.left // info.sample_rate,
             "right_ms": 1000 * recognizer.geometry.right // info.sample_rate,
             "frontend_cache": bool(getattr(recognizer, "frontend_cache", False)),
-            "decoder": recognizer.config.decoder.method}
+            "decoder": recognizer.config.decoder.method,
+            "kernels": model.kernels.summary() if hasattr(model, "kernels") else None}
 
 
 def measure_wer(spec: dict, make_backend=None) -> dict:

@@ -32,7 +32,7 @@ def _row(label: str, path: Path, results: list[dict]) -> dict:
         "label": label, "path": str(path), "weights": first["weights"],
         "accuracy_level": first["accuracy_level"], "file_bytes": _bytes(path),
         "frontend_cache": bool(first.get("frontend_cache", False)),
-        "decoder": first.get("decoder", "greedy"),
+        "decoder": first.get("decoder", "greedy"), "kernels": first.get("kernels"),
         "chunk_ms": first["chunk_ms"], "left_ms": first["left_ms"], "right_ms": first["right_ms"],
         "load_seconds": float(np.median([r["load_seconds"] for r in results])),
         "chunk_latency_ms": {"p50": float(np.percentile(chunks, 50)), "p95": float(np.percentile(chunks, 95)),
@@ -154,6 +154,7 @@ def bench_markdown(report: dict, command: str) -> str:
     lines += _headline_lines(head)
     for threads, rows in report["latency"].items():
         lines += _latency_lines(threads, rows)
+    lines += _kernel_lines(next(iter(report["latency"].values()), {}))
     if report["wer"]:
         lines += _wer_lines(report["wer"])
     if report.get("profile"):
@@ -203,6 +204,14 @@ def _latency_lines(threads: str, rows: dict) -> list[str]:
             f"{_fmt_ratio(row['latency_ratio_over_fp32'])} | {_fmt_ratio(row['rss_ratio_over_fp32'])} |")
     lines.append("")
     return lines
+
+
+def _kernel_lines(rows: dict) -> list[str]:
+    """How each row's quantized layers ran on the benchmark machine (chosen when the model loaded)."""
+    chosen = [(row["label"], row.get("kernels")) for row in rows.values() if row.get("kernels")]
+    if not chosen:
+        return []
+    return ["## Kernels chosen at load", ""] + [f"- `{label}`: {text}" for label, text in chosen] + [""]
 
 
 def _wer_lines(wer: dict) -> list[str]:

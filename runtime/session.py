@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import onnxruntime as ort
 from speechmpq.audio import normalize_waveform
 from speechmpq.errors import ModelError
 from speechmpq.onnx_metadata import ModelInfo
+from speechmpq.runtime.kernel_choice import KERNEL_MODES, CpuFacts, KernelChoice, detect_cpu, prepare
 from speechmpq.vocab import ctc_greedy_decode
 
 OPTIMIZATION_LEVELS = {
@@ -36,6 +39,13 @@ class SessionConfig:
     profile_prefix: str | None = None
     # write the optimised graph here (op-type checks); None: do not
     optimized_model_path: str | None = None
+    # how each quantized linear layer runs on this CPU (runtime/kernel_choice.py): "auto" the fastest
+    # exact kernel here, "int8" int8-dynamic wherever exact here, "nbits" as stored, "float" fp32
+    kernels: str = "auto"
+    # a kernel table (speechmpq kernels) to choose with instead of the model's or the built-in one
+    kernel_table: str | None = None
+    # keep rewritten models in the kernel cache (runtime/kernel_choice.kernel_cache) for later loads
+    kernel_cache: bool = True
 
     def __post_init__(self):
         if self.threads < 0:
@@ -44,6 +54,8 @@ class SessionConfig:
             raise ValueError(f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}")
         if self.accuracy_level is not None and self.accuracy_level not in range(5):
             raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
+        if self.kernels not in KERNEL_MODES:
+            raise ValueError(f"kernels must be one of {KERNEL_MODES}, not {self.kernels!r}")
 
 
 def _check_plan_against_graph(path: Path, plan: dict) -> None:
@@ -70,24 +82,33 @@ def _check_plan_against_graph(path: Path, plan: dict) -> None:
 class OnnxCTCModel:
     """``logits(samples)`` and offline ``transcribe(samples)`` for one exported model file."""
 
-    def __init__(self, path: str | Path, config: SessionConfig | None = None):
+    def __init__(self, path: str | Path, config: SessionConfig | None = None, cpu: CpuFacts | None = None):
+        """``cpu``: the CPU facts the kernels are chosen for (tests give fake ones); None detects them."""
         self.path = Path(path)
         self.config = config or SessionConfig()
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such model file")
         try:
-            self.accuracy_level = 0 if self.config.accuracy_level is None else self.config.accuracy_level
-            self.session = self._session()
+            began = time.perf_counter()
+            prepared = prepare(self.path, cpu or detect_cpu(), self.config.kernels, self.config.accuracy_level,
+                               self.config.kernel_table, self.config.kernel_cache)
+            self.kernels: KernelChoice = prepared.choice
+            self.accuracy_level = prepared.choice.accuracy_level
+            self.session = self._session(prepared.source)
+            self.load_seconds = time.perf_counter() - began
             metadata = self.session.get_modelmeta().custom_metadata_map
             self.info = ModelInfo.from_metadata(metadata, str(self.path))
-            if self.config.accuracy_level is None and self.info.accuracy_level != self.accuracy_level:
+            if prepared.choice.mode == "nbits" and self.config.accuracy_level is None and (
+                    self.info.accuracy_level != self.accuracy_level):
                 self.accuracy_level = self.info.accuracy_level  # the model recommends another level
-                self.session = self._session()
+                self.kernels.accuracy_level = self.accuracy_level
+                self.session = self._session(prepared.source)
         except ModelError:
             raise
         except Exception as error:  # onnxruntime raises many unrelated types for unusable files
             first = str(error).strip().splitlines()[0][:300]
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first})") from None
+        logging.getLogger("speechmpq.runtime").info("%s: %s", self.path, self.kernels.summary())
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         cached = self.info.frontend_cache != "none"
         if not cached and len(inputs) == 2 and len(outputs) == 2 and len(inputs[1].shape) == 3:
@@ -114,7 +135,7 @@ class OnnxCTCModel:
             raise ModelError(f"{self.path}: the vocabulary has {len(self.info.tokens)} tokens but the "
                              f"model outputs {vocab_size}")
 
-    def _session(self) -> ort.InferenceSession:
+    def _session(self, source: str | bytes) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.graph_optimization_level = OPTIMIZATION_LEVELS[self.config.optimization]
         options.intra_op_num_threads = self.config.threads
@@ -126,7 +147,7 @@ class OnnxCTCModel:
         if self.config.optimized_model_path:
             options.optimized_model_filepath = str(self.config.optimized_model_path)
         options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", str(self.accuracy_level))
-        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
     def prepare(self, samples: np.ndarray) -> np.ndarray:
         """float32 mono samples at the model's rate -> the model input (normalised if it expects it)."""

@@ -72,7 +72,7 @@ def stream_file(recognizer: Recognizer, path: str, feed_ms: int = 100, realtime:
 
 
 def stream_files(model: str, paths: list[str], config: RecognizerConfig, feed_ms: int = 100,
-                 realtime: bool = False, quiet: bool = False) -> int:
+                 realtime: bool = False, quiet: bool = False, verbose: bool = False) -> int:
     if feed_ms <= 0:
         raise SpeechmpqError(f"--feed-ms must be > 0, not {feed_ms}")
     recognizer = Recognizer(model, config)
@@ -85,6 +85,11 @@ def stream_files(model: str, paths: list[str], config: RecognizerConfig, feed_ms
                 f"right {1000 * geometry.right // rate} ms")
         print(f"{model}: {recognizer.info.weights} weights, {mode}, {config.decoder.method} decoding",
               file=sys.stderr)
+    kernels = getattr(recognizer.model, "kernels", None)
+    if verbose and kernels is not None:
+        print(kernels.summary(), file=sys.stderr)
+        if kernels.layers:
+            print(kernels.table(), file=sys.stderr)
     failures = 0
     for path in paths:
         try:

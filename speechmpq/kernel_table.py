@@ -1,8 +1,10 @@
 """The kernel table contract: kernel ids, the table's reader and the rules that pick a kernel per layer.
 
 The writer is ``speechmpq kernels`` (``export/kernels.py``, which times every kernel on this
-machine); export reads a table here to bake each layer's kernel, ``quantize --cost latency`` to price
-each candidate bit width. Kernel ids: ``fp32``, ``int8-dynamic`` (``-from2``/``-from4`` when the file
+machine); the runtime reads a table (or the built-in rules) when it loads a model to pick each layer's
+kernel for the CPU it runs on (``runtime/kernel_choice.py``), ``quantize --cost latency`` to price
+each candidate bit width. ``export --kernel-table`` embeds a table in the .onnx metadata
+(``embedded_table``); the runtime uses it on CPUs of the class it was measured on (``same_class``). Kernel ids: ``fp32``, ``int8-dynamic`` (``-from2``/``-from4`` when the file
 stores fewer bits), ``nbits{B}-block{S}`` (+ an accuracy level, a session option kept beside the id).
 
 ``choose``: per layer, the fastest kernel that stores exactly the layer's bits. For a layer of shape
@@ -64,8 +66,12 @@ SATURATION_FREE_CODE = 64
 VNNI_ISA = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def saturation_free(max_code: int, isa: list[str] | None) -> bool:
-    """Whether the int8-dynamic kernels compute a layer with these codes without int16 overflow."""
+def saturation_free(max_code: int, isa: list[str] | None, arch: str = "x86_64") -> bool:
+    """Whether the int8-dynamic kernels compute a layer with these codes without int16 overflow on a
+    CPU of this ``arch`` and ``isa``. Only x86 without VNNI/AMX saturates: onnxruntime's aarch64
+    kernels widen u8 x s8 products to 16 bits (at most 255 x 128, no overflow) or use dot products."""
+    if arch not in ("x86_64", "AMD64", "i686", "x86"):
+        return True
     return max_code <= SATURATION_FREE_CODE or any(flag in (isa or []) for flag in VNNI_ISA)
 
 
@@ -107,6 +113,34 @@ def best_by_bits(table: dict) -> dict:
 DEFAULTS = Path(__file__).with_name("kernel_defaults.json")
 
 
+def int8_class(arch: str, isa: list[str] | tuple[str, ...]) -> str:
+    """The CPU class that decides which int8 kernels are exact and fast: ``ARCH-vnni`` (int8 dot
+    products: VNNI/AMX on x86; every aarch64 CPU computes u8 x s8 without int16 overflow) or ``ARCH``."""
+    return f"{arch}-vnni" if any(flag in isa for flag in VNNI_ISA) else arch
+
+
+def same_class(table: dict, arch: str, isa: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``table`` was measured on a CPU of this class (its rankings apply here)."""
+    machine = table.get("machine", {})
+    return int8_class(machine.get("arch", ""), machine.get("isa", [])) == int8_class(arch, isa)
+
+
+def embedded_table(table: dict) -> str:
+    """``table`` as the compact JSON export writes into the .onnx metadata (``speechmpq.kernel_table``)."""
+    return json.dumps({key: table[key] for key in ("format", "preset", "machine", "linear") if key in table},
+                      separators=(",", ":"))
+
+
+def read_embedded_table(text: str) -> dict | None:
+    """The table in a model's metadata; None when it is not a valid kernel table."""
+    try:
+        table = json.loads(text)
+    except ValueError:
+        return None
+    valid = isinstance(table, dict) and table.get("format") == FORMAT and isinstance(table.get("linear"), list)
+    return table if valid and isinstance(table.get("machine"), dict) else None
+
+
 def load_table(path: str | Path) -> dict:
     path = Path(path)
     try:
@@ -124,13 +158,19 @@ def load_table(path: str | Path) -> dict:
 
 def default_rules(arch: str | None = None, isa: list[str] | None = None) -> dict | None:
     """The built-in per-bits rule for this CPU family (``ARCH-vnni`` where the CPU has int8 dot
-    products and such a rule was measured, else ``ARCH``), or None where nothing was measured."""
+    products and such a rule was measured, else ``ARCH``), or None where nothing was measured.
+    The rule carries the ISA it is applied to (the int8-dynamic guard reads it), not the ISA of the
+    machine it was measured on."""
     rules = json.loads(DEFAULTS.read_text())
     arch = arch or platform.machine()
     isa = cpu_isa() if isa is None else isa
     if any(flag in isa for flag in VNNI_ISA) and f"{arch}-vnni" in rules:
-        return rules[f"{arch}-vnni"]
-    return rules.get(arch)
+        rule = rules[f"{arch}-vnni"]
+    elif arch in rules:
+        rule = rules[arch]
+    else:
+        return None
+    return {**rule, "isa": list(isa), "name": f"{arch}-vnni" if rule is rules.get(f"{arch}-vnni") else arch}
 
 
 def rules_from_table(table: dict) -> dict:
@@ -156,10 +196,13 @@ def rules_from_table(table: dict) -> dict:
 
 
 def choose(
-    layers: list[dict], table: dict | None, rules: dict | None, accuracy_level: int | None, block_size: int
+    layers: list[dict], table: dict | None, rules: dict | None, accuracy_level: int | None, block_size: int,
+    cpu: tuple[str, list[str]] | None = None, int8_activations: bool = True,
 ) -> tuple[int, dict[str, dict]]:
     """``layers``: dicts with name, container (stored bits), k, n, max_code (largest |integer code|;
-    0 if unknown). Returns (accuracy level,
+    0 if unknown). ``cpu``: (arch, ISA flags) of the CPU the layers will run on (the int8-dynamic
+    guard); None: the machine the table or rule was measured on. ``int8_activations=False`` leaves
+    out the int8-dynamic kernels (they quantize activations to int8). Returns (accuracy level,
     name -> {"kernel", "block_size", "predicted_ms" (None without a table entry)})."""
     if table is not None:
         rules = rules_from_table(table)
@@ -174,13 +217,14 @@ def choose(
             for layer in layers
         }
     shapes = {(s["k"], s["n"]): s["kernels"] for s in (table or {}).get("linear", [])}
-    isa = rules.get("isa", [])
+    arch, isa = cpu if cpu is not None else ((table or {}).get("machine", {}).get("arch", "x86_64"),
+                                             rules.get("isa", []))
     levels = [accuracy_level] if accuracy_level is not None else [0, 4]
     plans = {}
     for level in levels:
         choice, total, missing = {}, 0.0, 0
         for layer in layers:
-            safe = saturation_free(layer.get("max_code", 0), isa)
+            safe = int8_activations and saturation_free(layer.get("max_code", 0), isa, arch)
             candidates = [
                 e
                 for e in shapes.get((layer["k"], layer["n"]), [])
@@ -196,14 +240,15 @@ def choose(
                 missing += (layer["k"], layer["n"]) in shapes
                 kernel = rules["bits"].get(str(layer["container"]))
                 if kernel and parse_kernel(kernel)[0] == INT8_DYNAMIC and not safe:
-                    kernel = rules.get("saturating_8bit")
+                    kernel = rules.get("saturating_8bit") if layer["container"] == 8 else None
                 if (
                     kernel
                     and parse_kernel(kernel)[0] != INT8_DYNAMIC
                     and rules.get("accuracy_level") != level
                 ):
                     kernel = None  # the rule was measured at another level
-                kernel, predicted = kernel or f"nbits{layer['container']}-block{block_size}", None
+                stored = f"nbits{layer['container']}-block{layer.get('block_size', block_size)}"
+                kernel, predicted = kernel or stored, None
             choice[layer["name"]] = {
                 "kernel": kernel,
                 "block_size": parse_kernel(kernel)[2],

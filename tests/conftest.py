@@ -17,6 +17,14 @@ sys.meta_path.insert(0, Block())
 """
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _kernel_cache(tmp_path_factory):
+    """Rewritten models (runtime/kernel_choice.py) go to a folder of this test session, not ~/.cache."""
+    import os
+
+    os.environ["SPEECHMPQ_CACHE"] = str(tmp_path_factory.mktemp("kernel-cache"))
+
+
 @pytest.fixture
 def without_torch():
     """run(code) -> CompletedProcess: ``code`` in a fresh Python where torch cannot be imported."""

@@ -62,7 +62,7 @@ def add_commands(commands) -> None:
         default=None,
         choices=range(5),
         help="MatMulNBits accuracy level recommended to the runtime: 0 float activations, "
-        "4 int8 activations (default: the kernel map's choice; 0 with --kernel-table none)",
+        "4 int8 activations (default: 0)",
     )
     export.add_argument(
         "--min-container",
@@ -80,9 +80,9 @@ def add_commands(commands) -> None:
         "--kernel-table",
         default="default",
         metavar="FILE|default|none",
-        help="how each linear layer runs: the fastest kernel storing its bits from a table of "
-        "speechmpq kernels (default: the built-in rule for this CPU; none: MatMulNBits at "
-        "--block-size for all, PyTorch's exact numerics at accuracy level 0)",
+        help="embed this table of speechmpq kernels in the file: the runtime chooses each layer's "
+        "kernel with it on CPUs of the class it was measured on (default/none: embed nothing; the "
+        "file stores every layer weight-only and the runtime picks kernels where it loads)",
     )
     export.add_argument(
         "--no-frontend-cache",

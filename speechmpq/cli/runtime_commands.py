@@ -19,7 +19,8 @@ def _recognizer_config(args, streaming: bool = True):
                 if streaming else StreamingConfig(chunk_ms=0, normalization=args.normalization))
     return RecognizerConfig(
         session=SessionConfig(threads=args.threads, accuracy_level=args.accuracy_level,
-                              optimization=args.optimization),
+                              optimization=args.optimization, kernels=args.kernels,
+                              kernel_table=args.kernel_table),
         streaming=chunking,
         decoder=DecoderConfig(args.decoder, args.beam_size, lm=args.lm, lexicon=args.lexicon,
                               lm_weight=args.lm_weight, word_score=args.word_score))
@@ -50,6 +51,18 @@ def _add_runtime_flags(parser, decoder: str = "auto") -> None:
     group.add_argument("--accuracy-level", type=int, default=None,
                        help="MatMulNBits accuracy level 0..4 (default: the model's)")
     group.add_argument("--optimization", default="all", help="ORT graph optimisation level")
+    _add_kernel_flags(group)
+
+
+def _add_kernel_flags(group) -> None:
+    group.add_argument("--kernels", default="auto", choices=["auto", "int8", "nbits", "float"],
+                       help="how each quantized layer runs on this CPU: auto the fastest exact kernel "
+                       "here (int8 activations only where the model's accuracy level allows), int8 "
+                       "int8-dynamic wherever exact here, nbits as stored, float dequantized to fp32 "
+                       "(default: auto)")
+    group.add_argument("--kernel-table", default=None, metavar="FILE",
+                       help="choose kernels with this table from speechmpq kernels (default: the "
+                       "model's own table where measured on a CPU like this one, else built-in rules)")
 
 
 def _cmd_eval(args) -> int:
@@ -77,7 +90,7 @@ def _cmd_stream(args) -> int:
     from speechmpq.runtime import stream_files
 
     return stream_files(args.model, args.audio, _recognizer_config(args), feed_ms=args.feed_ms,
-                        realtime=args.realtime, quiet=args.quiet)
+                        realtime=args.realtime, quiet=args.quiet, verbose=args.verbose)
 
 
 def _cmd_demo(args) -> int:
@@ -121,6 +134,7 @@ def _cmd_bench(args) -> int:
                          fp32=args.fp32, mpq=args.mpq, int8=args.int8, title=args.title,
                          fp32_cached=args.fp32_cached, int8_cached=args.int8_cached,
                          frontend_cache=_label_values(args.frontend_cache),
+                         kernels=_label_values(args.kernels, "--kernels", "auto|int8|nbits|float"),
                          decoders={label: {"method": "lm", "lm": lm, "beam_size": args.beam_size,
                                            "lm_weight": args.lm_weight, "word_score": args.word_score}
                                    for label, lm in _label_values(args.lm, "--lm", "FILE").items()})
@@ -134,12 +148,39 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_info(args) -> int:
+    from speechmpq.runtime import OnnxCTCModel, SessionConfig
+
+    model = OnnxCTCModel(args.model, SessionConfig(threads=1, accuracy_level=args.accuracy_level,
+                                                   kernels=args.kernels, kernel_table=args.kernel_table))
+    info = model.info
+    bits = (f", {info.bitplan['average_bits']:.2f} bits per weight over {len(info.bitplan['layers'])} layers"
+            if info.bitplan else "")
+    print(f"{args.model}: {info.weights}{bits}; {info.source_model_type}, {info.sample_rate} Hz, "
+          f"do_normalize {str(info.do_normalize).lower()}, front-end cache {info.frontend_cache}")
+    print(f"loaded in {model.load_seconds:.2f} s; {model.kernels.summary()}")
+    if model.kernels.layers:
+        print(model.kernels.table())
+    return 0
+
+
 def add_commands(commands) -> None:
     """The runtime's subparsers."""
+    _add_info(commands)
     _add_eval(commands)
     _add_stream_and_demo(commands)
     _add_serve(commands)
     _add_bench(commands)
+
+
+def _add_info(commands) -> None:
+    info = commands.add_parser("info", help="what an exported .onnx holds, and the kernel each layer "
+                               "runs as on this CPU (and why)")
+    info.add_argument("model", help="exported .onnx file")
+    info.add_argument("--accuracy-level", type=int, default=None, choices=range(5),
+                      help="MatMulNBits accuracy level 0..4 (default: the model's)")
+    _add_kernel_flags(info)
+    info.set_defaults(func=_cmd_info)
 
 
 def _add_eval(commands) -> None:
@@ -170,6 +211,8 @@ def _add_stream_and_demo(commands) -> None:
     stream.add_argument("--realtime", action="store_true", help="feed at the audio's own pace")
     _add_runtime_flags(stream)
     stream.add_argument("--quiet", action="store_true", help="final transcripts only")
+    stream.add_argument("--verbose", action="store_true",
+                        help="also print the kernel each layer runs as on this CPU, and why")
     stream.set_defaults(func=_cmd_stream)
 
     demo = commands.add_parser("demo", help="live streaming transcription in the terminal (a file, the "
@@ -229,6 +272,9 @@ def _add_bench(commands) -> None:
     bench.add_argument("--word-score", type=float, default=0.5, help="word score of the --lm rows")
     bench.add_argument("--frontend-cache", nargs="+", default=[], metavar="LABEL=on|off|auto",
                        help="per row: reuse conv frames across windows (default auto: where exact)")
+    bench.add_argument("--kernels", nargs="+", default=[], metavar="LABEL=auto|int8|nbits|float",
+                       help="per row: how its quantized layers run on this CPU (default auto: the "
+                       "fastest exact kernel here); the choice is printed in the report")
     bench.add_argument("--title", default="", help="report title")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=_cmd_bench)

@@ -14,7 +14,7 @@ from speechmpq import bitplan
 from speechmpq.bitplan import container_bits
 from speechmpq.cli import main
 from speechmpq.export import ExportConfig, Source, export_onnx
-from speechmpq.export.packing import integer_initializer
+from speechmpq.packing import integer_initializer
 from speechmpq.runtime import OnnxCTCModel, SessionConfig
 from speechmpq.train.models import build_model, load_model, save_model
 from speechmpq.train.qmodel import read_quantized, save_quantized

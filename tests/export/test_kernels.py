@@ -1,5 +1,5 @@
 """The kernel table and the per-layer kernel map: each kernel's graph against numpy and against the
-op onnxruntime fuses it into, the choice from a given table, and the map's metadata in an export."""
+op onnxruntime fuses it into, the choice from a given table, and a table embedded in an export."""
 
 import collections
 import json
@@ -14,7 +14,7 @@ from test_export import _quantized_dir  # noqa: E402 (pytest puts this folder on
 
 from speechmpq.cli import main
 from speechmpq.export import ExportConfig, Source, export_onnx
-from speechmpq.export.kernel_graphs import linear_model
+from speechmpq.kernel_graphs import linear_model
 from speechmpq.kernel_table import choose, default_rules, load_table, parse_kernel, rules_from_table
 from speechmpq.runtime import OnnxCTCModel, SessionConfig
 from speechmpq.train.models import load_model
@@ -161,56 +161,51 @@ def test_built_in_rule_for_x86_comes_from_a_committed_table():
     assert default_rules("riscv64", ["avx2"]) is None
 
 
-def test_export_records_the_kernel_per_layer_and_runs_it(tmp_path):
+def test_export_embeds_a_table_keeps_the_file_portable_and_the_runtime_chooses_with_it(tmp_path):
+    """The file stores every linear layer weight-only at its bits, whatever the table says; the
+    runtime picks the table's kernels on a CPU of the table's class (and guards saturation there),
+    ignores the table on another class."""
+    from speechmpq.runtime.kernel_choice import CpuFacts
+
     model_dir, plan = _quantized_dir(tmp_path, "per-channel")
     table = _table({})
+    table["machine"] = {"arch": "x86_64", "isa": ["avx2"], "cpu": "hand-made", "date": "2026-12-07"}
     sizes = {
         (int(e["shape"][1]), int(e["shape"][0])) for e in plan["layers"].values() if e["kind"] == "linear"
     }
+    fast = {"int8-dynamic": 0.1, "int8-dynamic-from4": 0.1, "nbits4-block16": 0.2, "nbits2-block16": 0.2,
+            "nbits8-block16": 0.3, "nbits8-block32": 0.25}
     table["linear"] = [
-        {
-            "k": k,
-            "n": n,
-            "per_block": 1,
-            "kernels": [
-                {"kernel": "int8-dynamic", "accuracy_level": 0, "median_ms": 0.1},
-                {"kernel": "int8-dynamic-from4", "accuracy_level": 0, "median_ms": 0.1},
-                {"kernel": "nbits4-block16", "accuracy_level": 0, "median_ms": 0.2},
-                {"kernel": "nbits2-block16", "accuracy_level": 0, "median_ms": 0.2},
-                {"kernel": "nbits8-block16", "accuracy_level": 0, "median_ms": 0.3},
-            ],
-        }
+        {"k": k, "n": n, "per_block": 1,
+         "kernels": [{"kernel": kernel, "accuracy_level": 4, "median_ms": ms} for kernel, ms in fast.items()]}
         for k, n in sizes
     ]
     path = tmp_path / "table.json"
     path.write_text(json.dumps(table))
     out = tmp_path / "mapped.onnx"
-    summary = export_onnx(
-        Source(model_dir=model_dir), out, ExportConfig(kernel_table=str(path)), progress=False
-    )
+    summary = export_onnx(Source(model_dir=model_dir), out, ExportConfig(kernel_table=str(path), block_size=16,
+                                                                         accuracy_level=4), progress=False)
     by_layer = {r["layer"]: r for r in summary["layers"]}
-    codes = load_file(str(model_dir / "model.safetensors"))
-    vnni = False  # the hand-made table's machine has no ISA list
     graph = onnx.load(str(out))
     metadata = {p.key: p.value for p in graph.metadata_props}
-    kernels = json.loads(metadata["speechmpq.kernels"])
-    assert metadata["speechmpq.kernel_table"] == str(path) and metadata["speechmpq.accuracy_level"] == "0"
+    assert json.loads(metadata["speechmpq.kernel_table"])["linear"] == table["linear"]
+    assert "speechmpq.kernels" not in metadata
+    ops = collections.Counter(n.op_type for n in graph.graph.node)
+    assert "MatMulInteger" not in ops and "DynamicQuantizeLinear" not in ops  # portable: weight-only
+    codes = load_file(str(model_dir / "model.safetensors"))
+    avx2 = CpuFacts("x86_64", ("avx2",), "given")
+    model = OnnxCTCModel(out, SessionConfig(threads=1, kernel_cache=False), cpu=avx2)
+    assert model.kernels.source.startswith("the model's table") and model.accuracy_level == 4
+    chosen = {x.layer: x.chosen for x in model.kernels.layers}
     for name, entry in plan["layers"].items():
         if entry["kind"] != "linear":
             continue
         container = by_layer[name]["container"]
+        assert by_layer[name]["kernel"] == f"nbits{container}-block16"  # stored as is
         expected = {8: "int8-dynamic", 4: "int8-dynamic-from4", 2: "nbits2-block16"}[container]
-        if container == 8 and np.abs(codes[f"{name}.weight_int"].astype(int)).max() > 64 and not vnni:
-            expected = "nbits8-block16"  # int8-dynamic would saturate these codes on this CPU
-        assert kernels[name] == by_layer[name]["kernel"] == expected
-        nodes = [
-            n
-            for n in graph.graph.node
-            if any(p.key == "speechmpq.layer" and p.value == name for p in n.metadata_props)
-        ]
-        assert nodes and all(
-            {p.key: p.value for p in n.metadata_props}["speechmpq.kernel"] == expected for n in nodes
-        )
+        if container == 8 and np.abs(codes[f"{name}.weight_int"].astype(int)).max() > 64:
+            expected = "nbits8-block32"  # int8-dynamic would saturate these codes on an AVX2 CPU
+        assert chosen[name] == expected
         stored = next(t for t in graph.graph.initializer if t.name == f"{name}.weight_quantized")
         assert (
             stored.data_type
@@ -220,9 +215,11 @@ def test_export_records_the_kernel_per_layer_and_runs_it(tmp_path):
     audio = torch.randn(1, 12345, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         reference = torch_model(audio).logits.numpy()
-    logits = OnnxCTCModel(out, SessionConfig(threads=1)).logits(audio.numpy())
+    logits = model.logits(audio.numpy())
     # int8 activations in the int8-dynamic layers: within a few per cent of the float model
     assert np.abs(logits - reference).max() <= 0.05 * np.abs(reference).max()
+    arm = OnnxCTCModel(out, SessionConfig(threads=1, kernel_cache=False), cpu=CpuFacts("aarch64", (), "given"))
+    assert not arm.kernels.source.startswith("the model's table")  # measured on another class of CPU
 
 
 def test_kernels_command_writes_a_table_export_can_read(tmp_path, capsys):

@@ -12,8 +12,10 @@
                        0 float activations, 4 int8 activations quantized per block in the kernel)
 
 Kernel ids: ``fp32``, ``int8-dynamic``, ``nbits{B}-block{S}`` (+ accuracy level, a session option, kept
-beside the id; ``speechmpq.kernel_table``). ``export/kernels.py`` times them, ``kernel_table.choose`` picks
-one per layer.
+beside the id; ``speechmpq.kernel_table``). ``export/kernels.py`` times them on one-layer models
+(``linear_model``); the runtime's kernel choice (``runtime/kernel_choice.py``) picks one per layer for
+the CPU it runs on and rewrites the exported graph's weight-only layers into it at load. Needs the
+onnx package.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from speechmpq.export.packing import integer_initializer
+from speechmpq.packing import integer_initializer
 from speechmpq.kernel_table import FP32, INT8_DYNAMIC, parse_kernel
 
 

@@ -1,5 +1,8 @@
 """Integer weights as ONNX initializers in the narrowest container that holds their bits.
 
+Export writes them, the runtime's kernel choice reads them back (``unpack``); this module needs the
+onnx package (export's dependency, and the runtime's for choosing kernels at load).
+
 ONNX packs sub-byte types densely, first element in the lowest bits: INT4 two per byte, INT2 four per
 byte, odd tails padded with zero bits. ``onnx.helper.make_tensor`` stores packed bytes one per int32
 varint (up to twice the size), so the bytes are packed here and written as ``raw_data``.
@@ -47,3 +50,14 @@ def integer_initializer(name: str, codes: np.ndarray, bits: int, minimum: int = 
     tensor.dims.extend(codes.shape)
     tensor.raw_data = pack(codes, container)
     return tensor
+
+
+def unpack(raw: bytes, container: int, count: int) -> np.ndarray:
+    """Packed little-endian bytes -> ``count`` signed int8 codes (``pack``'s inverse)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if container == 8:
+        return data[:count].view(np.int8).copy()
+    per_byte, mask = 8 // container, 2**container - 1
+    lanes = np.stack([(data >> np.uint8(lane * container)) & np.uint8(mask) for lane in range(per_byte)], 1)
+    codes = lanes.reshape(-1)[:count].astype(np.int8)
+    return np.where(codes >= 2 ** (container - 1), codes - 2**container, codes).astype(np.int8)
