@@ -1,14 +1,19 @@
-"""Same model, same clips, two machines: the aarch64 check (numpy + onnxruntime only).
+"""Same model, same clips, two machines: the emulated-CPU checks (numpy + onnxruntime only).
 
-``run`` transcribes clips (offline and streaming) at the given MatMulNBits accuracy levels and
-saves the offline logits; it is what runs inside the emulated arm64 chroot and on the x86 host.
-``compare`` checks the arm64 runs against the x86 one and writes ``results/arm.md`` + JSON:
+``run`` transcribes clips (offline and streaming) at the given MatMulNBits accuracy levels, with the
+kernels the runtime chooses for the CPU it runs on (recorded per level), and saves the offline
+logits; it is what runs inside the emulated arm64 chroot, under ``qemu-x86_64 -cpu Haswell`` and on
+the x86 host. ``compare`` checks the emulated runs against the native one and writes
+``results/arm.md`` + JSON. ``bake`` writes the file an export that chose kernels for one CPU would
+have shipped (the negative control: run as stored on another CPU, it must fail the check):
 
     python -m speechmpq.edge_demo.arm_check run --model M.onnx --clips a.flac b.flac --out x86
     python -m speechmpq.edge_demo.arm_check compare --reference x86 --runs neoverse-n1 cortex-a72 \
         --out results/arm
+    python -m speechmpq.edge_demo.arm_check bake --model M.onnx --isa avx2 avx512_vnni --out baked.onnx
 
-The driver is ``edge_demo/arm_emulation.sh`` (builds the chroot, runs both, compares).
+The drivers are ``edge_demo/arm_emulation.sh`` (builds the chroot, runs both, compares) and
+``edge_demo/x86_emulation.sh`` (x86-64 without VNNI or AVX-512, user-mode qemu).
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ def tolerance(reference_logits: dict, level: str, clip: str) -> tuple[float, flo
 
 
 def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int,
-        lm: str | None = None) -> dict:
+        lm: str | None = None, kernels: str = "auto") -> dict:
     import onnxruntime as ort
 
     from speechmpq.audio import load_audio
@@ -80,11 +85,11 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
     report = {"machine": platform.machine(), "python": platform.python_version(),
               "onnxruntime": ort.__version__, "numpy": np.__version__,
               "qemu_cpu": os.environ.get("QEMU_CPU", ""), "model": str(model), "threads": threads,
-              "levels": {}}
+              "kernels": kernels, "levels": {}}
     audio = {Path(clip).name: load_audio(clip) for clip in clips}
     arrays = {}
     for level in levels:
-        session = SessionConfig(threads=threads, accuracy_level=level)
+        session = SessionConfig(threads=threads, accuracy_level=level, kernels=kernels)
         began = time.perf_counter()
         streaming = Recognizer(model, RecognizerConfig(session=session))
         load_seconds = time.perf_counter() - began
@@ -115,11 +120,27 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
                 began = time.perf_counter()
                 clips_report[name]["lm_streaming_text"] = with_lm.transcribe(samples, SAMPLE_RATE)
                 clips_report[name]["lm_streaming_seconds"] = time.perf_counter() - began
-        report["levels"][str(level)] = {"load_seconds": load_seconds, "clips": clips_report}
+        choice = streaming.model.kernels
+        report["levels"][str(level)] = {"load_seconds": load_seconds, "clips": clips_report,
+                                        "kernels": choice.summary(), "kernel_counts": choice.counts(),
+                                        "cpu": list(choice.cpu.isa)}
     with atomic_output(out / "logits.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     atomic_write(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def bake(model: Path, out: Path, isa: list[str], accuracy_level: int, arch: str = "x86_64") -> dict:
+    """Write ``model`` with each layer's kernel chosen for a CPU of ``arch`` and ``isa`` (what an
+    export that chose kernels for the exporting CPU shipped); returns the choice."""
+    from speechmpq.runtime.kernel_choice import CpuFacts, prepare
+
+    prepared = prepare(Path(model), CpuFacts(arch, tuple(sorted(isa)), "given"), "auto", accuracy_level,
+                       use_cache=False)
+    data = prepared.source if isinstance(prepared.source, bytes) else Path(prepared.source).read_bytes()
+    with atomic_output(out) as tmp:
+        Path(tmp).write_bytes(data)
+    return prepared.choice.to_dict()
 
 
 def compare(reference: Path, runs: list[Path]) -> dict:
@@ -152,23 +173,37 @@ def compare(reference: Path, runs: list[Path]) -> dict:
     return summary
 
 
-def _qemu_version() -> str:
+def _qemu_version(binary: str) -> str:
     import subprocess
 
     try:
-        first = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True,
+        first = subprocess.run([binary, "--version"], capture_output=True, text=True,
                                timeout=10).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
-        return "qemu-user-static (version unknown)"
-    return first[0] if first else "qemu-user-static"
+        return f"{binary} (version unknown)"
+    return first[0] if first else binary
 
 
-def markdown(summary: dict, command: str) -> str:
+# what each emulated check is: title, qemu binary, how the emulated machine was set up
+SETUPS = {
+    "arm": ("aarch64 under emulation: same transcripts as x86", "qemu-aarch64-static",
+            "(user mode), Debian 12 arm64 chroot (debootstrap minbase + python3)."),
+    "x86": ("x86-64 without VNNI or AVX-512 under emulation: same transcripts as native", "qemu-x86_64",
+            "(user mode, QEMU_CPU=Haswell: AVX2 and FMA, no AVX-512, no VNNI), the host's own Python, "
+            "venv and wheels."),
+    "x86-control": ("Negative control: a file with kernels chosen for a VNNI CPU, run as stored on an "
+                    "x86-64 without VNNI", "qemu-x86_64",
+                    "(user mode, QEMU_CPU=Haswell), the host's own Python, venv and wheels. Expected: FAIL "
+                    "(int8-dynamic with full-range 8-bit codes overflows int16 without VNNI)."),
+}
+
+
+def markdown(summary: dict, command: str, kind: str = "arm") -> str:
     ref = summary["reference"]
-    lines = ["# aarch64 under emulation: same transcripts as x86", "",
+    title, binary, setup = SETUPS[kind]
+    lines = [f"# {title}", "",
              f"Command: `{command}`  ", f"Date: {time.strftime('%Y-%m-%d')}. Host: x86_64 "
-             f"({platform.processor() or platform.machine()}), {_qemu_version()} (user mode), Debian 12 "
-             "arm64 chroot (debootstrap minbase + python3).",
+             f"({platform.processor() or platform.machine()}), {_qemu_version(binary)} {setup}",
              f"Model: `{ref['model']}`, {ref['threads']} thread(s). Host: Python {ref['python']}, "
              f"onnxruntime {ref['onnxruntime']}, numpy {ref['numpy']}.", ""]
     for entry in summary["runs"]:
@@ -176,6 +211,7 @@ def markdown(summary: dict, command: str) -> str:
         lines.append(f"- **{entry['name']}**: QEMU_CPU={r['qemu_cpu'] or '(default)'}, "
                      f"machine {r['machine']}, Python {r['python']}, onnxruntime {r['onnxruntime']}, "
                      f"numpy {r['numpy']}")
+    lines += _kernel_lines(summary)
     lines += ["", f"Verdict: **{'PASS' if summary['passed'] else 'FAIL'}** — transcripts (offline and "
               "streaming) identical to x86 (above level 0: to x86's at that level or its exact level-0 "
               "ones), and logits within the tolerance of the accuracy level: "
@@ -211,6 +247,11 @@ def markdown(summary: dict, command: str) -> str:
                        for e in summary["runs"])
             lines.append(f"| {clip} | {level} | {text} | {same} |")
         lines.append("")
+    if kind != "arm":
+        lines += ["Timings on the emulated rows are qemu user-mode emulation (TCG), not that CPU's speed. "
+                  "The emulated CPU's features come from qemu's CPUID, which numpy's runtime dispatch and "
+                  "onnxruntime both read (/proc/cpuinfo there is the host's and is not trusted).", ""]
+        return "\n".join(lines)
     lines += ["Timings on the arm64 rows are qemu user-mode emulation on the x86 host, not ARM speed; "
               "they only show the runtime works there. 'vs x86 level 0' is the arm64 logits' distance from "
               "the x86 fp32-activation logits: at level 4, a value near 1e-5 means that CPU computed "
@@ -221,6 +262,16 @@ def markdown(summary: dict, command: str) -> str:
               "dotprod "
               "(int8 KleidiAI/MLAS dot-product kernels), cortex-a72 does not.", ""]
     return "\n".join(lines)
+
+
+def _kernel_lines(summary: dict) -> list[str]:
+    """Which kernels each machine's runtime chose at load, per accuracy level."""
+    lines = ["", "## Kernels chosen at load", "", "| machine | level | kernels |", "|---|---|---|"]
+    runs = [("native x86_64", summary["reference"])] + [(e["name"], e["report"]) for e in summary["runs"]]
+    for name, report in runs:
+        for level, data in report["levels"].items():
+            lines.append(f"| {name} | {level} | {data.get('kernels', '(not recorded)')} |")
+    return lines
 
 
 def _maybe(value: float | None) -> str:
@@ -238,14 +289,28 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--levels", type=int, nargs="+", default=[0, 4])
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--lm", default=None, help="ARPA LM for the LM-decoder transcripts")
+    r.add_argument("--kernels", default="auto", choices=["auto", "int8", "nbits", "float"])
+    b = sub.add_parser("bake", help="write the model with kernels chosen for another CPU")
+    b.add_argument("--model", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--arch", default="x86_64")
+    b.add_argument("--isa", nargs="*", default=["avx2", "avx512f", "avx512_vnni"])
+    b.add_argument("--accuracy-level", type=int, default=4)
     c = sub.add_parser("compare", help="compare arm64 runs with the x86 run, write a report")
     c.add_argument("--reference", type=Path, required=True)
     c.add_argument("--runs", type=Path, nargs="+", required=True)
     c.add_argument("--out", type=Path, help="write OUT.md and OUT.json")
     c.add_argument("--command", default="bash edge_demo/arm_emulation.sh")
+    c.add_argument("--kind", default="arm", choices=sorted(SETUPS), help="which check the report is")
+    c.add_argument("--expect-fail", action="store_true",
+                   help="a negative control: exit 0 only when the comparison fails")
     args = parser.parse_args(argv)
+    if args.command == "bake":
+        choice = bake(args.model, args.out, args.isa, args.accuracy_level, args.arch)
+        print(f"wrote {args.out}: {choice['counts']}")
+        return 0
     if args.command == "run":
-        report = run(args.model, args.clips, args.out, args.levels, args.threads, args.lm)
+        report = run(args.model, args.clips, args.out, args.levels, args.threads, args.lm, args.kernels)
         for level, data in report["levels"].items():
             for clip, values in data["clips"].items():
                 print(f"{report['machine']} {report['qemu_cpu'] or '-'} level {level} {clip}: "
@@ -253,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = compare(args.reference, args.runs)
     if args.out:
-        for suffix, text in ((".md", markdown(summary, args.command)),
+        for suffix, text in ((".md", markdown(summary, args.command, args.kind)),
                              (".json", json.dumps(summary, indent=2) + "\n")):
             atomic_write(args.out.with_name(args.out.name + suffix), text)
     for entry in summary["runs"]:
@@ -262,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{entry['name']} level {level} {clip}: same text {check['same_text']}, max logit "
                       f"diff {check['max_logit_difference']:.2e} (tol {check['tolerance']:.2e})")
     print("PASS" if summary["passed"] else "FAIL")
+    if args.expect_fail:
+        print("negative control: " + ("failed as it must" if not summary["passed"] else
+                                      "PASSED, so this check cannot see the fault it is for"))
+        return 0 if not summary["passed"] else 1
     return 0 if summary["passed"] else 1
 
 

@@ -70,7 +70,8 @@ def model_summary(path: Path, recognizer: Recognizer) -> dict:
             "sample_rate": rate, "chunk_ms": 1000 * g.chunk // rate, "left_ms": 1000 * g.left // rate,
             "right_ms": 1000 * g.right // rate, "source_model_type": info.source_model_type,
             "decoder": recognizer.decoder.describe(),
-            "kernels": recognizer.model.kernels.summary() if hasattr(recognizer.model, "kernels") else None}
+            "kernels": recognizer.model.kernels.summary() if hasattr(recognizer.model, "kernels") else None,
+            "frontend_cache": recognizer.frontend_cache_note}
 
 
 class DemoServer:

@@ -202,6 +202,7 @@ def demo(audio: list[str], model: str | None, config: RecognizerConfig, realtime
     print(_header(recognizer, path), file=sys.stderr)
     if getattr(recognizer.model, "kernels", None) is not None:
         print(recognizer.model.kernels.summary(), file=sys.stderr)
+    print(recognizer.frontend_cache_note, file=sys.stderr)
     view = LiveView()
     if microphone:
         meter = run_microphone(recognizer, view, device, feed_ms, seconds)

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import ModelError
+from speechmpq.onnx_metadata import NORMALIZATIONS, frontend_cache_exactness
 from speechmpq.runtime.decoding import DecoderConfig, build_decoder
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.runtime.stream import Geometry, Stream
 
-NORMALIZATIONS = ("running", "window")
 
 
 @dataclass
@@ -39,10 +39,12 @@ class StreamingConfig:
     # look-ahead after the chunk (ms, multiple of the frame stride); None: metadata
     right_context_ms: int | None = None
     # for models trained on per-utterance normalised input: "running" uses the mean and variance of
-    # every sample up to the end of the current window, "window" those of the window alone
+    # every sample up to the end of the current window, "window" those of the window alone, "frozen"
+    # those of the first window, then fixed (the one mode in which the front-end cache is exact)
     normalization: str = "running"
-    # reuse conv frames across windows: "auto" where the model says caching is exact (layer-norm
-    # front end), "on" also where it is approximate (group norm), "off" recompute every window
+    # reuse conv frames across windows: "auto" where caching is exact for this model and
+    # normalisation (onnx_metadata.frontend_cache_exactness), "on" also where it is approximate,
+    # "off" recompute every window
     frontend_cache: str = "auto"
 
     def __post_init__(self):
@@ -105,8 +107,13 @@ class Recognizer:
         if wanted == "on" and available == "none":
             raise ModelError(f"{getattr(self.model, 'path', 'the model')} has no front-end cache input "
                              f"(export it again with the cache)")
-        self.frontend_cache = available != "none" and (wanted == "on" or (wanted == "auto"
-                                                                         and available == "exact"))
+        exact, why = frontend_cache_exactness(self.info.frontend_norm, self.info.do_normalize,
+                                              self.config.streaming.normalization)
+        self.frontend_cache = available != "none" and (wanted == "on" or (wanted == "auto" and exact))
+        # one line for headers: whether the cache is used, and why
+        self.frontend_cache_note = ("front-end cache: none in this model" if available == "none" else
+                                    f"front-end cache {'on' if self.frontend_cache else 'off'} "
+                                    f"({'exact' if exact else 'approximate'}: {why})")
         self.decoder = build_decoder(self.config.decoder, self.info.tokens, self.info.blank_id,
                                      self.info.word_delimiter, getattr(self.model, "path", None))
 

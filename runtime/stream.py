@@ -20,9 +20,11 @@ Offline mode (``chunk_ms=0``) is the same code with one window over the whole in
 Front-end cache (models exported with ``frontend_cache``): the conv feature encoder's frames depend
 only on the samples under their receptive field, so a stream keeps the frames of its last window and
 the next window runs the convs only on samples from the first frame it lacks (at least its last frame
-again, so a call always has samples); the transformer still sees the whole window. For layer-norm
-front ends the logits are the same as without the cache; group-norm front ends normalise over the
-window, so ``frontend_cache="auto"`` recomputes them per window.
+again, so a call always has samples); the transformer still sees the whole window. The logits are the
+same as without the cache only where nothing else a frame depends on changes between windows: a
+layer-norm front end and raw input, or normalised input with ``normalization="frozen"``; group-norm
+front ends normalise over the window, and running or per-window input statistics change under the
+cached frames (``onnx_metadata.frontend_cache_exactness``; ``frontend_cache="auto"`` follows it).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class Stream:
         self._frames_done = 0
         self._stats = np.zeros(2)  # sum and sum of squares of samples [0, _stats_end)
         self._stats_end = 0
+        self._frozen: tuple[float, float] | None = None  # (mean, std) after the first window ("frozen")
         self.compute_seconds: collections.deque[float] = collections.deque(maxlen=4096)
         self._features = np.zeros(
             (0, getattr(recognizer.model, "feature_dim", None) or 0), np.float32
@@ -228,7 +231,14 @@ class Stream:
             self._stats_end = end
         if not self._recognizer.info.do_normalize:
             return samples
-        if self._recognizer.config.streaming.normalization == "window" or start == 0:
+        mode = self._recognizer.config.streaming.normalization
+        if mode == "frozen":
+            if self._frozen is None:  # the first window: samples [0, end), as running statistics
+                mean = self._stats[0] / self._stats_end
+                variance = max(self._stats[1] / self._stats_end - mean * mean, 0.0)
+                self._frozen = (mean, float(np.sqrt(variance + 1e-7)))
+            return ((samples - self._frozen[0]) / self._frozen[1]).astype(np.float32)
+        if mode == "window" or start == 0:
             return normalize_waveform(samples)  # from the start, running statistics = the window's
         mean = self._stats[0] / self._stats_end
         variance = max(self._stats[1] / self._stats_end - mean * mean, 0.0)

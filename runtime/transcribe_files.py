@@ -83,8 +83,8 @@ def stream_files(model: str, paths: list[str], config: RecognizerConfig, feed_ms
         mode = ("offline" if recognizer.offline else
                 f"chunk {1000 * geometry.chunk // rate} ms, left {1000 * geometry.left // rate} ms, "
                 f"right {1000 * geometry.right // rate} ms")
-        print(f"{model}: {recognizer.info.weights} weights, {mode}, {config.decoder.method} decoding",
-              file=sys.stderr)
+        print(f"{model}: {recognizer.info.weights} weights, {mode}, {config.decoder.method} decoding; "
+              f"{recognizer.frontend_cache_note}", file=sys.stderr)
     kernels = getattr(recognizer.model, "kernels", None)
     if verbose and kernels is not None:
         print(kernels.summary(), file=sys.stderr)

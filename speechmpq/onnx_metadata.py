@@ -27,6 +27,32 @@ FORMAT_VERSION = 1  # newest export metadata layout this runtime understands (ex
 STREAMING_DEFAULTS_MS = {"chunk": 640, "left": 2560, "right": 960}
 
 FRONTEND_CACHE = ("none", "exact", "approximate")
+FRONTEND_NORMS = ("layer", "group")  # feat_extract_norm of the conv front end
+# how a stream normalises the input of a do_normalize model (runtime/stream.py): statistics of every
+# sample so far, of the window alone, or of the first window, then fixed
+NORMALIZATIONS = ("running", "window", "frozen")
+
+
+def frontend_cache_exactness(frontend_norm: str, do_normalize: bool,
+                             normalization: str = "running") -> tuple[bool, str]:
+    """Whether streaming with cached conv frames gives the logits recomputing every window gives,
+    and why (one phrase). The cache reuses frames computed for an earlier window; they are the frames
+    the current window would compute only if nothing they depend on differs between the two windows:
+    the samples under them (always the same), the input normalisation, and the front end's own
+    normalisation."""
+    if frontend_norm != "layer":
+        return False, ("the conv front end normalises each channel over the whole window (group norm): "
+                       "cached frames were normalised over an earlier window")
+    if not do_normalize:
+        return True, "per-frame layer norm and raw input: a frame depends only on the samples under it"
+    if normalization == "frozen":
+        return True, ("input normalised with the first window's statistics, then fixed: every frame "
+                      "sees the same normalisation")
+    if normalization == "window":
+        return False, ("the input is normalised by each window's own statistics: cached frames were "
+                       "computed under an earlier window's")
+    return False, ("the input is normalised with running statistics: cached frames were computed under "
+                   "older ones (--normalization frozen makes the cache exact)")
 _DEFAULTS = {"sample_rate": str(SAMPLE_RATE), "do_normalize": "true", "frame_stride_samples": "320",
              "receptive_field_samples": "400", "blank_id": str(BLANK_ID), "word_delimiter": WORD_DELIMITER,
              "speechmpq.chunk_ms": str(STREAMING_DEFAULTS_MS["chunk"]),
@@ -53,8 +79,12 @@ class ModelInfo:
     bitplan: dict | None
     format_version: int | None
     # "none": input_values -> logits; "exact" / "approximate": the graph also takes cached conv
-    # frames and returns new ones (approximate: a group-norm front end normalises over the window)
+    # frames and returns new ones; exact with the runtime's default (running) normalisation
+    # (frontend_cache_exactness), the runtime decides for its own mode from frontend_norm
     frontend_cache: str = "none"
+    # the conv front end's normalisation: "layer" (per frame), "group" (per channel over the window),
+    # or "unknown" (a file from before this key: read from frontend_cache)
+    frontend_norm: str = "unknown"
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -91,6 +121,9 @@ class ModelInfo:
                 source_model_type=metadata.get("speechmpq.source_model_type", "unknown"),
                 bitplan=plan, format_version=int(version) if version is not None else None,
                 frontend_cache=metadata.get("speechmpq.frontend_cache", "none"), warnings=warnings,
+                frontend_norm=metadata.get("speechmpq.frontend_norm") or {
+                    "exact": "layer", "approximate": "group"}.get(
+                    metadata.get("speechmpq.frontend_cache", "none"), "unknown"),
             )  # fmt: skip
         except (ValueError, TypeError, AttributeError) as error:  # BitPlanError is a ValueError
             raise ModelError(f"{path}: invalid speechmpq metadata ({error})") from None
@@ -147,11 +180,12 @@ def model_metadata(config, vocab: list[str], do_normalize: bool, cfg, weights: s
                                           if cfg.right_context_ms else 0),
     }  # fmt: skip
     if cfg.frontend_cache:
-        # the graph takes cached conv frames (runtime/stream.py); caching is exact only when every
-        # conv layer normalises per frame (layer norm), not over the window (group norm)
-        metadata["speechmpq.frontend_cache"] = (
-            "exact" if config.feat_extract_norm == "layer" else "approximate"
-        )
+        # the graph takes cached conv frames (runtime/stream.py); whether caching is exact depends on
+        # the front end's norm, do_normalize and the runtime's normalisation mode: the value here is
+        # for the runtime's default mode, the runtime decides for its own from frontend_norm
+        exact, _ = frontend_cache_exactness(config.feat_extract_norm, do_normalize)
+        metadata["speechmpq.frontend_cache"] = "exact" if exact else "approximate"
+        metadata["speechmpq.frontend_norm"] = config.feat_extract_norm
     if plan is not None:
         metadata["speechmpq.bitplan"] = json.dumps(plan, sort_keys=True)
     metadata.update({key: str(value) for key, value in (extra or {}).items()})

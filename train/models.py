@@ -46,6 +46,14 @@ PRESETS: dict[str, dict] = {
         intermediate_size=1024, conv_dim=(64, 128, 192, 256), num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=16,
     ),
+    # The demo shape with wav2vec2-base's front-end norm (GroupNorm over time on the first conv
+    # layer, no conv bias): the group-norm front end whose streaming cache is measured
+    # (experiments/groupnorm_cache.py); the demo's short conv stack keeps CPU training affordable.
+    "demo-gn": dict(
+        _SMALL, hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
+        intermediate_size=1024, conv_dim=(64, 128, 192, 256), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=16, feat_extract_norm="group", conv_bias=False,
+    ),
     # wav2vec2-base shape (94 M parameters): benchmarks with random weights.
     "w2v2-base": dict(
         hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,

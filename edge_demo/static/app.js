@@ -18,7 +18,7 @@ async function loadModel() {
   $("model").textContent = `${model.name}: ${model.weights}${bits}, ${(model.bytes / 1e6).toFixed(2)} MB` +
     ` · chunk ${model.chunk_ms} ms, look-ahead ${model.right_ms} ms, left context ${model.left_ms} ms` +
     (model.decoder ? ` · ${model.decoder}` : "");
-  $("kernels").textContent = model.kernels || "";
+  $("kernels").textContent = [model.kernels, model.frontend_cache].filter(Boolean).join(" · ");
   drawBits(model);
 }
 

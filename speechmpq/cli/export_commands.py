@@ -42,7 +42,7 @@ def add_commands(commands) -> None:
     export.add_argument("model", nargs="?", help="model directory (float or quantized)")
     export.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     export.add_argument("--preset", default=None, help="instead of a directory: a preset shape with "
-                        "random weights (tiny, demo, w2v2-base, hubert-large)")
+                        "random weights (tiny, demo, demo-gn, w2v2-base, hubert-large)")
     export.add_argument("--model-type", default=None, help="with --preset: wav2vec2, hubert or wavlm")
     export.add_argument("--seed", type=int, default=0, help="with --preset: weight seed")
     export.add_argument("--plan", type=Path, default=None,

@@ -32,8 +32,9 @@ def _add_runtime_flags(parser, decoder: str = "auto") -> None:
                        help="new audio per model call (default: the model's metadata)")
     group.add_argument("--left-ms", type=int, default=None, help="left context (default: metadata)")
     group.add_argument("--right-ms", type=int, default=None, help="look-ahead (default: metadata)")
-    group.add_argument("--normalization", default="running", choices=["running", "window"],
-                       help="for models that expect normalised input: running statistics or per window")
+    group.add_argument("--normalization", default="running", choices=["running", "window", "frozen"],
+                       help="for models that expect normalised input: running statistics, per window, "
+                       "or the first window's then fixed (the front-end cache is exact only with frozen)")
     group.add_argument("--decoder", default=decoder, choices=["auto", "greedy", "beam", "lm"],
                        help="CTC decoding: greedy best path, beam (no LM), lm (lexicon + n-gram LM), auto: "
                        f"lm where an LM is given or lm.arpa[.gz] lies beside the model, else greedy "

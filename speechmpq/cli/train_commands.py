@@ -210,7 +210,7 @@ def _add_train_fp(commands) -> None:
     train.add_argument("--data", required=True, type=Path, help="training set (tree or .tsv)")
     train.add_argument("--dev", type=Path, default=None, help="dev set for model selection")
     train.add_argument("--out", required=True, type=Path, help="run folder (resumes if present)")
-    train.add_argument("--preset", default="demo", help="tiny, demo, w2v2-base, hubert-large")
+    train.add_argument("--preset", default="demo", help="tiny, demo, demo-gn, w2v2-base, hubert-large")
     train.add_argument("--model-type", default=None,
                        help="wav2vec2, hubert or wavlm (default: the preset's own)")
     train.add_argument("--init-from", type=Path, default=None, help="model dir to start from")

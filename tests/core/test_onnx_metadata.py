@@ -57,3 +57,17 @@ def test_bit_plan_that_does_not_match_the_graph_is_refused(tmp_path):
     with pytest.raises(ModelError, match="does not match the graph.*layers.42"):
         OnnxCTCModel(tmp_path / "bad.onnx")
     assert OnnxCTCModel(source).info.bitplan  # the real one passes
+
+
+def test_files_from_before_the_front_end_norm_key_are_read_by_their_cache_value():
+    """Old files wrote "exact" for every layer-norm front end, do_normalize or not: the runtime now
+    reads the norm from that value and decides exactness itself (with do_normalize, not exact)."""
+    from speechmpq.onnx_metadata import ModelInfo, frontend_cache_exactness
+
+    old = {"speechmpq.format_version": "1", "speechmpq.frontend_cache": "exact", "do_normalize": "true"}
+    info = ModelInfo.from_metadata(old)
+    assert info.frontend_norm == "layer"
+    assert not frontend_cache_exactness(info.frontend_norm, info.do_normalize, "running")[0]
+    assert frontend_cache_exactness(info.frontend_norm, info.do_normalize, "frozen")[0]
+    group = ModelInfo.from_metadata({**old, "speechmpq.frontend_cache": "approximate"})
+    assert group.frontend_norm == "group"

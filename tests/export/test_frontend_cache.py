@@ -111,3 +111,63 @@ def test_a_model_without_the_cache_still_streams_and_refuses_cache_on(tmp_path):
     assert not Recognizer(onnx_model).frontend_cache
     with pytest.raises(ModelError, match="no front-end cache"):
         Recognizer(onnx_model, RecognizerConfig(streaming=StreamingConfig(frontend_cache="on")))
+
+
+def _stream_logits(onnx_model, samples, normalization, cache):
+    streaming = StreamingConfig(chunk_ms=320, left_context_ms=960, right_context_ms=320,
+                                normalization=normalization, frontend_cache=cache)
+    rec = Recognizer(onnx_model, RecognizerConfig(streaming=streaming))
+    stream, logits = rec.create_stream(), []
+    commit = stream._commit
+    stream._commit = lambda done, ahead, last, final: logits.append(done.copy()) or commit(done, ahead, last,
+                                                                                          final)
+    for position in range(0, samples.size, 3000):
+        stream.accept_waveform(samples[position: position + 3000], 16000)
+        rec.decode(stream)
+    stream.input_finished()
+    rec.decode(stream)
+    return rec, np.concatenate(logits)
+
+
+@pytest.fixture(scope="module")
+def norm_models(tmp_path_factory):
+    """(front-end norm, do_normalize) -> exported tiny model with the cache."""
+    tmp = tmp_path_factory.mktemp("norms")
+    models = {}
+    for norm in ("layer", "group"):
+        for do_normalize in (False, True):
+            model = build_model("tiny", seed=8).eval() if norm == "layer" else _group_model(8)
+            model_dir = save_model(model, tmp / f"{norm}-{do_normalize}", do_normalize=do_normalize)
+            out = tmp / f"{norm}-{do_normalize}.onnx"
+            export_onnx(Source(model_dir=model_dir), out, ExportConfig(), progress=False)
+            models[norm, do_normalize] = out
+    return models
+
+
+@pytest.mark.parametrize("norm", ["layer", "group"])
+@pytest.mark.parametrize("do_normalize", [False, True])
+@pytest.mark.parametrize("normalization", ["running", "window", "frozen"])
+def test_the_cache_is_exact_exactly_where_it_says_so(norm_models, norm, do_normalize, normalization):
+    """Every combination of front-end norm x do_normalize x normalisation mode: the metadata and the
+    runtime's auto choice follow frontend_cache_exactness, and it is true: where it says exact,
+    streaming with the cache gives the logits of recomputing; where it says approximate, it does not."""
+    from speechmpq.onnx_metadata import frontend_cache_exactness
+
+    onnx_model = OnnxCTCModel(norm_models[norm, do_normalize])
+    exact, why = frontend_cache_exactness(norm, do_normalize, normalization)
+    assert onnx_model.info.frontend_norm == norm and onnx_model.info.do_normalize == do_normalize
+    assert onnx_model.info.frontend_cache == ("exact" if frontend_cache_exactness(norm, do_normalize)[0]
+                                              else "approximate")
+    # a level and an offset that change over time, so running and per-window statistics move
+    rng = np.random.default_rng(3)
+    samples = (rng.normal(0, 1, 16000 * 5) * np.linspace(0.05, 0.8, 16000 * 5) + np.linspace(0, 0.3, 16000 * 5)
+               ).astype(np.float32)
+    auto, _ = _stream_logits(onnx_model, samples, normalization, "auto")
+    assert auto.frontend_cache == exact and why in auto.frontend_cache_note
+    _, off = _stream_logits(onnx_model, samples, normalization, "off")
+    _, on = _stream_logits(onnx_model, samples, normalization, "on")
+    difference = np.abs(on - off).max()
+    if exact:
+        assert difference < 1e-4
+    else:
+        assert difference > 1e-3  # the approximation is real: the cache would change the logits
