@@ -14,7 +14,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnx import helper, version_converter
 

@@ -262,8 +262,10 @@ def choose_kernels(facts: list[LayerKernel], cpu: CpuFacts, mode: str = "auto", 
     """Fill each layer's ``chosen`` and ``why`` for ``cpu`` in ``mode``; returns the choice."""
     if mode not in KERNEL_MODES:
         raise ValueError(f"kernels must be one of {KERNEL_MODES}, not {mode!r}")
-    table, rule, source = (None, None, f"--kernels {mode}") if mode in ("nbits", "float", "int8") else _timings(
-        cpu, table_path, embedded_table)
+    if mode in ("nbits", "float", "int8"):
+        table, rule, source = None, None, f"--kernels {mode}"
+    else:
+        table, rule, source = _timings(cpu, table_path, embedded_table)
     choice = KernelChoice(mode, cpu, source, accuracy_level, facts)
     picked = {}
     if table is not None or rule is not None:
@@ -392,7 +394,6 @@ def _model_facts(path: Path, use_cache: bool) -> tuple[dict, list[LayerKernel], 
     if cached is not None:
         return cached[0], cached[1], None
     import onnx
-
     from onnx.external_data_helper import load_external_data_for_model
 
     model = onnx.load(str(path), load_external_data=False)

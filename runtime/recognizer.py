@@ -28,7 +28,6 @@ from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.runtime.stream import Geometry, Stream
 
 
-
 @dataclass
 class StreamingConfig:
     # new audio per model call, in ms (a multiple of the model's frame stride); None takes the

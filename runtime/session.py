@@ -90,8 +90,8 @@ class OnnxCTCModel:
             raise ModelError(f"{self.path}: no such model file")
         try:
             began = time.perf_counter()
-            prepared = prepare(self.path, cpu or detect_cpu(), self.config.kernels, self.config.accuracy_level,
-                               self.config.kernel_table, self.config.kernel_cache)
+            prepared = prepare(self.path, cpu or detect_cpu(), self.config.kernels,
+                               self.config.accuracy_level, self.config.kernel_table, self.config.kernel_cache)
             self.kernels: KernelChoice = prepared.choice
             self.accuracy_level = prepared.choice.accuracy_level
             self.session = self._session(prepared.source)

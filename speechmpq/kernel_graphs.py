@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from speechmpq.packing import integer_initializer
 from speechmpq.kernel_table import FP32, INT8_DYNAMIC, parse_kernel
+from speechmpq.packing import integer_initializer
 
 
 def int8_dynamic_nodes(x: str, out: str, name: str, codes_kn: np.ndarray, scale: np.ndarray, bits: int = 8,

@@ -4,7 +4,8 @@ The writer is ``speechmpq kernels`` (``export/kernels.py``, which times every ke
 machine); the runtime reads a table (or the built-in rules) when it loads a model to pick each layer's
 kernel for the CPU it runs on (``runtime/kernel_choice.py``), ``quantize --cost latency`` to price
 each candidate bit width. ``export --kernel-table`` embeds a table in the .onnx metadata
-(``embedded_table``); the runtime uses it on CPUs of the class it was measured on (``same_class``). Kernel ids: ``fp32``, ``int8-dynamic`` (``-from2``/``-from4`` when the file
+(``embedded_table``); the runtime uses it on CPUs of the class it was measured on (``same_class``).
+Kernel ids: ``fp32``, ``int8-dynamic`` (``-from2``/``-from4`` when the file
 stores fewer bits), ``nbits{B}-block{S}`` (+ an accuracy level, a session option kept beside the id).
 
 ``choose``: per layer, the fastest kernel that stores exactly the layer's bits. For a layer of shape
@@ -137,7 +138,8 @@ def read_embedded_table(text: str) -> dict | None:
         table = json.loads(text)
     except ValueError:
         return None
-    valid = isinstance(table, dict) and table.get("format") == FORMAT and isinstance(table.get("linear"), list)
+    valid = (isinstance(table, dict) and table.get("format") == FORMAT
+             and isinstance(table.get("linear"), list))
     return table if valid and isinstance(table.get("machine"), dict) else None
 
 

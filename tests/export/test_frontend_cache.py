@@ -160,7 +160,8 @@ def test_the_cache_is_exact_exactly_where_it_says_so(norm_models, norm, do_norma
                                               else "approximate")
     # a level and an offset that change over time, so running and per-window statistics move
     rng = np.random.default_rng(3)
-    samples = (rng.normal(0, 1, 16000 * 5) * np.linspace(0.05, 0.8, 16000 * 5) + np.linspace(0, 0.3, 16000 * 5)
+    length = 16000 * 5
+    samples = (rng.normal(0, 1, length) * np.linspace(0.05, 0.8, length) + np.linspace(0, 0.3, length)
                ).astype(np.float32)
     auto, _ = _stream_logits(onnx_model, samples, normalization, "auto")
     assert auto.frontend_cache == exact and why in auto.frontend_cache_note

@@ -183,8 +183,8 @@ def test_export_embeds_a_table_keeps_the_file_portable_and_the_runtime_chooses_w
     path = tmp_path / "table.json"
     path.write_text(json.dumps(table))
     out = tmp_path / "mapped.onnx"
-    summary = export_onnx(Source(model_dir=model_dir), out, ExportConfig(kernel_table=str(path), block_size=16,
-                                                                         accuracy_level=4), progress=False)
+    settings = ExportConfig(kernel_table=str(path), block_size=16, accuracy_level=4)
+    summary = export_onnx(Source(model_dir=model_dir), out, settings, progress=False)
     by_layer = {r["layer"]: r for r in summary["layers"]}
     graph = onnx.load(str(out))
     metadata = {p.key: p.value for p in graph.metadata_props}
@@ -218,7 +218,8 @@ def test_export_embeds_a_table_keeps_the_file_portable_and_the_runtime_chooses_w
     logits = model.logits(audio.numpy())
     # int8 activations in the int8-dynamic layers: within a few per cent of the float model
     assert np.abs(logits - reference).max() <= 0.05 * np.abs(reference).max()
-    arm = OnnxCTCModel(out, SessionConfig(threads=1, kernel_cache=False), cpu=CpuFacts("aarch64", (), "given"))
+    arm_cpu = CpuFacts("aarch64", (), "given")
+    arm = OnnxCTCModel(out, SessionConfig(threads=1, kernel_cache=False), cpu=arm_cpu)
     assert not arm.kernels.source.startswith("the model's table")  # measured on another class of CPU
 
 

@@ -33,8 +33,8 @@ def mixed(tmp_path_factory):
     files = {}
     for level in (0, 4):
         files[level] = path / f"level{level}.onnx"
-        export_onnx(Source(model_dir=model_dir), files[level], ExportConfig(block_size=16, accuracy_level=level),
-                    progress=False)
+        settings = ExportConfig(block_size=16, accuracy_level=level)
+        export_onnx(Source(model_dir=model_dir), files[level], settings, progress=False)
     return files
 
 
