@@ -8,9 +8,10 @@
                       "stable", "tentative", ...stats}, {"type": "final", "text", ...stats} and
                       {"type": "error", "message"}.
 
-Every connection gets its own ``Stream`` on the one ``Recognizer`` (one onnxruntime session; ORT
-runs concurrent ``run`` calls safely); model calls run in a thread pool so the event loop keeps
-serving the other tabs. Binds 127.0.0.1 unless ``--host`` says otherwise.
+Every connection gets its own ``Stream`` on the one ``Recognizer`` (one onnxruntime session); model
+calls run in a thread pool so the event loop keeps serving the other tabs. By default the streams
+are decoded in batches (``edge_demo/sessions.py``: the ready windows of all tabs share model calls);
+``batch=False`` runs each connection's calls alone. Binds 127.0.0.1 unless ``--host`` says otherwise.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
+from speechmpq.edge_demo.sessions import Batcher, StreamSession
 from speechmpq.errors import SpeechmpqError
-from speechmpq.runtime import Recognizer, RecognizerConfig, process_memory
+from speechmpq.runtime import Recognizer, RecognizerConfig
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_MESSAGE_BYTES = 1 << 20  # one WebSocket message: ~32 s of 16 kHz int16
@@ -77,11 +77,14 @@ def model_summary(path: Path, recognizer: Recognizer) -> dict:
 class DemoServer:
     def __init__(self, model: str | Path, config: RecognizerConfig | None = None, workers: int = 2,
                  max_streams: int = 16, idle_seconds: float = IDLE_SECONDS,
-                 max_stream_seconds: float = MAX_STREAM_SECONDS):
+                 max_stream_seconds: float = MAX_STREAM_SECONDS, batch: bool = True):
         self.model_path = Path(model)
         self.recognizer = Recognizer(self.model_path, config)
         self.summary = model_summary(self.model_path, self.recognizer)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+        # batched: one decoding round at a time owns every stream (its own one-thread pool)
+        self.batcher = (Batcher(self.recognizer, ThreadPoolExecutor(1, thread_name_prefix="batch"))
+                        if batch else None)
         self.max_streams = max_streams
         self.idle_seconds, self.max_stream_seconds = idle_seconds, max_stream_seconds
         self.active = 0
@@ -106,6 +109,8 @@ class DemoServer:
         for socket in list(self.sockets):
             await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.batcher is not None:
+            self.batcher.pool.shutdown(wait=False, cancel_futures=True)
 
     async def _index(self, request):
         web, _ = _import_aiohttp()
@@ -139,7 +144,7 @@ class DemoServer:
         return socket
 
     async def _serve_stream(self, socket, WSMsgType) -> None:
-        session = _Session(self.recognizer)
+        session = StreamSession(self.recognizer)
         loop = asyncio.get_running_loop()
         await socket.send_json({"type": "ready", "sample_rate": self.recognizer.info.sample_rate})
         while True:
@@ -160,7 +165,9 @@ class DemoServer:
                                             f"(at most {self.max_stream_seconds:g} s per connection)"})
                     await socket.close()
                     return
-                reply = await self._call(loop, session.accept, message.data)
+                arrived = time.perf_counter()
+                reply = (await self.batcher.submit(session, "audio", message.data) if self.batcher
+                         else await self._call(loop, session.accept, message.data, arrived))
                 if reply:
                     await socket.send_json(reply)
             elif message.type == WSMsgType.TEXT:
@@ -169,9 +176,10 @@ class DemoServer:
                 except (ValueError, AttributeError):
                     command = None
                 if command == "end":
-                    await socket.send_json(await self._call(loop, session.finish))
+                    await socket.send_json(await self.batcher.submit(session, "end") if self.batcher
+                                           else await self._call(loop, session.finish, time.perf_counter()))
                 elif command == "reset":
-                    session = _Session(self.recognizer)
+                    session = StreamSession(self.recognizer)
                     await socket.send_json({"type": "ready",
                                             "sample_rate": self.recognizer.info.sample_rate})
                 else:
@@ -194,59 +202,15 @@ class DemoServer:
             return {"type": "error", "message": f"{type(error).__name__}: {error}"}
 
 
-class _Session:
-    """One WebSocket's stream and its figures."""
-
-    def __init__(self, recognizer: Recognizer):
-        self.recognizer = recognizer
-        self.stream = recognizer.create_stream()
-        self.rate = recognizer.info.sample_rate
-        self.audio_seconds = 0.0
-        self.compute = []
-        self.shown = None
-
-    def _stats(self) -> dict:
-        times = 1000 * np.array(self.compute or [0.0])
-        return {"chunks": len(self.compute), "chunk_ms": float(times[-1]),
-                "chunk_ms_p50": float(np.median(times)), "audio_seconds": self.audio_seconds,
-                "rtf": float(sum(self.compute) / self.audio_seconds) if self.audio_seconds else 0.0,
-                "peak_rss_mib": process_memory()["hwm_mib"]}
-
-    def accept(self, data: bytes) -> dict | None:
-        samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        if self.stream.is_final:
-            return {"type": "error", "message": "stream already finished; send reset"}
-        self.stream.accept_waveform(samples, self.rate)
-        self.audio_seconds += samples.size / self.rate
-        calls = self.recognizer.decode(self.stream)
-        if not calls:
-            return None
-        self.compute.extend(list(self.stream.compute_seconds)[-calls:])
-        result = self.stream.result
-        if (result.stable, result.tentative) == self.shown:
-            return None
-        self.shown = (result.stable, result.tentative)
-        return {"type": "partial", "stable": result.stable, "tentative": result.tentative, **self._stats()}
-
-    def finish(self) -> dict:
-        self.stream.input_finished()
-        began = time.perf_counter()
-        calls = self.recognizer.decode(self.stream)
-        if calls:
-            self.compute.extend(list(self.stream.compute_seconds)[-calls:])
-        return {"type": "final", "text": self.stream.result.text,
-                "end_of_speech_ms": 1000 * (time.perf_counter() - began), **self._stats()}
-
-
 def serve(model: str | None, config: RecognizerConfig, host: str = "127.0.0.1", port: int = 8000,
-          max_streams: int = 16) -> int:
+          max_streams: int = 16, batch: bool = True) -> int:
     from speechmpq.edge_demo.terminal import default_model
     from speechmpq.runtime import steady_allocator
 
     web, _ = _import_aiohttp()
     path = Path(model) if model else default_model()
     steady_allocator()  # runs for hours: keep RSS from creeping up (see runtime/memory.py)
-    server = DemoServer(path, config, max_streams=max_streams)
+    server = DemoServer(path, config, max_streams=max_streams, batch=batch)
     for warning in server.recognizer.info.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -255,6 +219,9 @@ def serve(model: str | None, config: RecognizerConfig, host: str = "127.0.0.1", 
     shown = f"[{host}]" if ":" in host else host
     if server.summary["kernels"]:
         print(server.summary["kernels"], file=sys.stderr)
+    print(server.summary["frontend_cache"] + "; decoding: " + (
+        "batched (the ready chunks of all streams share model calls)" if batch else "one stream per call"),
+        file=sys.stderr)
     print(f"speechmpq serve: {path.name} ({server.summary['weights']}) at http://{shown}:{port}/ "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     web.run_app(server.app(), host=host, port=port, print=None, access_log=None)

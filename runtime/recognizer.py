@@ -155,6 +155,48 @@ class Recognizer:
             calls += 1
         return calls
 
+    def decode_streams(self, streams: list[Stream]) -> int:
+        """``decode`` for many streams, batched: each round takes the next ready window of every
+        stream, groups windows of equal shape (samples, cached frames: every stream in its steady
+        state has the same) and runs each group in one model call; rounds repeat until no stream has
+        a ready chunk. Returns the model calls made. Each stream's ``compute_seconds`` gets the time
+        of the call its window was in (what that stream waited for the model)."""
+        calls = 0
+        while True:
+            ready = [(stream, window) for stream in streams if (window := stream.next_window()) is not None]
+            if not ready:
+                return calls
+            groups: dict[tuple, list] = {}
+            for stream, window in ready:
+                key = (window.values.size, None if window.cached is None else window.cached.shape[0])
+                groups.setdefault(key, []).append((stream, window))
+            for members in groups.values():
+                self._run_group(members)
+                calls += 1
+
+    def _run_group(self, members: list) -> None:
+        """One model call for windows of equal shape; hands each stream its row."""
+        windows = [window for _, window in members]
+        began = time.perf_counter()
+        if len(members) == 1 or not hasattr(self.model, "logits_cached_batch"):
+            outputs = []
+            for window in windows:
+                if window.cached is None:
+                    outputs.append((self.model.logits(window.values)[0], None))
+                else:
+                    outputs.append(self.model.logits_cached(window.values, window.cached))
+        elif windows[0].cached is None:
+            logits = self.model.logits(np.stack([w.values for w in windows]))
+            outputs = [(row, None) for row in logits]
+        else:
+            logits, features = self.model.logits_cached_batch(np.stack([w.values for w in windows]),
+                                                              np.stack([w.cached for w in windows]))
+            outputs = list(zip(logits, features, strict=True))
+        seconds = time.perf_counter() - began
+        for (stream, window), (logits, features) in zip(members, outputs, strict=True):
+            stream.compute_seconds.append(seconds)
+            stream.commit(window, logits, features)
+
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
         """Whole utterance in, final text out, through the configured chunking."""
         stream = self.create_stream()

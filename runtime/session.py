@@ -176,6 +176,16 @@ class OnnxCTCModel:
         logits, features = self.session.run([self.output_name, self.features_name], feeds)
         return logits[0], features[0]
 
+    def logits_cached_batch(self, values: np.ndarray, cached: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``logits_cached`` for B windows of equal shapes in one call: (B, samples) and
+        (B, frames, channels) -> (logits (B, frames + new, vocab), new frames (B, new, channels))."""
+        if self.feature_dim is None:
+            raise ModelError(f"{self.path}: this model has no front-end cache input (export it again)")
+        feeds = {self.input_name: np.asarray(values, np.float32),
+                 self.cache_name: np.asarray(cached, np.float32)}
+        logits, features = self.session.run([self.output_name, self.features_name], feeds)
+        return logits, features
+
     def transcribe(self, samples: np.ndarray) -> str:
         """Greedy CTC transcript of one whole utterance (offline)."""
         if samples.shape[-1] < self.info.receptive_field_samples:

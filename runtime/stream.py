@@ -108,6 +108,10 @@ class Stream:
         self._stats_end = 0
         self._frozen: tuple[float, float] | None = None  # (mean, std) after the first window ("frozen")
         self.compute_seconds: collections.deque[float] = collections.deque(maxlen=4096)
+        # per decoded window, the sample (model rate) its window ended at: it was ready once that many
+        # samples had arrived (latency accounting: edge_demo/server.py)
+        self.window_ends: collections.deque[int] = collections.deque(maxlen=4096)
+        self.windows_decoded = 0
         self._features = np.zeros(
             (0, getattr(recognizer.model, "feature_dim", None) or 0), np.float32
         )  # conv frames
@@ -179,6 +183,8 @@ class Stream:
         ``(frames, channels)`` the model computed. Decodes the committed frames and previews the
         look-ahead ones."""
         g = self._geometry
+        self.window_ends.append(window.end)
+        self.windows_decoded += 1
         offset = window.start // g.stride  # global index of the window's first frame
         if window.cached is not None:
             if features is None:

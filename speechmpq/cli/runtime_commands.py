@@ -112,7 +112,7 @@ def _cmd_serve(args) -> int:
     from speechmpq.edge_demo.server import serve
 
     return serve(args.model, _recognizer_config(args), host=args.host, port=args.port,
-                 max_streams=args.max_streams)
+                 max_streams=args.max_streams, batch=not args.no_batch)
 
 
 def _label_values(entries: list[str], flag: str = "--frontend-cache", form: str = "on|off|auto"
@@ -237,6 +237,9 @@ def _add_serve(commands) -> None:
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--max-streams", type=int, default=16, help="concurrent streams (tabs) allowed")
+    serve.add_argument("--no-batch", action="store_true",
+                       help="decode each stream in its own model calls (default: the ready chunks of all "
+                       "streams share calls)")
     _add_runtime_flags(serve)
     serve.set_defaults(func=_cmd_serve)
 

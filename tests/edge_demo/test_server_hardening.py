@@ -106,3 +106,37 @@ def test_a_failing_model_call_is_an_error_event_and_the_stream_recovers():
     first, final = _with_client(test)
     assert first["type"] == "error" and "simulated" in first["message"]
     assert final["type"] == "final" and final["chunks"] >= 1
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_concurrent_streams_get_the_transcripts_of_decoding_alone(batch):
+    """Four tabs at once: each final transcript equals the recognizer's own for that audio; batched,
+    fewer model calls than windows (the tabs shared calls); per-chunk latencies come back."""
+    from speechmpq.audio import load_audio
+    from speechmpq.runtime import Recognizer
+
+    clips = sorted((MODEL.parents[1] / "edge_demo" / "clips").glob("*.flac"))
+    audio = [load_audio(c) for c in clips] * 2
+
+    async def one(client, samples, piece):
+        async with client.ws_connect("/ws") as ws:
+            await ws.receive_json()
+            pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+            for start in range(0, pcm.size, piece):
+                await ws.send_bytes(pcm[start: start + piece].tobytes())
+            await ws.send_str(json.dumps({"type": "end"}))
+            while (reply := await ws.receive_json(timeout=60))["type"] != "final":
+                assert reply["type"] == "partial"
+            return reply
+
+    async def test(client, server):
+        replies = await asyncio.gather(*[one(client, s, 1600 * (1 + i % 3)) for i, s in enumerate(audio)])
+        return replies, server.batcher
+
+    replies, batcher = _with_client(test, batch=batch)
+    heard = [(np.clip(s, -1, 1) * 32767).astype("<i2") / 32768.0 for s in audio]  # 16-bit PCM
+    expected = [Recognizer(MODEL).transcribe(samples, 16000) for samples in heard]
+    assert [r["text"] for r in replies] == expected
+    assert all(len(r["chunk_latency_ms"]) == r["chunks"] > 0 for r in replies)
+    if batch:
+        assert batcher.calls < sum(r["chunks"] for r in replies)

@@ -246,3 +246,35 @@ def test_config_round_trips_through_a_dict():
     assert RecognizerConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         RecognizerConfig.from_dict({"bogus": {}})
+
+
+def test_batched_decoding_equals_decoding_each_stream(tmp_path):
+    """decode_streams: many streams of different lengths and start times, fed in different piece
+    sizes, decoded in shared model calls give the transcripts of decoding each alone."""
+    from speechmpq.audio import load_audio
+    from speechmpq.runtime import Recognizer
+
+    root = Path(__file__).resolve().parents[2]
+    clips = sorted((root / "edge_demo" / "clips").glob("*.flac"))
+    audio = [load_audio(clip) for clip in clips]
+    audio += [np.concatenate([audio[0], audio[1]]), audio[1][: audio[1].size // 2]]
+    recognizer = Recognizer(root / "models" / "demo-mpq.onnx")
+    alone = [recognizer.transcribe(samples, 16000) for samples in audio]
+    streams = [recognizer.create_stream() for _ in audio]
+    positions, pieces, calls = [0] * len(audio), [1600, 3200, 4800, 8000], 0
+    late = 2  # the last stream starts two rounds late
+    for round_ in range(10_000):
+        for index, (stream, samples) in enumerate(zip(streams, audio, strict=True)):
+            if index == len(audio) - 1 and round_ < late or stream.is_final:
+                continue
+            piece = pieces[index % len(pieces)]
+            stream.accept_waveform(samples[positions[index]: positions[index] + piece], 16000)
+            positions[index] += piece
+            if positions[index] >= samples.size:
+                stream.input_finished()
+        calls += recognizer.decode_streams(streams)
+        if all(stream.is_final for stream in streams):
+            break
+    assert [stream.result.text for stream in streams] == alone
+    windows = sum(len(stream.compute_seconds) for stream in streams)
+    assert calls < windows  # some calls ran several streams' windows together
