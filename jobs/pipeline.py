@@ -181,7 +181,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     quantized = run_quantize(cfg, progress)
     seconds["quantize"] = time.perf_counter() - t
 
-    t = _stage(3, "export", "FP32, MPQ (kernel map + front-end cache), ORT int8-dynamic and int4-RTN")
+    t = _stage(3, "export", "FP32, MPQ (int8 activations accepted + front-end cache), ORT int8-dynamic "
+               "and int4-RTN")
     onnx_files = export_models(cfg, progress)
     seconds["export"] = time.perf_counter() - t
 
@@ -261,7 +262,11 @@ def export_models(cfg: PipelineConfig, progress: bool) -> dict[str, Path]:
             (onnx_files["int4"], Source(model_dir=cfg.model, peer="ort-int4-rtn"))]
     for out, source in tqdm(jobs, desc="export", unit="model", disable=not progress):
         if not out.exists():
-            export_onnx(source, out, ExportConfig(), progress=False)
+            # MPQ accepts int8 activations (accuracy level 4): the runtime then runs each layer with the
+            # fastest kernel exact on the CPU it loads on (int8-dynamic on x86 where no overflow,
+            # MatMulNBits with int8 activations elsewhere), as ORT's int8-dynamic peer does
+            level = 4 if out == onnx_files["mpq"] else None
+            export_onnx(source, out, ExportConfig(accuracy_level=level), progress=False)
     return onnx_files
 
 

@@ -10,13 +10,13 @@ ROWS = {
     "ort-int8-dynamic": ("int8", "off", "ORT int8-dynamic"),
     "ort-int8-dynamic-cache": ("int8", "on", "ORT int8-dynamic + cache"),
     "ort-int4-rtn": ("int4", "off", "ORT int4-RTN"),
-    "mpq-kernelmap": ("mpq", "off", "MPQ, kernel map"),
-    "mpq": ("mpq", "on", "MPQ, kernel map + cache"),
+    "mpq-kernelmap": ("mpq", "off", "MPQ, kernels at load"),
+    "mpq": ("mpq", "on", "MPQ, kernels at load + cache"),
 }
 # the rows decoded with the LM too (when there is one): the same files, cache on
 LM_ROWS = {
     "fp32-lm": ("fp32", "on", "FP32 + cache, LM decoder"),
-    "mpq-lm": ("mpq", "on", "MPQ, kernel map + cache, LM decoder"),
+    "mpq-lm": ("mpq", "on", "MPQ, kernels at load + cache, LM decoder"),
 }
 
 
@@ -85,7 +85,7 @@ def format_table(table: list[dict]) -> str:
 
 
 def headline(bench: dict) -> list[str]:
-    """The bench's headline ratios (MPQ = kernel map + cache), against the peers as they run today
+    """The bench's headline ratios (MPQ = kernels chosen at load + cache), against the peers as they run today
     and against the peers with the front-end cache too."""
     head, lines = bench["headline"], []
     for keys, against in ((("latency_ratio_mpq_over_fp32", "latency_ratio_mpq_over_ort_int8",
@@ -120,8 +120,8 @@ def markdown(result: dict) -> str:
         "fresh processes (medians over interleaved runs). Average bits are over the searched layers "
         "(the transformer linears); file sizes are the .onnx files.", "",
         format_table(result["table"]), "",
-        f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernel map + "
-        "front-end cache):", "", *result.get("headline", []), "",
+        f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernels chosen at load "
+        "+ front-end cache):", "", *result.get("headline", []), "",
         *verdicts_markdown(result.get("verdicts"), cfg, result.get("protocol")),
         f"Benchmark report with plots: `{result['bench_report']}`.", ""])
 

@@ -79,7 +79,7 @@ def test_lm_rows_are_judged_against_fp32_with_the_lm():
     assert table["mpq-lm"]["latency_ratio"] == pytest.approx(21.0 / 22.0)
     text = format_table(list(table.values()))
     assert "| FP32 + cache, LM decoder | 20.00 | — | reference (LM) |" in text
-    assert "| MPQ, kernel map + cache, LM decoder | 25.00 | +5.00 (p=0.010) | NO |" in text
+    assert "| MPQ, kernels at load + cache, LM decoder | 25.00 | +5.00 (p=0.010) | NO |" in text
 
 
 @pytest.mark.slow
@@ -89,7 +89,7 @@ def test_tiny_pipeline_end_to_end(tmp_path, capsys):
             "--verdict-utterances", "10", "--steps", "10", "--repetitions", "1", "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| FP32 |" in printed and "| MPQ, kernel map + cache |" in printed and "pipeline.md" in printed
+    assert "| FP32 |" in printed and "| MPQ, kernels at load + cache |" in printed and "pipeline.md" in printed
     assert "| ORT int8-dynamic + cache |" in printed and "latency_ratio_mpq_over_ort_int8" in printed
     result = json.loads((out / "pipeline.json").read_text())
     assert [row["label"] for row in result["table"]] == list(ROWS) + list(LM_ROWS)  # models/lm.arpa.gz
