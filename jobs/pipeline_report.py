@@ -120,8 +120,8 @@ def markdown(result: dict) -> str:
         "fresh processes (medians over interleaved runs). Average bits are over the searched layers "
         "(the transformer linears); file sizes are the .onnx files.", "",
         format_table(result["table"]), "",
-        f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernels chosen at load "
-        "+ front-end cache):", "", *result.get("headline", []), "",
+        f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernels "
+        "chosen at load + front-end cache):", "", *result.get("headline", []), "",
         *verdicts_markdown(result.get("verdicts"), cfg, result.get("protocol")),
         f"Benchmark report with plots: `{result['bench_report']}`.", ""])
 
