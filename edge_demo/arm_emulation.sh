@@ -64,17 +64,17 @@ fi
 
 # aarch64 wheels, fetched on the host (pip there knows the index), installed offline in the chroot
 WHEELS="$ROOT/opt/wheels"
-if [ ! -e "$ROOT/opt/venv/.speechmpq-wheels" ]; then
-    step "downloading aarch64 wheels (numpy, onnxruntime, soundfile, soxr)"
+if [ ! -e "$ROOT/opt/venv/.speechmpq-wheels-2" ]; then
+    step "downloading aarch64 wheels (numpy, onnxruntime, onnx, soundfile, soxr)"
     mkdir -p "$WHEELS"
     "$PYTHON" -m pip download --quiet --only-binary=:all: --implementation cp --python-version 3.11 \
         --abi cp311 --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
-        -d "$WHEELS" "onnxruntime>=1.32" numpy soundfile soxr 2>/dev/null
+        -d "$WHEELS" "onnxruntime>=1.32" "onnx>=1.17" numpy soundfile soxr 2>/dev/null
     step "installing them into the chroot's venv (emulated)"
     chroot "$ROOT" /usr/bin/python3 -m venv /opt/venv
     chroot "$ROOT" /opt/venv/bin/python -m pip install --quiet --no-index --find-links /opt/wheels \
-        onnxruntime numpy soundfile soxr
-    touch "$ROOT/opt/venv/.speechmpq-wheels"
+        onnxruntime onnx numpy soundfile soxr
+    touch "$ROOT/opt/venv/.speechmpq-wheels-2"
 fi
 
 # the torch-free runtime: speechmpq's shared modules + speechmpq.runtime + speechmpq.edge_demo
