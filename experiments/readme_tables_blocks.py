@@ -285,8 +285,9 @@ def headline(res: Results) -> str:
     utterances = bench["wer"][head["mpq"]]["utterances"]
     chunk = latency[head["mpq"]]
     caption = (f"WER: {utterances} clean test utterances streamed through the runtime, greedy CTC unless "
-               "the row says LM; each row against FP32 decoded the same way (MAPSSWE p; verdict: "
-               f"n.s. = no significant rise at α = {ALPHA}; at this size only a large loss would show, "
+               "the row says LM; each row against FP32 decoded the same way (MAPSSWE two-sided p; verdict: "
+               f"n.s. = not significantly worse, one-sided α = {ALPHA / 2:g}; at this size only a large loss "
+               "would show, "
                "the powered verdict is the next table). Latency: model "
                f"time per {chunk['chunk_ms']} ms chunk ({chunk['left_ms']} ms left context, "
                f"{chunk['right_ms']} ms look-ahead) at {head['threads']} threads, p50; ratios are per "
@@ -325,8 +326,9 @@ def verdicts(res: Results) -> str:
     header = ["corpus", "decoder", "utterances", "FP32 WER %", "MPQ WER %", "MPQ − FP32 (points)", "p",
               "bootstrap 95 % interval", "lossless"]
     return "\n".join([
-        f"Offline, one window per utterance; each corpus is test-clean + test-other pooled; MAPSSWE at "
-        f"α = {ALPHA} and the bootstrap interval of WER(MPQ) − WER(FP32). Same run as above "
+        f"Offline, one window per utterance; each corpus is test-clean + test-other pooled; lossless = "
+        f"not significantly worse (MAPSSWE one-sided α = {ALPHA / 2:g}, the two-sided p shown) and the "
+        f"bootstrap interval of WER(MPQ) − WER(FP32). Same run as above "
         f"(`{PIPELINE}`, {res.json(PIPELINE)['date']}); LM: `{report['lm']}`.", "",
         table(header, rows, right={2, 3, 4, 5, 6}), "",
         f"Lossless on every corpus and decoder: **{'yes' if report['lossless'] else 'no'}**."])

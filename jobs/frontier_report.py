@@ -224,7 +224,8 @@ def plot_frontier(systems: dict, path: Path) -> None:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
     figure.legend(unique.values(), unique.keys(), loc="lower center", ncol=4, fontsize=8)
-    figure.suptitle("Filled: lossless on that verdict (MAPSSWE, alpha 0.05); hollow: significantly worse")
+    figure.suptitle("Filled: lossless on that verdict (not significantly worse, MAPSSWE one-sided alpha "
+                    "0.025); hollow: significantly worse")
     figure.tight_layout(rect=(0, 0.08, 1, 0.97))
     with atomic_output(path) as temporary:
         figure.savefig(temporary, format="png", dpi=110)

@@ -62,8 +62,8 @@ def _with_ratio(text: str, row: dict, key: str, template: str) -> str:
 
 
 def format_table(table: list[dict]) -> str:
-    lines = ["| system | WER % (streaming) | vs FP32 | lossless (MAPSSWE, α=0.05) | avg bits | file MB | "
-             "chunk p50 ms (vs FP32) | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | WER % (streaming) | vs FP32 | lossless (not sig. worse, one-sided α=0.025) | "
+             "avg bits | file MB | chunk p50 ms (vs FP32) | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
     by_label = {row["label"]: row for row in table}
     for row in table:
         versus, verdict = "—", "reference"
@@ -142,7 +142,8 @@ def verdicts_markdown(report: dict | None, cfg: dict, protocol: dict | None = No
             "Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
             f"test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
             f"`heldout-text`: sentences from another text source; MPQ against FP32 decoded the same way, "
-            "MAPSSWE at alpha 0.05 and the bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "
+            "lossless = not significantly worse, MAPSSWE one-sided alpha 0.025 (two-sided p shown), and the "
+            "bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "
             f"lossless on both corpora, greedy" + (" and with the LM" if report.get("lm") else "")
             + f": {overall}.", "", *verdicts_table(report["verdicts"]), "",
             "WER % on every set (greedy" + (" and with the LM" if report.get("lm") else "") + "):", "",

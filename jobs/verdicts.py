@@ -4,9 +4,10 @@ and a candidate judged against a reference decoded the same way.
 Per model and set, offline logits (one window per utterance) are computed once and decoded by every
 decoder asked for (e.g. greedy and lexicon + n-gram LM). Each (model, set, decoder) gets a
 per-utterance TSV in the format of ``speechmpq eval`` (so ``speechmpq eval --compare`` reads them);
-pools join sets (e.g. test-clean + test-other). ``judge`` gives, per set and decoder, the MAPSSWE p
-(alpha 0.05) and the bootstrap 95 % interval of WER(candidate) - WER(reference); the candidate is
-lossless unless it is significantly worse. Runtime only (numpy + onnxruntime), no torch.
+pools join sets (e.g. test-clean + test-other). ``judge`` gives, per set and decoder, the MAPSSWE
+two-sided p and the bootstrap 95 % interval of WER(candidate) - WER(reference); the candidate is
+lossless unless it is significantly worse (one-sided alpha 0.025: p < 0.05 with more errors).
+Runtime only (numpy + onnxruntime), no torch.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def results_table(results: dict) -> list[str]:
 
 def verdicts_table(verdicts: dict, reference: str = "FP32", candidate: str = "MPQ") -> list[str]:
     lines = [f"| set | decoder | utterances | {reference} WER % | {candidate} WER % | p | "
-             f"interval (points) | lossless |", "|---|---|---:|---:|---:|---:|---|---|"]
+             f"interval (points) | lossless (not sig. worse, one-sided α 0.025) |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for set_name, by_decoder in verdicts.items():
         for name, v in by_decoder.items():
             low, high = v["bootstrap_interval"]

@@ -43,3 +43,26 @@ def test_a_significantly_worse_candidate_is_not_lossless(tiny_corpus, tmp_path):
     assert verdict["p_value"] < 0.05 and verdict["lossless"] is False and not lossless_everywhere(verdicts)
     assert verdict["wer_reference"] == 0 and verdict["wer_candidate"] == pytest.approx(1.0)
     assert "| NO |" in "\n".join(verdicts_table(verdicts))
+
+
+@pytest.mark.parametrize("case, lossless", [("worse", False), ("better", True), ("identical", True)])
+def test_uniform_differences_are_judged_by_their_sign(tmp_path, case, lossless):
+    """40 utterances, the candidate exactly one word worse (or better, or the same) in each: zero
+    variance in MAPSSWE's segment differences; the verdict must still see the direction."""
+    from speechmpq.datasets import Utterance
+
+    utterances = [Utterance(f"u{i}", Path(f"u{i}.flac"), "ALPHA BETA GAMMA DELTA") for i in range(40)]
+    one_wrong = ["ALPHA BETA GAMMA DELTOID"] * 40
+    right = [u.transcript for u in utterances]
+    reference, candidate = {"worse": (right, one_wrong), "better": (one_wrong, right),
+                            "identical": (one_wrong, one_wrong)}[case]
+    for name, hypotheses in (("ref", reference), ("cand", candidate)):
+        rows, _ = score_utterances(utterances, hypotheses)
+        path = tmp_path / name / "set" / "greedy" / "utterances.tsv"
+        path.parent.mkdir(parents=True)
+        write_rows_tsv(path, rows)
+    verdict = judge(tmp_path, "ref", "cand", ["set"], ["greedy"])["set"]["greedy"]
+    assert verdict["lossless"] is lossless
+    if case != "identical":
+        assert verdict["p_value"] < 1e-6  # the exact sign test over 40 segments
+    assert "one-sided α 0.025" in "\n".join(verdicts_table({"set": {"greedy": verdict}}))
