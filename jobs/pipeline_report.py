@@ -63,7 +63,8 @@ def _with_ratio(text: str, row: dict, key: str, template: str) -> str:
 
 def format_table(table: list[dict]) -> str:
     lines = ["| system | WER % (streaming) | vs FP32 | lossless (not sig. worse, one-sided α=0.025) | "
-             "avg bits | file MB | chunk p50 ms (vs FP32) | RTF | peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|"]
+             "avg bits | file MB | chunk p50 ms (vs FP32) | RTF | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     by_label = {row["label"]: row for row in table}
     for row in table:
         versus, verdict = "—", "reference"
