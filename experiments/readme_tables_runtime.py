@@ -324,8 +324,18 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
     "results/lm_tune.json": "LM decoder weights, beam and pruning on dev utterances",
     "results/mpq_demo.json": "one-stage vs two-stage vs uniform on the stage-1 demo model",
     "results/pipeline/*.json": "the main job (`bash scripts/demo.sh`): table, benchmark, powered verdicts",
-    "results/plans/*.json": "the first demo-mpq's bit plan, the `--plan-pattern` of the random-weight "
-                            "benches",
+    "results/plans/*.json": "the first demo-mpq's bit plan (the `--plan-pattern` of the random-weight "
+                            "benches); a hand-edited plan with full-range 8-bit FFN layers (the emulated-CPU "
+                            "checks)",
+    "results/arm_ffn8.json": "aarch64 under qemu, as arm.json, on a model with full-range 8-bit layers",
+    "results/x86_haswell.json": "x86-64 without VNNI or AVX-512 (qemu Haswell) vs native: the committed "
+                                "model and a full-range 8-bit one, kernels chosen per CPU",
+    "results/x86_haswell_control.json": "negative control: the 8-bit model with kernels baked for VNNI, "
+                                        "run as stored on qemu Haswell (must fail)",
+    "results/groupnorm_cache.json": "front-end cache on vs off on a trained group-norm model (dev chose, test "
+                                    "judged)",
+    "results/serve_load.json": "`speechmpq serve` on loopback: 1/4/16 real-time streams, batched or not",
+    "results/kernel_load.json": "load time and memory of choosing kernels at load (stored, rewrite, cached)",
     "results/robustness.json": "bad input through the command line, then every reliability test",
     "results/soak*.json": "an hour of speech through the runtime: RSS, p99 drift, transcript",
     "results/streaming_sweep.json": "streamed vs offline WER over chunk / left / right settings",
@@ -333,6 +343,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
 }
 COMMANDS = {  # for the files that record no command: what made them
     "results/arm.json": "bash edge_demo/arm_emulation.sh --model models/demo-mpq.onnx --out results/arm",
+    "results/arm_ffn8.json": "bash edge_demo/arm_emulation.sh --model out/emulation/demo-ffn8.onnx --out "
+                             "results/arm_ffn8",
     "results/robustness.json": "python experiments/robustness.py --out results/robustness --long-hours 2 "
                                "--tests",
     "results/plans/*.json": "copied from models/demo-mpq/bitplan.json before commit 063f98b",
