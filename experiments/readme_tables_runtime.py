@@ -332,8 +332,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
                                 "model and a full-range 8-bit one, kernels chosen per CPU",
     "results/x86_haswell_control.json": "negative control: the 8-bit model with kernels baked for VNNI, "
                                         "run as stored on qemu Haswell (must fail)",
-    "results/groupnorm_cache.json": "front-end cache on vs off on a trained group-norm model (dev chose, test "
-                                    "judged)",
+    "results/groupnorm_cache.json": "front-end cache on vs off on a trained group-norm model (dev chose, "
+                                    "test judged)",
     "results/serve_load.json": "`speechmpq serve` on loopback: 1/4/16 real-time streams, batched or not",
     "results/kernel_load.json": "load time and memory of choosing kernels at load (stored, rewrite, cached)",
     "results/robustness.json": "bad input through the command line, then every reliability test",
