@@ -418,7 +418,7 @@ def prepare(path: Path, cpu: CpuFacts, mode: str = "auto", accuracy_level: int |
     recommendation (its metadata)."""
     check_mode(mode)
     stored = KernelChoice("nbits", cpu, "as stored", 0 if accuracy_level is None else accuracy_level)
-    if mode == "nbits":
+    if mode == "nbits" or not _has_bitplan(path):  # nothing to choose: onnx never reads the file
         return PreparedModel(str(path), stored)
     try:
         metadata, facts, model = _model_facts(path, use_cache)
@@ -450,6 +450,15 @@ def prepare(path: Path, cpu: CpuFacts, mode: str = "auto", accuracy_level: int |
     if use_cache and _write_cache(target, data):
         return PreparedModel(str(target), choice)
     return PreparedModel(data, choice)
+
+
+def _has_bitplan(path: Path) -> bool:
+    """Whether the file's metadata holds a speechmpq bit plan (its key's bytes occur in the file; read
+    through mmap, nothing loaded)."""
+    import mmap
+
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"speechmpq.bitplan") >= 0
 
 
 def _facts_path(path: Path) -> Path:
