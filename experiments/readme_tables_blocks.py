@@ -208,8 +208,8 @@ ROWS = {  # pipeline.json row label -> what the row is
     "ort-int8-dynamic": "peer: onnxruntime `quantize_dynamic` (int8 weights and activations)",
     "ort-int8-dynamic-cache": "the same peer with the front-end cache",
     "ort-int4-rtn": "peer: onnxruntime INT4 round-to-nearest (`MatMulNBits`, blocks of 32)",
-    "mpq-kernelmap": "this project's MPQ export, kernel map, no cache",
-    "mpq": "**MPQ as shipped: kernel map + front-end cache**",
+    "mpq-kernelmap": "this project's MPQ export, int8 kernels (that run: chosen at export), no cache",
+    "mpq": "**MPQ as shipped: int8 kernels + front-end cache**",
     "fp32-lm": "FP32 + cache, decoded with the word LM",
     "mpq-lm": "MPQ + cache, decoded with the word LM",
 }
@@ -303,9 +303,10 @@ def headline(res: Results) -> str:
               f"{spread(head['latency_ratio_mpq_over_fp32_cached_spread'])}, latency / ORT int8-dynamic "
               f"{spread(head['latency_ratio_mpq_over_ort_int8_cached_spread'])}, peak RSS / FP32 "
               f"{spread(head['rss_ratio_mpq_over_fp32_cached_spread'])}. With the cache on both sides MPQ "
-              "and ORT int8-dynamic run the same int8 kernel (the kernel map sends 2-, 4- and 8-bit layers "
-              "alike to onnxruntime's int8-dynamic GEMM on x86, `speechmpq/kernel_defaults.json`), so MPQ "
-              "is smaller on disk but not faster than int8.")
+              "and ORT int8-dynamic run the same int8 kernel (on x86 with VNNI 2-, 4- and 8-bit layers alike "
+              "go to onnxruntime's int8-dynamic GEMM, `speechmpq/kernel_defaults.json`; that run chose it at "
+              "export, the runtime now chooses it at load), so MPQ is smaller on disk but not faster than "
+              "int8.")
     header = ["row", "what it is", ".onnx MB", "avg bits", "WER %", "vs FP32 (p)", "verdict",
               "chunk p50 ms", "latency / FP32", "peak RSS MiB", "RSS / FP32"]
     return "\n".join([_pipeline_made_by(res), "", caption, "",

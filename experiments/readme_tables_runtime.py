@@ -324,9 +324,10 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
     "results/lm_tune.json": "LM decoder weights, beam and pruning on dev utterances",
     "results/mpq_demo.json": "one-stage vs two-stage vs uniform on the stage-1 demo model",
     "results/pipeline/*.json": "the main job (`bash scripts/demo.sh`): table, benchmark, powered verdicts",
-    "results/plans/*.json": "the first demo-mpq's bit plan (the `--plan-pattern` of the random-weight "
-                            "benches); a hand-edited plan with full-range 8-bit FFN layers (the emulated-CPU "
-                            "checks)",
+    "results/plans/demo-mpq-2.44bits.bitplan.json": "the first demo-mpq's bit plan, the `--plan-pattern` of "
+                                                    "the random-weight benches",
+    "results/plans/demo-ffn8-attn2.bitplan.json": "that plan with every FFN matrix at 8 bits (full-range "
+                                                  "codes): the emulated-CPU checks' 8-bit model",
     "results/arm_ffn8.json": "aarch64 under qemu, as arm.json, on a model with full-range 8-bit layers",
     "results/x86_haswell.json": "x86-64 without VNNI or AVX-512 (qemu Haswell) vs native: the committed "
                                 "model and a full-range 8-bit one, kernels chosen per CPU",
@@ -347,7 +348,10 @@ COMMANDS = {  # for the files that record no command: what made them
                              "results/arm_ffn8",
     "results/robustness.json": "python experiments/robustness.py --out results/robustness --long-hours 2 "
                                "--tests",
-    "results/plans/*.json": "copied from models/demo-mpq/bitplan.json before commit 063f98b",
+    "results/plans/demo-mpq-2.44bits.bitplan.json": "copied from models/demo-mpq/bitplan.json before "
+                                                    "commit 063f98b",
+    "results/plans/demo-ffn8-attn2.bitplan.json": "the 2.44-bit plan with every feed_forward layer set to 8 "
+                                                  "bits (average_bits recomputed, target 6.0)",
 }
 
 
