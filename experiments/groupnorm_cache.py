@@ -102,6 +102,9 @@ def markdown(report: dict) -> str:
                      f"{'yes' if row['cache_worse'] else 'no'} | {row['identical_transcripts']} | "
                      f"{row['chunk_ms_p50_cache_off']:.1f} | {row['chunk_ms_p50_cache_on']:.1f} |")
     lines += ["", f"Policy chosen on dev: **{report['policy']}**.", ""]
+    if report.get("recipe"):
+        commands = [f"    {line}" for line in report["recipe"].split(" && ")]
+        lines += ["How the model was made:", "", *commands, ""]
     return "\n".join(lines)
 
 
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--join", type=int, default=4, help="utterances per stream")
+    parser.add_argument("--recipe", default="", help="how the model was made (commands), for the report")
     parser.add_argument("--out", type=Path, default=Path("results/groupnorm_cache"))
     parser.add_argument("--onnx", type=Path, default=None, help="export here (default OUT.onnx beside runs)")
     args = parser.parse_args(argv)
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                             f"{config['conv_dim']}, {config['num_hidden_layers']} layers",
               "chunking": f"chunk {model.info.chunk_ms} ms, left {model.info.left_context_ms} ms, "
                           f"right {model.info.right_context_ms} ms",
-              "join": args.join, "dev": judge(model, args.dev, args.join)}
+              "join": args.join, "recipe": args.recipe, "dev": judge(model, args.dev, args.join)}
     report["policy"] = ("cache off for group-norm front ends (it is significantly worse on dev)"
                         if report["dev"]["cache_worse"] else
                         "cache may be on for group-norm front ends (not significantly worse on dev)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from speechmpq.errors import ModelError
-from speechmpq.onnx_metadata import NORMALIZATIONS, frontend_cache_exactness
+from speechmpq.onnx_metadata import NORMALIZATIONS, frontend_cache_default
 from speechmpq.runtime.decoding import DecoderConfig, build_decoder
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.runtime.stream import Geometry, Stream
@@ -42,8 +42,9 @@ class StreamingConfig:
     # those of the first window, then fixed (the one mode in which the front-end cache is exact)
     normalization: str = "running"
     # reuse conv frames across windows: "auto" where caching is exact for this model and
-    # normalisation (onnx_metadata.frontend_cache_exactness), "on" also where it is approximate,
-    # "off" recompute every window
+    # normalisation, or approximate but measured harmless (onnx_metadata.frontend_cache_default:
+    # group norm on raw input), "on" also where it is approximate and unmeasured, "off" recompute
+    # every window
     frontend_cache: str = "auto"
 
     def __post_init__(self):
@@ -106,13 +107,12 @@ class Recognizer:
         if wanted == "on" and available == "none":
             raise ModelError(f"{getattr(self.model, 'path', 'the model')} has no front-end cache input "
                              f"(export it again with the cache)")
-        exact, why = frontend_cache_exactness(self.info.frontend_norm, self.info.do_normalize,
+        default, why = frontend_cache_default(self.info.frontend_norm, self.info.do_normalize,
                                               self.config.streaming.normalization)
-        self.frontend_cache = available != "none" and (wanted == "on" or (wanted == "auto" and exact))
+        self.frontend_cache = available != "none" and (wanted == "on" or (wanted == "auto" and default))
         # one line for headers: whether the cache is used, and why
         self.frontend_cache_note = ("front-end cache: none in this model" if available == "none" else
-                                    f"front-end cache {'on' if self.frontend_cache else 'off'} "
-                                    f"({'exact' if exact else 'approximate'}: {why})")
+                                    f"front-end cache {'on' if self.frontend_cache else 'off'} ({why})")
         self.decoder = build_decoder(self.config.decoder, self.info.tokens, self.info.blank_id,
                                      self.info.word_delimiter, getattr(self.model, "path", None))
 
