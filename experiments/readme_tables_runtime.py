@@ -406,3 +406,89 @@ def results_index(res: Results) -> str:
         command, machine, date = _provenance(res, path)
         lines += [f"- `{path}`: {_what(path)}. {machine}, {date}.", f"  `{command}`"]
     return "\n".join(lines)
+
+
+# --- emulated CPUs, kernels at load, the front-end cache, serving (docs/edge-demos.md, streaming.md) --
+
+
+@block("x86-haswell", "results/x86_haswell.json", "results/x86_haswell_control.json")
+def x86_haswell(res: Results) -> str:
+    report, control = res.json("results/x86_haswell.json"), res.json("results/x86_haswell_control.json")
+    rows = []
+    for summary in report["models"]:
+        model = summary["reference"]["model"].rsplit("/", 1)[-1]
+        emulated = summary["runs"][0]
+        for level, native in summary["reference"]["levels"].items():
+            clips = emulated["levels"][level]
+            rows.append([f"`{model}`", level, native["kernels"].split(": ", 1)[-1].split(";")[0],
+                         emulated["report"]["levels"][level]["kernels"].split(": ", 1)[-1].split(";")[0],
+                         "yes" if all(c["same_text"] for c in clips.values()) else "**no**",
+                         ", ".join(f"{c['max_logit_difference']:.1e}" for c in clips.values()),
+                         "pass" if all(c["passed"] for c in clips.values()) else "**fail**"])
+    header = ["model", "level", "kernels, native x86 (VNNI)", "kernels, emulated Haswell",
+              "same transcripts", "max abs logit difference per clip", "verdict"]
+    worst = max(c["max_logit_difference"] for run in control["runs"] for clips in run["levels"].values()
+                for c in clips.values())
+    changed = sum(not c["same_text"] for run in control["runs"] for clips in run["levels"].values()
+                  for c in clips.values())
+    total = sum(len(clips) for run in control["runs"] for clips in run["levels"].values())
+    return "\n".join([
+        f"Native: {report['models'][0]['reference']['machine']}, onnxruntime "
+        f"{report['models'][0]['reference']['onnxruntime']}; emulated: qemu-x86_64, QEMU_CPU=Haswell, the "
+        f"same venv. Overall: **{'PASS' if report['passed'] else 'FAIL'}**.", "",
+        table(header, rows), "",
+        f"Negative control (the 8-bit model with its kernels chosen for a VNNI CPU, run as stored on "
+        f"Haswell): **{'FAIL, as it must' if not control['passed'] else 'PASS: the check is blind'}**; "
+        f"largest logit difference {worst:.2f}, {changed} of {total} clip transcripts changed."])
+
+
+@block("groupnorm-cache", "results/groupnorm_cache.json")
+def groupnorm_cache(res: Results) -> str:
+    report = res.json("results/groupnorm_cache.json")
+    rows = []
+    for role in ("dev", "test"):
+        row = report.get(role)
+        if row:
+            rows.append([role, f"{row['streams']} ({row['audio_seconds'] / 60:.0f} min)",
+                         percent(row["wer_cache_off"]), percent(row["wer_cache_on"]),
+                         f"{row['difference_points']:+.2f}", f"{row['mapsswe']['p_value']:.2f}",
+                         "yes" if row["cache_worse"] else "no",
+                         f"{row['chunk_ms_p50_cache_off']:.1f} → {row['chunk_ms_p50_cache_on']:.1f}"])
+    header = ["data", "streams (audio)", "WER % cache off", "WER % cache on", "on − off (points)", "p",
+              "cache worse", "chunk ms p50 off → on"]
+    return "\n".join([
+        f"`{report['model']}` ({report['model_note']}); streams of {report['join']} utterances, "
+        f"{report['chunking']}; greedy. {_where(report)}. Worse = MAPSSWE one-sided α = 0.025.",
+        "", table(header, rows, right={2, 3, 4, 5}), "", f"Policy chosen on dev: {report['policy']}."])
+
+
+@block("serve-load", "results/serve_load.json")
+def serve_load(res: Results) -> str:
+    report = res.json("results/serve_load.json")
+    rows = [[str(r["streams"]), "batched" if r["batched"] else "one stream per call",
+             f"{r['chunk_latency_ms']['p50']:.1f}", f"{r['chunk_latency_ms']['p99']:.1f}",
+             f"{r['rtf_per_stream']['median']:.3f}", f"{r['server_cpu_cores']:.2f}",
+             f"{r['peak_rss_mib']:.0f}"]
+            for r in report["rows"]]
+    header = ["streams", "decoding", "chunk latency p50 ms", "p99 ms", "RTF per stream", "server CPU cores",
+              "peak RSS MiB"]
+    return "\n".join([
+        f"`{report['model']}`, {report['seconds']:g} s of real-time audio per stream, "
+        f"{report['chunk_ms']} ms chunks; {_where(report)}.", "",
+        table(header, rows, right={0, 2, 3, 4, 5, 6})])
+
+
+@block("kernel-load", "results/kernel_load.json")
+def kernel_load(res: Results) -> str:
+    report = res.json("results/kernel_load.json")
+    rows = [[f"`{r['model'].rsplit('/', 1)[-1]}`", r["way"], f"{r['load_seconds']:.2f}",
+             f"{r['peak_rss_mib']:.0f}", r["kernels"].split(": ", 1)[-1].split(";")[0]]
+            for r in report["rows"]]
+    return "\n".join([f"{_where(report)}; accuracy level {report['accuracy_level']}, medians of "
+                      f"{report['repetitions']} fresh processes.", "",
+                      table(["model", "way", "load s", "peak RSS MiB", "kernels"], rows, right={2, 3})])
+
+
+def _where(report: dict) -> str:
+    machine, date = machine_and_date(report)
+    return f"{machine}, {str(date)[:10]}"
