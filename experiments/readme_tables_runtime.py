@@ -344,8 +344,9 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
 }
 COMMANDS = {  # for the files that record no command: what made them
     "results/arm.json": "bash edge_demo/arm_emulation.sh --model models/demo-mpq.onnx --out results/arm",
-    "results/arm_ffn8.json": "bash edge_demo/arm_emulation.sh --model out/emulation/demo-ffn8.onnx --out "
-                             "results/arm_ffn8",
+    "results/arm_ffn8.json": "speechmpq export models/demo --plan results/plans/demo-ffn8-attn2.bitplan.json "
+                             "--out out/emulation/demo-ffn8.onnx && bash edge_demo/arm_emulation.sh --model "
+                             "out/emulation/demo-ffn8.onnx --out results/arm_ffn8",
     "results/robustness.json": "python experiments/robustness.py --out results/robustness --long-hours 2 "
                                "--tests",
     "results/plans/demo-mpq-2.44bits.bitplan.json": "copied from models/demo-mpq/bitplan.json before "
@@ -492,3 +493,66 @@ def kernel_load(res: Results) -> str:
 def _where(report: dict) -> str:
     machine, date = machine_and_date(report)
     return f"{machine}, {str(date)[:10]}"
+
+
+# --- README: one file on every CPU -------------------------------------------------------------------
+
+DEVICE_SOURCES = ("results/x86_haswell.json", "results/x86_haswell_control.json", "results/arm.json",
+                  "results/arm_ffn8.json", "results/serve_load.json", "results/groupnorm_cache.json")
+
+
+def _counts(summary: str) -> str:
+    """'kernels (auto, ...; source): 24 int8-dynamic-from2, 12 nbits8-block256; ...' -> the counts."""
+    return summary.split("): ", 1)[-1].split(";")[0] if summary else "(not recorded)"
+
+
+@block("devices", *DEVICE_SOURCES)
+def devices(res: Results) -> str:
+    rows = []
+    checks = [("results/x86_haswell.json", None), ("results/arm.json", "demo-mpq.onnx"),
+              ("results/arm_ffn8.json", "demo-ffn8.onnx")]
+    seen_native = set()
+    for path, model_name in checks:
+        report = res.json(path)
+        summaries = report.get("models", [report])
+        for summary in summaries:
+            name = model_name or summary["reference"]["model"].rsplit("/", 1)[-1]
+            native = summary["reference"]["levels"]["4"]
+            if name not in seen_native:
+                seen_native.add(name)
+                rows.append(["x86-64, VNNI (native, the reference)", f"`{name}`", _counts(native.get("kernels")),
+                             "—", "—"])
+            for run in summary["runs"]:
+                clips = run["levels"]["4"]
+                cpu = {"Haswell": "x86-64 Haswell: AVX2, no VNNI (qemu)", "neoverse-n1":
+                       "aarch64 Neoverse-N1: dotprod (qemu)", "cortex-a72": "aarch64 Cortex-A72 (qemu)"}
+                rows.append([cpu.get(run["name"], run["name"]), f"`{name}`",
+                             _counts(run["report"]["levels"]["4"].get("kernels")),
+                             "yes" if all(c["same_text"] for c in clips.values()) else "**no**",
+                             "pass" if all(all(c["passed"] for c in level.values())
+                                           for level in run["levels"].values()) else "**fail**"])
+    control = res.json("results/x86_haswell_control.json")
+    load = {(r["streams"], r["batched"]): r for r in res.json("results/serve_load.json")["rows"]}
+    most = max(streams for streams, _ in load)
+    batched, alone = load[(most, True)], load[(most, False)]
+    cache = res.json("results/groupnorm_cache.json")
+    header = ["CPU", "model", "kernels chosen at load (accuracy level 4)", "same transcripts as native",
+              "levels 0 and 4"]
+    return "\n".join([
+        "The .onnx file stores each layer weight-only at its own bits; the runtime picks each layer's "
+        "kernel for the CPU it loads on (`speechmpq info MODEL` prints the choice; "
+        "[docs/streaming.md](docs/streaming.md)). The same two files on four CPUs, the bundled clips, "
+        "offline, streaming and with an LM ([docs/edge-demos.md](docs/edge-demos.md)):", "",
+        table(header, rows), "",
+        f"- The check can fail: the 8-bit file with its kernels chosen for a VNNI CPU (what exports made "
+        f"until now), run as stored on Haswell: **{'FAIL' if not control['passed'] else 'PASS'}** "
+        f"(int8-dynamic with full-range codes overflows int16 there).",
+        f"- `speechmpq serve`, {most} real-time streams on 2 cores: per-chunk latency p50 / p99 "
+        f"{batched['chunk_latency_ms']['p50']:.0f} / {batched['chunk_latency_ms']['p99']:.0f} ms batched "
+        f"(the default), {alone['chunk_latency_ms']['p50']:.0f} / {alone['chunk_latency_ms']['p99']:.0f} ms "
+        f"one stream per call; server CPU {batched['server_cpu_cores']:.2f} vs "
+        f"{alone['server_cpu_cores']:.2f} cores (`results/serve_load.md`).",
+        f"- Front-end cache: exact where it says so, tested for every front-end norm x do_normalize x "
+        f"normalisation mode; on a trained group-norm model it changes WER by "
+        f"{cache['test']['difference_points']:+.2f} points on test (p {cache['test']['mapsswe']['p_value']:.2f}; "
+        f"policy chosen on dev: {cache['policy']}; `results/groupnorm_cache.md`)."])
