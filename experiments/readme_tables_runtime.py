@@ -520,8 +520,8 @@ def devices(res: Results) -> str:
             native = summary["reference"]["levels"]["4"]
             if name not in seen_native:
                 seen_native.add(name)
-                rows.append(["x86-64, VNNI (native, the reference)", f"`{name}`", _counts(native.get("kernels")),
-                             "—", "—"])
+                rows.append(["x86-64, VNNI (native, the reference)", f"`{name}`",
+                             _counts(native.get("kernels")), "—", "—"])
             for run in summary["runs"]:
                 clips = run["levels"]["4"]
                 cpu = {"Haswell": "x86-64 Haswell: AVX2, no VNNI (qemu)", "neoverse-n1":
@@ -554,5 +554,6 @@ def devices(res: Results) -> str:
         f"{alone['server_cpu_cores']:.2f} cores (`results/serve_load.md`).",
         f"- Front-end cache: exact where it says so, tested for every front-end norm x do_normalize x "
         f"normalisation mode; on a trained group-norm model it changes WER by "
-        f"{cache['test']['difference_points']:+.2f} points on test (p {cache['test']['mapsswe']['p_value']:.2f}; "
+        f"{cache['test']['difference_points']:+.2f} points on test "
+        f"(p {cache['test']['mapsswe']['p_value']:.2f}; "
         f"policy chosen on dev: {cache['policy']}; `results/groupnorm_cache.md`)."])
