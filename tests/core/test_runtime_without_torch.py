@@ -62,3 +62,21 @@ def test_terminal_demo_runs_without_torch(without_torch):
                   "raise SystemExit(code)")
     assert result.returncode == 0, result.stderr
     assert "SCHOOLTEACHER" in result.stdout and "RTF" in result.stderr
+
+
+def test_kernels_are_chosen_and_rewritten_at_load_without_torch(without_torch, tmp_path):
+    """The rewrite into the kernels chosen for a CPU needs onnx and numpy, never torch."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[2] / "models" / "demo-mpq.onnx"
+    code = ("import os\n"
+            f"os.environ['SPEECHMPQ_CACHE'] = {str(tmp_path)!r}\n"
+            "from speechmpq.runtime import OnnxCTCModel, SessionConfig\n"
+            "from speechmpq.runtime.kernel_choice import CpuFacts\n"
+            f"m = OnnxCTCModel({str(model)!r}, SessionConfig(accuracy_level=4),\n"
+            "                 cpu=CpuFacts('x86_64', ('avx2', 'avx512_vnni'), 'given'))\n"
+            "assert m.kernels.rewritten and 'torch' not in sys.modules\n"
+            "print(m.kernels.summary())")
+    result = without_torch(code)
+    assert result.returncode == 0, result.stderr
+    assert "int8-dynamic" in result.stdout
