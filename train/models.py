@@ -1,8 +1,10 @@
 """CTC speech models: named preset configs, and loading/saving Hugging Face model directories.
 
-Supported classes: ``Wav2Vec2ForCTC``, ``HubertForCTC`` and ``WavLMForCTC``. A model directory holds
-``config.json``, ``model.safetensors``, ``vocab.json``, ``preprocessor_config.json`` and the tokenizer
-files, exactly as ``transformers`` writes them, so real fine-tuned checkpoints load the same way.
+Supported classes: ``Wav2Vec2ForCTC``, ``HubertForCTC``, ``WavLMForCTC`` and speechmpq's own
+``WhisperForCTC`` (Whisper's pretrained encoder with a CTC head, ``train/whisper_ctc.py``). A model
+directory holds ``config.json``, ``model.safetensors``, ``vocab.json``, ``preprocessor_config.json``
+and the tokenizer files, exactly as ``transformers`` writes them, so real fine-tuned checkpoints load
+the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from speechmpq.errors import ModelError
 from speechmpq.files import replace_folder, staging_folder
 from speechmpq.vocab import VOCAB, WORD_DELIMITER, vocab_dict
 
-MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
+MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "whisper_ctc")
 
 # Shared by every preset: the LibriSpeech character vocabulary, CTC on <pad> as blank.
 _COMMON = dict(
@@ -76,6 +78,10 @@ def _classes(model_type: str):
         "hubert": (transformers.HubertConfig, transformers.HubertForCTC),
         "wavlm": (transformers.WavLMConfig, transformers.WavLMForCTC),
     }
+    if model_type == "whisper_ctc":  # Whisper's pretrained encoder + a CTC head (speechmpq import-whisper)
+        from speechmpq.train.whisper_ctc import WhisperCTCConfig, WhisperForCTC
+
+        table["whisper_ctc"] = (WhisperCTCConfig, WhisperForCTC)
     if model_type not in table:
         raise ModelError(f"unsupported model type {model_type!r}; speechmpq handles {MODEL_TYPES}")
     return table[model_type]

@@ -15,7 +15,14 @@ import os
 import sys
 
 from speechmpq import __version__
-from speechmpq.cli import export_commands, frontier_commands, lm_commands, runtime_commands, train_commands
+from speechmpq.cli import (
+    export_commands,
+    frontier_commands,
+    lm_commands,
+    runtime_commands,
+    train_commands,
+    whisper_commands,
+)
 from speechmpq.errors import SpeechmpqError
 
 
@@ -25,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"speechmpq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train_commands.add_commands(commands)
+    whisper_commands.add_commands(commands)
     export_commands.add_commands(commands)
     runtime_commands.add_commands(commands)
     lm_commands.add_commands(commands)

@@ -1,0 +1,121 @@
+"""WhisperForCTC: shapes, freezing, the log-mel front end against transformers' Whisper feature extractor,
+and the importer against a Hugging Face Whisper checkpoint and CTranslate2's own conversion of it."""
+
+import numpy as np
+import pytest
+import torch
+
+from speechmpq.errors import ModelError
+from speechmpq.train.models import load_model
+from speechmpq.train.whisper_ctc import WhisperCTCConfig, WhisperForCTC, frame_count
+from speechmpq.train.whisper_import import import_whisper, read_ctranslate2
+
+TINY = dict(d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128,
+            max_source_positions=100, head_dim=32)
+
+
+@pytest.fixture(scope="module")
+def hf_whisper(tmp_path_factory):
+    """A tiny random Hugging Face Whisper checkpoint (encoder of 2 layers, 50 positions = 1 s)."""
+    import transformers
+
+    config = transformers.WhisperConfig(
+        vocab_size=300, num_mel_bins=80, d_model=64, encoder_layers=2, encoder_attention_heads=2,
+        decoder_layers=1, decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
+        max_source_positions=50, max_target_positions=32, decoder_start_token_id=1, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.WhisperForConditionalGeneration(config).eval()
+    folder = tmp_path_factory.mktemp("hf-whisper")
+    model.save_pretrained(folder)
+    return folder, model
+
+
+def test_logits_have_one_frame_per_320_samples_and_the_frozen_encoder_gets_no_gradient():
+    model = WhisperForCTC(WhisperCTCConfig(**TINY)).train()
+    samples = torch.randn(2, 16000) * 0.1
+    mask = torch.ones(2, 16000, dtype=torch.long)
+    mask[1, 9000:] = 0
+    labels = torch.tensor([[5, 6, 7, -100], [8, 9, -100, -100]])
+    output = model(samples, attention_mask=mask, labels=labels)
+    assert output.logits.shape == (2, int(frame_count(16000)), 32) == (2, 50, 32)
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    assert all(p.grad is None for p in model.whisper.parameters())
+    assert all(p.grad is not None for p in [*model.head.parameters(), *model.lm_head.parameters()])
+
+
+def test_trainable_top_layers_get_gradients_and_the_rest_stays_frozen():
+    model = WhisperForCTC(WhisperCTCConfig(**TINY, trainable_encoder_layers=1)).train()
+    model(torch.randn(1, 8000), labels=torch.tensor([[5, 6]])).loss.backward()
+    grads = {name: p.grad is not None for name, p in model.whisper.named_parameters()}
+    assert all(grads[n] for n in grads if n.startswith(("encoder.layers.1.", "encoder.layer_norm.")))
+    assert not any(grads[n] for n in grads if n.startswith(("encoder.layers.0.", "encoder.conv")))
+
+
+def test_the_utterance_rule_is_whisper_s_feature_extractor_and_the_fixed_rule_only_moves_the_floor():
+    from transformers import WhisperFeatureExtractor
+
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(48000) * np.linspace(0.01, 0.3, 48000)).astype(np.float32)
+    reference = WhisperFeatureExtractor(feature_size=80)(audio, sampling_rate=16000,
+                                                         return_tensors="np").input_features
+    padded = torch.zeros(1, 480000)
+    padded[0, :48000] = torch.from_numpy(audio)
+    model = WhisperForCTC(WhisperCTCConfig(**TINY, mel_normalization="utterance"))
+    with torch.no_grad():
+        ours = model.whisper.frontend(padded).numpy()
+    assert ours.shape == reference.shape == (1, 80, 3000)
+    assert np.abs(ours - reference).max() < 1e-4
+    fixed = WhisperForCTC(WhisperCTCConfig(**TINY, mel_ceiling=float(4 * reference.max() - 4)))
+    with torch.no_grad():  # the same ceiling as the utterance's own maximum: the same features
+        assert np.abs(fixed.whisper.frontend(padded).numpy() - reference).max() < 1e-4
+
+
+def test_a_hugging_face_whisper_checkpoint_imports_with_its_encoder_intact(hf_whisper, tmp_path):
+    folder, reference = hf_whisper
+    out = import_whisper(folder, tmp_path / "ctc", head_dim=32)
+    model = load_model(out)
+    assert type(model).__name__ == "WhisperForCTC" and model.config.encoder_layers == 2
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
+        p.numel() for p in [*model.head.parameters(), *model.lm_head.parameters()])
+    features = torch.randn(1, 80, 100)
+    with torch.no_grad():
+        expected = reference.model.encoder(features).last_hidden_state
+        x = model.whisper.encoder.embed(features)
+        for layer in model.whisper.encoder.layers:
+            x = layer(x, None)
+        ours = model.whisper.encoder.layer_norm(x)
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_the_ctranslate2_reader_matches_ctranslate2_s_own_encoder(hf_whisper, tmp_path):
+    ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 (the dev extra) is not installed")
+    folder, _ = hf_whisper
+    ct2_dir = ctranslate2.converters.TransformersConverter(str(folder)).convert(
+        str(tmp_path / "ct2"), quantization="float16")
+    variables = read_ctranslate2(tmp_path / "ct2" / "model.bin")
+    assert variables["encoder/conv1/weight"].dtype == np.float16
+    model = load_model(import_whisper(ct2_dir, tmp_path / "ctc", head_dim=32))
+    features = np.random.default_rng(1).standard_normal((1, 80, 100)).astype(np.float32)
+    expected = np.array(ctranslate2.models.Whisper(ct2_dir, compute_type="float32").encode(
+        ctranslate2.StorageView.from_array(features)))
+    with torch.no_grad():
+        x = model.whisper.encoder.embed(torch.from_numpy(features))
+        for layer in model.whisper.encoder.layers:
+            x = layer(x, None)
+        ours = model.whisper.encoder.layer_norm(x).numpy()
+    assert np.linalg.norm(ours - expected) / np.linalg.norm(expected) < 1e-5
+
+
+def test_bad_sources_get_one_line_errors(tmp_path):
+    with pytest.raises(ModelError, match="neither a folder"):
+        import_whisper(tmp_path / "missing", tmp_path / "out")
+    (tmp_path / "model.bin").write_bytes(b"\x06\x00\x00\x00\x05\x00Wh")
+    with pytest.raises(ModelError, match="truncated"):
+        import_whisper(tmp_path, tmp_path / "out")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "wav2vec2"}')
+    with pytest.raises(ModelError, match="not a Whisper checkpoint"):
+        import_whisper(other, tmp_path / "out")
