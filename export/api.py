@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -57,6 +58,10 @@ def export_onnx(source: Source, out: Path, cfg: ExportConfig, progress: bool = T
     with nullcontext() if progress else errors_only():
         loaded = load_source(source)
         _check_ctc_head(loaded)
+        no_cache = getattr(loaded.model.config, "frontend_cache_off_reason", None)
+        if cfg.frontend_cache and no_cache:
+            cfg = dataclasses.replace(cfg, frontend_cache=False)
+            say(f"front-end cache off: {no_cache}")
         weights = loaded.weights + _other_weights(loaded, cfg)
         say(f"exporting {loaded.model.config.model_type} ({_parameters(loaded.model) / 1e6:.1f} M "
             f"parameters) with the {cfg.exporter} exporter ...")

@@ -34,6 +34,15 @@ MEL_NORMALIZATIONS = ("fixed", "utterance")
 
 class WhisperCTCConfig(PretrainedConfig):
     model_type = "whisper_ctc"
+    # Geometry of the front end in the terms of wav2vec2's conv stack (speechmpq.onnx_metadata reads
+    # them): the STFT (400-sample window, hop 160), then conv1 (3, stride 1) and conv2 (3, stride 2):
+    # 320 samples per frame, 1040 samples of receptive field.
+    conv_kernel = (N_FFT, 3, 3)
+    conv_stride = (HOP, 1, 2)
+    feat_extract_norm = "mel"
+    # The exporter's front-end cache splits a graph after a padding-free conv stack; Whisper's convs
+    # (and the STFT's reflect padding) pad each window's edges, so cached frames would differ.
+    frontend_cache_off_reason = "Whisper's front end pads each window's edges, so cached frames would differ"
 
     def __init__(
         self,
@@ -91,6 +100,11 @@ class WhisperCTCConfig(PretrainedConfig):
         self.source = source
         self.ctc_loss_reduction = ctc_loss_reduction
         self.ctc_zero_infinity = ctc_zero_infinity
+        self.apply_spec_augment = False  # read (and restored) by the quantizer
+
+    @property
+    def conv_dim(self) -> tuple[int, int, int]:
+        return (2 * (N_FFT // 2 + 1), self.d_model, self.d_model)
 
     # The names the rest of the house reads from any CTC config.
     @property
@@ -134,14 +148,19 @@ class LogMel(nn.Module):
         super().__init__()
         self.normalization = config.mel_normalization
         self.ceiling = float(config.mel_ceiling)
-        bins = N_FFT // 2 + 1
-        n = np.arange(N_FFT)
+        self.mel_bins = config.num_mel_bins
+        self.register_buffer("dft", torch.empty(2 * (N_FFT // 2 + 1), 1, N_FFT), persistent=False)
+        self.register_buffer("filters", torch.empty(self.mel_bins, N_FFT // 2 + 1), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """Fill the fixed weights (not saved: from_pretrained calls this after loading)."""
+        bins, n = N_FFT // 2 + 1, np.arange(N_FFT)
         window = 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)  # periodic Hann
         angle = 2 * np.pi * np.outer(np.arange(bins), n) / N_FFT
         basis = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])  # (2 * bins, N_FFT)
-        self.register_buffer("dft", torch.from_numpy(basis.astype(np.float32))[:, None, :], persistent=False)
-        self.register_buffer("filters", torch.from_numpy(mel_filters(config.num_mel_bins).T.copy()),
-                             persistent=False)  # (mels, bins)
+        self.dft = torch.from_numpy(basis.astype(np.float32))[:, None, :].to(self.dft.device)
+        self.filters = torch.from_numpy(mel_filters(self.mel_bins).T.copy()).to(self.filters.device)
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
         padded = nn.functional.pad(samples[:, None, :], (N_FFT // 2, N_FFT // 2), mode="reflect")
@@ -296,6 +315,7 @@ class WhisperForCTC(WhisperCTCPreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         model = super().from_pretrained(*args, **kwargs)
+        model.whisper.frontend.reset_buffers()  # built on the meta device: never filled
         model.freeze_encoder()  # loading re-creates the parameters, trainable
         return model
 

