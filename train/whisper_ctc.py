@@ -249,6 +249,10 @@ class WhisperCTCPreTrainedModel(PreTrainedModel):
     base_model_prefix = "whisper"
     main_input_name = "input_values"
 
+    def _get_feat_extract_output_lengths(self, lengths):
+        """Frames for LENGTHS samples (the name and contract of transformers' wav2vec2 models)."""
+        return frame_count(lengths)
+
     def _init_weights(self, module):
         if isinstance(module, nn.Linear | nn.Conv1d):
             nn.init.normal_(module.weight, std=0.02)
