@@ -35,10 +35,66 @@ def read_sentences(paths: list[str]) -> list[list[str]]:
     return sentences
 
 
+def _pocketsphinx_arpa(tmp: Path) -> Path:
+    """pocketsphinx's general US English trigram (its wheel's en-us.lm.bin) written as ARPA text."""
+    try:
+        import pocketsphinx
+    except ImportError:
+        raise SpeechmpqError("--from-pocketsphinx needs pocketsphinx: "
+                             "pip install 'speechmpq[general-lm]'") from None
+    source = Path(pocketsphinx.get_model_path()) / "en-us" / "en-us.lm.bin"
+    if not source.is_file():
+        raise SpeechmpqError(f"{source}: this pocketsphinx has no en-us.lm.bin")
+    model = pocketsphinx.NGramModel(pocketsphinx.Config(), pocketsphinx.LogMath(), str(source))
+    model.write(str(tmp), pocketsphinx.NGramModel.str_to_type("arpa"))
+    return tmp
+
+
+def _convert(args) -> int:
+    """An existing LM (ARPA, or pocketsphinx's) -> LM arrays (.npz) + lexicon, words in upper case."""
+    import tempfile
+
+    from speechmpq.files import atomic_write
+    from speechmpq.ngram import lexicon_lines
+    from speechmpq.runtime.lm import BOS, EOS, UNK, NGramLM
+    from speechmpq.vocab import VOCAB
+
+    out = Path(args.out)
+    if not out.name.endswith(".npz"):
+        raise SpeechmpqError(f"--out must end in .npz when converting an LM, not {out.name!r}")
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="speechmpq-lm-") as tmp:
+        arpa = _pocketsphinx_arpa(Path(tmp) / "en-us.arpa") if args.from_pocketsphinx else Path(args.arpa)
+        lm = NGramLM(arpa)
+    special = (BOS, EOS, UNK)
+    upper = [w if w in special else w.upper() for w in lm.words]
+    if len(set(upper)) != len(upper):
+        raise SpeechmpqError(f"{arpa}: words that differ only in case; cannot map them onto the "
+                             "model's tokens")
+    lm.words = upper
+    lm.save_arrays(out)
+    letters = {t for t in VOCAB if len(t) == 1}
+    spellable = [w for w in upper if w not in special and w and set(w) <= letters]
+    lexicon = (Path(args.lexicon) if args.lexicon
+               else out.parent / (out.name.removesuffix(".npz") + ".lexicon.txt"))
+    atomic_write(lexicon, "\n".join(lexicon_lines(spellable)) + "\n")
+    sizes = ", ".join(f"{count} {n}-grams" for n, count in sorted(lm.ngrams.items()))
+    print(f"{len(upper) - 3} words ({len(spellable)} spellable in the model's characters), {sizes} -> {out} "
+          f"({out.stat().st_size / 1e6:.1f} MB), {lexicon} in {time.time() - started:.0f} s")
+    return 0
+
+
 def _cmd_lm(args) -> int:
     from speechmpq.files import atomic_write
     from speechmpq.ngram import count_ngrams, kneser_ney, lexicon_lines, write_arpa
 
+    if args.from_pocketsphinx or args.arpa:
+        if args.text:
+            raise SpeechmpqError("give --text (build an LM) or --arpa/--from-pocketsphinx (convert one), "
+                                 "not both")
+        return _convert(args)
+    if not args.text:
+        raise SpeechmpqError("give --text (build an LM), or --arpa or --from-pocketsphinx (convert one)")
     if not 1 <= args.order <= 6:
         raise SpeechmpqError(f"--order must be 1..6, not {args.order}")
     if args.min_count < 1:
@@ -64,11 +120,18 @@ def _cmd_lm(args) -> int:
 def add_commands(commands) -> None:
     lm = commands.add_parser("lm", help="build a word n-gram LM (ARPA, modified Kneser-Ney) and a "
                              "lexicon from text, for --decoder lm")
-    lm.add_argument("--text", nargs="+", required=True,
+    lm.add_argument("--text", nargs="+",
                     help="text files (one sentence per line) or dataset folders (their *.trans.txt)")
+    lm.add_argument("--arpa", default=None,
+                    help="instead of --text: convert this ARPA LM into arrays (--out X.npz: loads in "
+                    "seconds)")
+    lm.add_argument("--from-pocketsphinx", action="store_true",
+                    help="instead of --text: convert pocketsphinx's general US English trigram "
+                    "(72k words; pip install 'speechmpq[general-lm]') into arrays (--out X.npz)")
     lm.add_argument("--order", type=int, default=3, help="n-gram order")
     lm.add_argument("--min-count", type=int, default=1,
                     help="leave out highest-order n-grams seen fewer times (smaller file)")
-    lm.add_argument("--out", required=True, help="LM file: .arpa, or .arpa.gz (compressed)")
+    lm.add_argument("--out", required=True,
+                    help="LM file: .arpa, or .arpa.gz (compressed); .npz when converting")
     lm.add_argument("--lexicon", default=None, help="lexicon file (default: lexicon.txt beside --out)")
     lm.set_defaults(func=_cmd_lm)

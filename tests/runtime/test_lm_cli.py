@@ -87,3 +87,32 @@ def test_lm_decoder_needs_an_lm(tmp_path):
     os.symlink(DEMO, tmp_path / "model.onnx")
     with pytest.raises(Exception, match="needs --lm FILE"):
         Recognizer(tmp_path / "model.onnx", RecognizerConfig(decoder=DecoderConfig("lm")))
+
+
+def test_an_arpa_lm_converts_to_arrays_that_score_the_same_in_upper_case(tmp_path):
+    from speechmpq.ngram import count_ngrams, kneser_ney, write_arpa
+
+    sentences = [s.split() for s in ("the cat sat on the mat", "a dog sat on a log", "the dog's mat",
+                                     "dr. who 2 cats")]
+    write_arpa(kneser_ney(count_ngrams(sentences, 3)), tmp_path / "lower.arpa")
+    assert main(["lm", "--arpa", str(tmp_path / "lower.arpa"), "--out", str(tmp_path / "en.npz")]) == 0
+    text, arrays = NGramLM(tmp_path / "lower.arpa"), NGramLM(tmp_path / "en.npz")
+    assert arrays.order == text.order == 3 and arrays.ngrams == text.ngrams
+    state_text, state_arrays = text.initial_state(), arrays.initial_state()
+    for word in ["the", "dog", "sat", "on", "a", "mat", "unseen", "</s>"]:
+        upper = word if word.startswith("<") else word.upper()
+        expected, state_text = text.score(state_text, text.word_id(word))
+        got, state_arrays = arrays.score(state_arrays, arrays.word_id(upper))
+        assert got == pytest.approx(expected, abs=1e-6) and state_arrays == state_text
+    lexicon = (tmp_path / "en.lexicon.txt").read_text().splitlines()
+    assert "DOG'S\tD O G ' S |" in lexicon and not any(line.startswith(("DR.", "2")) for line in lexicon)
+
+
+def test_a_broken_lm_array_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(Exception, match="not a readable LM array file"):
+        NGramLM(tmp_path / "bad.npz")
+    assert main(["lm", "--arpa", str(tmp_path / "missing.arpa"), "--out", str(tmp_path / "x.npz")]) == 1
+    assert main(["lm", "--arpa", str(tmp_path / "missing.arpa"), "--out", str(tmp_path / "x.arpa")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "cannot read" in err[0] and "must end in .npz" in err[1]
