@@ -122,3 +122,19 @@ def test_bad_sources_get_one_line_errors(tmp_path):
     (other / "config.json").write_text('{"model_type": "wav2vec2"}')
     with pytest.raises(ModelError, match="not a Whisper checkpoint"):
         import_whisper(other, tmp_path / "out")
+
+
+def test_the_fixed_rule_front_end_of_a_window_equals_the_offline_one_away_from_its_edges():
+    """What streaming needs: a window cut at a frame boundary gives the offline log-mel frames, except
+    the 2 at each edge that see the window's reflect padding (the utterance rule fails this)."""
+    rng = np.random.default_rng(3)
+    level = np.where(np.arange(32000) < 16000, 3e-4, 0.5)  # a quiet second, then a loud one
+    audio = torch.from_numpy((rng.standard_normal(32000) * level).astype(np.float32))
+    start, end = 160 * 10, 160 * 90  # frames 10..89 of the offline log-mel: the quiet part
+    for rule, equal in (("fixed", True), ("utterance", False)):
+        front = WhisperForCTC(WhisperCTCConfig(**TINY, mel_normalization=rule)).whisper.frontend
+        with torch.no_grad():
+            offline = front(audio[None])[0, :, 10:90]
+            window = front(audio[None, start:end])[0]
+        interior = (window[:, 2:-2] - offline[:, 2:-2]).abs().max()
+        assert (interior < 1e-4) == equal, (rule, float(interior))
