@@ -241,6 +241,10 @@ class WhisperCTCEncoder(nn.Module):
     def embed(self, log_mel: torch.Tensor) -> torch.Tensor:
         """(B, mels, 2T) -> (B, T, d): the two convolutions plus positions."""
         x = nn.functional.gelu(self.conv2(nn.functional.gelu(self.conv1(log_mel)))).transpose(1, 2)
+        if not torch.jit.is_tracing() and x.shape[1] > self.embed_positions.num_embeddings:
+            limit = self.embed_positions.num_embeddings
+            raise ValueError(f"input of {x.shape[1]} frames; this encoder's positions end at {limit} "
+                             f"({limit / 50:.0f} s)")
         return x + self.embed_positions.weight[: x.shape[1]]
 
 

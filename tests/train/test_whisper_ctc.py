@@ -16,13 +16,13 @@ TINY = dict(d_model=64, encoder_layers=2, encoder_attention_heads=2, encoder_ffn
 
 @pytest.fixture(scope="module")
 def hf_whisper(tmp_path_factory):
-    """A tiny random Hugging Face Whisper checkpoint (encoder of 2 layers, 50 positions = 1 s)."""
+    """A tiny random Hugging Face Whisper checkpoint (2 encoder layers, d 64, 30 s of positions)."""
     import transformers
 
     config = transformers.WhisperConfig(
         vocab_size=300, num_mel_bins=80, d_model=64, encoder_layers=2, encoder_attention_heads=2,
         decoder_layers=1, decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128,
-        max_source_positions=50, max_target_positions=32, decoder_start_token_id=1, pad_token_id=0,
+        max_source_positions=1500, max_target_positions=32, decoder_start_token_id=1, pad_token_id=0,
         bos_token_id=1, eos_token_id=2)  # fmt: skip
     torch.manual_seed(0)
     model = transformers.WhisperForConditionalGeneration(config).eval()
@@ -82,7 +82,7 @@ def test_a_hugging_face_whisper_checkpoint_imports_with_its_encoder_intact(hf_wh
     assert torch.equal(model.whisper.frontend.filters, fresh.filters)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == sum(
         p.numel() for p in [*model.head.parameters(), *model.lm_head.parameters()])
-    features = torch.randn(1, 80, 100)
+    features = torch.randn(1, 80, 3000)  # transformers' encoder takes exactly 30 s
     with torch.no_grad():
         expected = reference.model.encoder(features).last_hidden_state
         x = model.whisper.encoder.embed(features)
@@ -138,3 +138,18 @@ def test_the_fixed_rule_front_end_of_a_window_equals_the_offline_one_away_from_i
             window = front(audio[None, start:end])[0]
         interior = (window[:, 2:-2] - offline[:, 2:-2]).abs().max()
         assert (interior < 1e-4) == equal, (rule, float(interior))
+
+
+def test_train_fp_trains_the_head_of_an_imported_encoder_and_leaves_the_encoder_as_it_was(
+        hf_whisper, tiny_corpus, tmp_path):
+    from speechmpq.cli import main
+
+    init = import_whisper(hf_whisper[0], tmp_path / "init", head_dim=32)
+    assert main(["train-fp", "--data", str(tiny_corpus / "train"), "--dev", str(tiny_corpus / "dev"),
+                 "--out", str(tmp_path / "run"), "--init-from", str(init), "--steps", "3",
+                 "--warmup-steps", "1", "--eval-every", "3", "--batch-seconds", "16",
+                 "--max-utterance-seconds", "16", "--workers", "0", "--quiet"]) == 0
+    before, after = load_model(init), load_model(tmp_path / "run" / "final")
+    assert type(after).__name__ == "WhisperForCTC"
+    for (name, old), new in zip(before.state_dict().items(), after.state_dict().values(), strict=True):
+        assert torch.equal(old, new) == name.startswith("whisper."), name
