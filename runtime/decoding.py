@@ -76,6 +76,14 @@ def _load_lm(lm_key: tuple, lexicon_key: tuple | None, tokens: tuple, word_delim
     return lm, Lexicon.from_words(lm.words, list(tokens), lm)
 
 
+def default_lexicon(lm_path: Path) -> Path:
+    """NAME.lexicon.txt beside NAME.npz / NAME.arpa[.gz] (what ``speechmpq lm`` converts), else the
+    folder's lexicon.txt for ARPA files (what ``speechmpq lm --text`` writes)."""
+    stem = lm_path.name.removesuffix(".gz").removesuffix(".npz").removesuffix(".arpa")
+    own = lm_path.parent / f"{stem}.lexicon.txt"
+    return own if own.is_file() or lm_path.name.endswith(".npz") else lm_path.parent / "lexicon.txt"
+
+
 def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_delimiter: str,
                   model_path: str | Path | None = None) -> CTCDecoder:
     """The decoder ``config`` asks for (``auto`` resolved against the model's folder)."""
@@ -89,7 +97,7 @@ def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_
         raise ModelError("--decoder lm needs --lm FILE (no lm.arpa.gz or lm.arpa beside the model)")
     from speechmpq.runtime.ctc_lm import LexiconLMDecoder
 
-    lexicon_path = Path(config.lexicon) if config.lexicon else lm_path.parent / "lexicon.txt"
+    lexicon_path = Path(config.lexicon) if config.lexicon else default_lexicon(lm_path)
     lm, lexicon = _load_lm(_file_key(lm_path), _file_key(lexicon_path) if config.lexicon or
                            lexicon_path.is_file() else None, tuple(tokens), word_delimiter)
     return LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon, beam_size=config.beam_size or 24,

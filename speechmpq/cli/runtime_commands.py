@@ -42,10 +42,11 @@ def _add_runtime_flags(parser, decoder: str = "auto") -> None:
     group.add_argument("--beam-size", type=int, default=None,
                        help="hypotheses kept: default 8 with --decoder beam, 24 with lm")
     group.add_argument("--lm", default=None, metavar="FILE",
-                       help="ARPA n-gram LM (.arpa or .arpa.gz, e.g. from speechmpq lm)")
+                       help="n-gram LM: ARPA (.arpa, .arpa.gz) or converted arrays (.npz), from speechmpq lm")
     group.add_argument("--lexicon", default=None, metavar="FILE",
-                       help="WORD T O K E N S | per line (default: lexicon.txt beside the LM, else the "
-                       "LM's words spelled letter by letter)")
+                       help="WORD T O K E N S | per line (default: NAME.lexicon.txt beside NAME.npz or "
+                       "NAME.arpa[.gz], or lexicon.txt beside an ARPA LM, else the LM's words spelled "
+                       "letter by letter)")
     group.add_argument("--lm-weight", type=float, default=0.65, help="weight of the LM log probability")
     group.add_argument("--word-score", type=float, default=0.5, help="score added per word")
     group.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
