@@ -116,3 +116,13 @@ def test_a_broken_lm_array_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["lm", "--arpa", str(tmp_path / "missing.arpa"), "--out", str(tmp_path / "x.arpa")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "cannot read" in err[0] and "must end in .npz" in err[1]
+
+
+def test_a_converted_lm_takes_its_own_lexicon_not_the_folder_s(tmp_path):
+    from speechmpq.runtime.decoding import default_lexicon
+
+    (tmp_path / "lexicon.txt").write_text("CAT\tC A T |\n")  # the grammar LM's, beside
+    assert default_lexicon(tmp_path / "en-us.lm.npz") == tmp_path / "en-us.lm.lexicon.txt"
+    assert default_lexicon(tmp_path / "lm.arpa.gz") == tmp_path / "lexicon.txt"
+    (tmp_path / "big.lexicon.txt").write_text("DOG\tD O G |\n")
+    assert default_lexicon(tmp_path / "big.arpa") == tmp_path / "big.lexicon.txt"
