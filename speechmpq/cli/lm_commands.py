@@ -35,19 +35,28 @@ def read_sentences(paths: list[str]) -> list[list[str]]:
     return sentences
 
 
-def _pocketsphinx_arpa(tmp: Path) -> Path:
-    """pocketsphinx's general US English trigram (its wheel's en-us.lm.bin) written as ARPA text."""
-    try:
-        import pocketsphinx
-    except ImportError:
+def _pocketsphinx_lm() -> Path:
+    """The general US English trigram inside pocketsphinx's wheel (found, not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pocketsphinx")
+    if spec is None or not spec.submodule_search_locations:
         raise SpeechmpqError("--from-pocketsphinx needs pocketsphinx: "
-                             "pip install 'speechmpq[general-lm]'") from None
-    source = Path(pocketsphinx.get_model_path()) / "en-us" / "en-us.lm.bin"
+                             "pip install 'speechmpq[general-lm]'")
+    source = Path(next(iter(spec.submodule_search_locations))) / "model" / "en-us" / "en-us.lm.bin"
     if not source.is_file():
         raise SpeechmpqError(f"{source}: this pocketsphinx has no en-us.lm.bin")
-    model = pocketsphinx.NGramModel(pocketsphinx.Config(), pocketsphinx.LogMath(), str(source))
-    model.write(str(tmp), pocketsphinx.NGramModel.str_to_type("arpa"))
-    return tmp
+    return source
+
+
+def _is_trie_lm(path: Path) -> bool:
+    from speechmpq.sphinx_lm import TRIE_HDR
+
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(TRIE_HDR)) == TRIE_HDR
+    except OSError:
+        return False
 
 
 def _convert(args) -> int:
@@ -63,13 +72,19 @@ def _convert(args) -> int:
     if not out.name.endswith(".npz"):
         raise SpeechmpqError(f"--out must end in .npz when converting an LM, not {out.name!r}")
     started = time.time()
+    source = _pocketsphinx_lm() if args.from_pocketsphinx else Path(args.arpa)
     with tempfile.TemporaryDirectory(prefix="speechmpq-lm-") as tmp:
-        arpa = _pocketsphinx_arpa(Path(tmp) / "en-us.arpa") if args.from_pocketsphinx else Path(args.arpa)
+        arpa = source
+        if _is_trie_lm(source):  # pocketsphinx's binary trie: read with numpy, via ARPA text
+            from speechmpq.sphinx_lm import write_arpa
+
+            arpa = Path(tmp) / "lm.arpa"
+            write_arpa(source, arpa)
         lm = NGramLM(arpa)
     special = (BOS, EOS, UNK)
     upper = [w if w in special else w.upper() for w in lm.words]
     if len(set(upper)) != len(upper):
-        raise SpeechmpqError(f"{arpa}: words that differ only in case; cannot map them onto the "
+        raise SpeechmpqError(f"{source}: words that differ only in case; cannot map them onto the "
                              "model's tokens")
     lm.words = upper
     lm.save_arrays(out)
@@ -123,8 +138,8 @@ def add_commands(commands) -> None:
     lm.add_argument("--text", nargs="+",
                     help="text files (one sentence per line) or dataset folders (their *.trans.txt)")
     lm.add_argument("--arpa", default=None,
-                    help="instead of --text: convert this ARPA LM into arrays (--out X.npz: loads in "
-                    "seconds)")
+                    help="instead of --text: convert this LM (ARPA, or pocketsphinx's binary .lm.bin) into "
+                    "arrays (--out X.npz: loads in seconds)")
     lm.add_argument("--from-pocketsphinx", action="store_true",
                     help="instead of --text: convert pocketsphinx's general US English trigram "
                     "(72k words; pip install 'speechmpq[general-lm]') into arrays (--out X.npz)")
