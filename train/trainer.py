@@ -71,12 +71,24 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast where the device supports it
     device: str = "auto"  # auto, cpu or cuda
     workers: int = -1  # data-loading processes (-1: 1 on CPU, up to 8 on CUDA)
+    # WhisperForCTC: train the top N encoder layers too (None: as the model's config says)
+    trainable_encoder_layers: int | None = None
+    # distillation: add kl_weight x mean per-frame KL(teacher ‖ student) to the CTC loss, the teacher a
+    # frozen model directory with the same frame rate and vocabulary (e.g. the frozen-encoder model
+    # whose encoder layers are now being unfrozen)
+    teacher: Path | None = None
+    kl_weight: float = 0.0
     extra: dict = field(default_factory=dict)  # free-form notes copied into the log
 
     def __post_init__(self):
         self.train_data, self.out = Path(self.train_data), Path(self.out)
         self.dev_data = Path(self.dev_data) if self.dev_data else None
         self.init_from = Path(self.init_from) if self.init_from else None
+        self.teacher = Path(self.teacher) if self.teacher else None
+        if self.kl_weight < 0 or (self.kl_weight > 0) != (self.teacher is not None):
+            raise ValueError("distillation needs both a teacher and a positive kl_weight")
+        if self.trainable_encoder_layers is not None and self.trainable_encoder_layers < 0:
+            raise ValueError(f"trainable_encoder_layers must be >= 0, got {self.trainable_encoder_layers}")
         for name in ("steps", "eval_every", "checkpoint_every", "log_every", "dev_utterances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -138,6 +150,7 @@ class _FPHooks:
     workers: int  # data-loading processes
     state: dict  # the run position and totals (saved in every checkpoint)
     bar: Any  # tqdm progress bar
+    teacher: torch.nn.Module | None = None  # frozen, eval mode (cfg.teacher)
 
     def __post_init__(self):
         self.log_path = self.cfg.out / "train_log.jsonl"
@@ -158,11 +171,18 @@ class _FPHooks:
     def forward(self, batch: dict):
         self.model.train()
         device = self.device
+        values, mask = batch["input_values"].to(device), batch["attention_mask"].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            output = self.model(batch["input_values"].to(device),
-                                attention_mask=batch["attention_mask"].to(device),
-                                labels=batch["labels"].to(device))
-        return output.loss.float(), None
+            output = self.model(values, attention_mask=mask, labels=batch["labels"].to(device))
+            if self.teacher is None:
+                return output.loss.float(), None
+            with torch.no_grad():
+                teacher_logits = self.teacher(values, attention_mask=mask).logits
+        from speechmpq.train.sensitivity import frame_kl
+
+        frames = self.model._get_feat_extract_output_lengths(mask.sum(-1))
+        kl = frame_kl(teacher_logits, output.logits, frames) / frames.sum().clamp(min=1)
+        return output.loss.float() + self.cfg.kl_weight * kl, None
 
     def count(self, batch: dict, loss, parts, step_start: float) -> None:
         audio = float(batch["attention_mask"].sum()) / SAMPLE_RATE
@@ -223,6 +243,16 @@ def _resume(checkpoint: dict, model, optimizer, schedule, device: torch.device, 
     state.update(checkpoint["state"])
 
 
+def _unfreeze(model, layers: int) -> None:
+    """Train the top LAYERS encoder layers of a model with a frozen encoder (WhisperForCTC)."""
+    if not hasattr(model, "freeze_encoder"):
+        raise ValueError("trainable_encoder_layers applies to models with a frozen encoder (WhisperForCTC)")
+    if layers > model.config.encoder_layers:
+        raise ValueError(f"trainable_encoder_layers {layers} > the encoder's {model.config.encoder_layers}")
+    model.config.trainable_encoder_layers = layers
+    model.freeze_encoder()
+
+
 def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a full-precision CTC model; returns the last dev scores."""
     from tqdm import tqdm
@@ -244,7 +274,11 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     np.random.seed(cfg.seed)  # transformers draws its time masks from numpy's global RNG
     model = load_model(cfg.init_from) if cfg.init_from else build_model(
         cfg.preset, cfg.model_type, seed=cfg.seed)
+    if cfg.trainable_encoder_layers is not None:
+        _unfreeze(model, cfg.trainable_encoder_layers)
+    teacher = load_model(cfg.teacher).to(device).eval() if cfg.teacher else None
     model.to(device)
+    # frozen parameters get no gradient, so AdamW leaves them (and their weight decay) alone
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
                                   weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -267,7 +301,7 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
                disable=not progress)
     sampler = SecondsBatchSampler(seconds, cfg.batch_seconds, cfg.seed)
     hooks = _FPHooks(cfg, model, optimizer, schedule, sampler, SpeechDataset(utterances), dev, device,
-                     use_bf16, workers, state, bar)
+                     use_bf16, workers, state, bar, teacher)
     run_steps(LoopConfig(name="train-fp", end=cfg.steps, stop=stop, grad_clip=cfg.grad_clip,
                          log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                          max_skipped_in_a_row=MAX_SKIPPED_IN_A_ROW), hooks, state)

@@ -60,7 +60,8 @@ def _cmd_train_fp(args) -> int:
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_every=args.eval_every,
         dev_utterances=args.dev_utterances, checkpoint_every=args.checkpoint_every,
         log_every=args.log_every, seed=args.seed, threads=args.threads, bf16=not args.no_bf16,
-        device=args.device, workers=args.workers,
+        device=args.device, workers=args.workers, trainable_encoder_layers=args.trainable_encoder_layers,
+        teacher=args.teacher, kl_weight=args.kl_weight,
     )  # fmt: skip
     result = train_fp(cfg, progress=not args.quiet)
     if result:
@@ -229,6 +230,13 @@ def _add_train_fp(commands) -> None:
     train.add_argument("--dev-utterances", type=int, default=200)
     train.add_argument("--checkpoint-every", type=int, default=100)
     train.add_argument("--log-every", type=int, default=20)
+    train.add_argument("--trainable-encoder-layers", type=int, default=None,
+                       help="WhisperForCTC: also train the top N encoder layers (default: as the model "
+                       "says)")
+    train.add_argument("--teacher", type=Path, default=None,
+                       help="distil from this frozen model: add --kl-weight x per-frame KL(teacher || "
+                       "student)")
+    train.add_argument("--kl-weight", type=float, default=0.0, help="weight of the KL term (with --teacher)")
     _add_run_flags(train)
     train.set_defaults(func=_cmd_train_fp)
 

@@ -153,3 +153,21 @@ def test_train_fp_trains_the_head_of_an_imported_encoder_and_leaves_the_encoder_
     assert type(after).__name__ == "WhisperForCTC"
     for (name, old), new in zip(before.state_dict().items(), after.state_dict().values(), strict=True):
         assert torch.equal(old, new) == name.startswith("whisper."), name
+
+
+def test_train_fp_unfreezes_the_top_layer_and_distils_from_a_teacher(hf_whisper, tiny_corpus, tmp_path):
+    from speechmpq.cli import main
+
+    init = import_whisper(hf_whisper[0], tmp_path / "init", head_dim=32)
+    assert main(["train-fp", "--data", str(tiny_corpus / "train"), "--out", str(tmp_path / "run"),
+                 "--init-from", str(init), "--steps", "2", "--warmup-steps", "1", "--batch-seconds", "16",
+                 "--max-utterance-seconds", "16", "--workers", "0", "--quiet",
+                 "--trainable-encoder-layers", "1", "--teacher", str(init), "--kl-weight", "1.0"]) == 0
+    before, after = load_model(init), load_model(tmp_path / "run" / "final")
+    assert after.config.trainable_encoder_layers == 1
+    changed = {name for (name, old), new in zip(before.state_dict().items(), after.state_dict().values(),
+                                                strict=True) if not torch.equal(old, new)}
+    assert any(n.startswith("whisper.encoder.layers.1.") for n in changed)
+    assert not any(n.startswith(("whisper.encoder.layers.0.", "whisper.encoder.conv")) for n in changed)
+    assert main(["train-fp", "--data", str(tiny_corpus / "train"), "--out", str(tmp_path / "bad"),
+                 "--init-from", str(init), "--steps", "2", "--warmup-steps", "1", "--kl-weight", "1.0"]) == 1
