@@ -107,6 +107,8 @@ def _finish(run: QuantizeRun, model) -> dict:
 
     cfg, state, teacher, ctx = run.cfg, run.state, run.teacher, run.ctx
     model.config.apply_spec_augment = teacher.config.apply_spec_augment
+    if hasattr(teacher.config, "trainable_encoder_layers"):
+        model.config.trainable_encoder_layers = teacher.config.trainable_encoder_layers
     layers = sn.plan_layers(model)
     candidates = [cfg.bits] if cfg.method == "uniform" else list(cfg.supernet.candidates)
     plan = bitplan_lib.make_plan(layers, cfg.method, candidates, cfg.supernet.granularity,

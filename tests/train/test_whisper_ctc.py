@@ -1,6 +1,8 @@
 """WhisperForCTC: shapes, freezing, the log-mel front end against transformers' Whisper feature extractor,
 and the importer against a Hugging Face Whisper checkpoint and CTranslate2's own conversion of it."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +173,31 @@ def test_train_fp_unfreezes_the_top_layer_and_distils_from_a_teacher(hf_whisper,
     assert not any(n.startswith(("whisper.encoder.layers.0.", "whisper.encoder.conv")) for n in changed)
     assert main(["train-fp", "--data", str(tiny_corpus / "train"), "--out", str(tmp_path / "bad"),
                  "--init-from", str(init), "--steps", "2", "--warmup-steps", "1", "--kl-weight", "1.0"]) == 1
+
+
+def test_the_imported_encoder_is_quantized_exported_and_run_like_the_wav2vec2_family(hf_whisper, tiny_corpus,
+                                                                                      tmp_path):
+    """One-stage MPQ searches the encoder's q/k/v/out/fc1/fc2 (not the conv head), the export stores each
+    layer at its bits, and the runtime's offline transcript of a clip equals PyTorch's greedy one."""
+    from speechmpq.audio import load_audio
+    from speechmpq.cli import main
+    from speechmpq.datasets import read_dataset
+    from speechmpq.runtime import Recognizer, RecognizerConfig, StreamingConfig
+    from speechmpq.train.evaluate import transcribe_torch
+
+    init = import_whisper(hf_whisper[0], tmp_path / "init", head_dim=32)
+    assert main(["quantize", "--model", str(init), "--data", str(tiny_corpus / "train"),
+                 "--out", str(tmp_path / "q"), "--target-bits", "4", "--steps", "2", "--pass2-steps", "0",
+                 "--batch-seconds", "16", "--max-utterance-seconds", "16", "--workers", "0",
+                 "--quiet"]) == 0
+    plan = json.loads((tmp_path / "q" / "model" / "bitplan.json").read_text())
+    kinds = {name.split(".")[-1] for name in plan["layers"]}
+    assert kinds == {"q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"}
+    assert len(plan["layers"]) == 2 * 6 and all(".encoder.layers." in name for name in plan["layers"])
+    assert load_model(tmp_path / "q" / "model").config.trainable_encoder_layers == 0
+    assert main(["export", str(tmp_path / "q" / "model"), "--out", str(tmp_path / "q.onnx"), "--quiet"]) == 0
+    clip = read_dataset(tiny_corpus / "test-clean")[0]
+    recognizer = Recognizer(tmp_path / "q.onnx", RecognizerConfig(streaming=StreamingConfig(chunk_ms=0)))
+    assert recognizer.info.bitplan is not None and recognizer.info.frontend_cache == "none"
+    text = recognizer.transcribe(load_audio(clip.path), 16000)
+    assert text == transcribe_torch(load_model(tmp_path / "q" / "model"), [clip], progress=False)[0]
