@@ -93,6 +93,9 @@ def main() -> None:
     parser.add_argument("--grammar-lm", default="models/lm.arpa.gz")
     parser.add_argument("--work", default="out/whisper_models")
     parser.add_argument("--out", default="results/whisper_models")
+    parser.add_argument("--card", nargs=3, action="append", default=[], metavar=("LABEL", "RUN", "COMMANDS"),
+                        help="write LABEL's model card (README.md in its folder) from train-fp run RUN; "
+                        "COMMANDS: how it was made, ' && '-separated")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -132,7 +135,82 @@ def main() -> None:
             "judged_on": "real-test and the synthetic test splits, decoded once"}
     atomic_write(Path(args.out + ".json"), json.dumps(data, indent=1) + "\n")
     atomic_write(Path(args.out + ".md"), render(data))
+    folders = {item.partition("=")[0]: Path(item.partition("=")[2]) for item in args.models}
+    for label, run, commands in args.card:
+        atomic_write(folders[label] / "README.md",
+                     model_card(label, folders[label], Path(run), data, commands.split(" && ")))
     print(render(data))
+
+
+def training_facts(run: Path) -> dict:
+    """Start config, steps, wall time and the chosen checkpoint from a train-fp run's log."""
+    from speechmpq.train.run_folder import read_log
+
+    records = read_log(run / "train_log.jsonl")
+    start = next(r for r in records if r.get("event") == "start")
+    steps = [r for r in records if "loss" in r]
+    devs = [r for r in records if "dev_cer" in r]
+    best = min(devs, key=lambda r: (r["dev_cer"], r["step"])) if devs else None
+    return {"config": start["config"], "parameters": start["parameters"], "train_hours": start["train_hours"],
+            "steps": steps[-1]["step"] if steps else 0,
+            "train_seconds": steps[-1]["train_seconds"] if steps else 0,
+            "audio_hours_seen": steps[-1]["audio_hours_seen"] if steps else 0.0,
+            "model_step": best["step"] if best else None, "best_dev_cer": best["dev_cer"] if best else None,
+            "dev_curve": [{"step": r["step"], "wer": r["dev_wer"], "cer": r["dev_cer"]} for r in devs]}
+
+
+def model_card(label: str, folder: Path, run: Path, data: dict, commands: list[str]) -> str:
+    """The model folder's README: what it is, how it was made (COMMANDS), what it scores (DATA)."""
+    config = json.loads((folder / "config.json").read_text())
+    facts = training_facts(run)
+    rows = [r for r in data["rows"] if r["model"] == label]
+    table = ["| set | role | decoder | mode | WER % | CER % |", "|---|---|---|---|---:|---:|"]
+    table += [f"| {r['set']} | {r['role']} | {r['decoder']} | "
+              f"{'streaming' if r['streaming'] else 'offline'} | {100 * r['wer']:.1f} | "
+              f"{100 * r['cer']:.1f} |"
+              for r in rows]
+    chosen = data["lm_tuning"][label]["chosen"]
+    frozen = config["encoder_layers"] - config["trainable_encoder_layers"]
+    newline = "\n    "
+    return f"""---
+language: en
+library_name: transformers
+pipeline_tag: automatic-speech-recognition
+tags: [whisper, ctc, speechmpq]
+license: mit
+---
+
+# {label}: Whisper's pretrained encoder with a CTC head
+
+- Encoder: {config['source']}: Whisper's audio encoder, {config['encoder_layers']} layers,
+  d {config['d_model']}, {config['encoder_attention_heads']} heads, FFN {config['encoder_ffn_dim']} (MIT licence,
+  OpenAI); the bottom {frozen} layers and the front end frozen at their pretrained values.
+- Front end inside the model: Whisper's 80-bin log-mel (25 ms windows, 10 ms hop), normalised with a fixed
+  ceiling ({config['mel_ceiling']} log10) instead of the utterance maximum, so a stream computes it as offline
+  does; input: raw 16 kHz mono samples, no normalisation. 20 ms per output frame.
+- Head: {config['head_layers']} conv block(s) of {config['head_dim']} channels, kernel
+  {config['head_kernel']}, then a projection to the 32 LibriSpeech characters (CTC blank = `<pad>`).
+- `speechmpq.train.models.load_model("{folder}")` loads it (`WhisperForCTC.from_pretrained` after
+  `import speechmpq.train.whisper_ctc`).
+
+## How it was made
+
+    {newline.join(commands)}
+
+Trained on {facts['train_hours']:.1f} h of the synthetic corpus (espeak-ng voices, noise and reverb) for
+{facts['steps']} steps ({facts['audio_hours_seen']:.1f} h of audio seen, {facts['train_seconds'] / 60:.0f} min
+of CPU training time), peak lr {facts['config']['lr']}; this is the step-{facts['model_step']} checkpoint, the
+lowest CER on the real-speech dev set (23 utterances, `manifest_crossref.tsv`) among evaluations every
+{facts['config']['eval_every']} steps. The real-speech test set (30 utterances, `manifest.tsv`) chose nothing.
+
+## Accuracy
+
+Measured {data['date']} on {data['machine']} by `{data['command']}` (results/whisper_models.md).
+General LM (real speech): pocketsphinx's US English trigram, weight {chosen['lm_weight']}, word score
+{chosen['word_score']} (chosen on real-dev); grammar LM (synthetic): the corpus's own.
+
+{chr(10).join(table)}
+"""
 
 
 def render(data: dict) -> str:
