@@ -183,8 +183,8 @@ license: mit
 # {label}: Whisper's pretrained encoder with a CTC head
 
 - Encoder: {config['source']}: Whisper's audio encoder, {config['encoder_layers']} layers,
-  d {config['d_model']}, {config['encoder_attention_heads']} heads, FFN {config['encoder_ffn_dim']} (MIT licence,
-  OpenAI); the bottom {frozen} layers and the front end frozen at their pretrained values.
+  d {config['d_model']}, {config['encoder_attention_heads']} heads, FFN {config['encoder_ffn_dim']}
+  (MIT licence, OpenAI); the bottom {frozen} layers and the front end frozen at their pretrained values.
 - Front end inside the model: Whisper's 80-bin log-mel (25 ms windows, 10 ms hop), normalised with a fixed
   ceiling ({config['mel_ceiling']} log10) instead of the utterance maximum, so a stream computes it as offline
   does; input: raw 16 kHz mono samples, no normalisation. 20 ms per output frame.
