@@ -62,6 +62,11 @@ class WhisperCTCConfig(PretrainedConfig):
         head_dropout: float = 0.1,
         trainable_encoder_layers: int = 0,  # the top N encoder layers (and final norm) train; rest frozen
         encoder_dropout: float = 0.0,  # dropout inside trainable encoder layers
+        apply_spec_augment: bool = False,  # training only: mask log-mel spans before the encoder
+        mel_time_masks: int = 2,  # time masks per utterance, each up to mel_time_mask_frames long
+        mel_time_mask_frames: int = 40,  # 10 ms mel frames
+        mel_freq_masks: int = 2,  # frequency masks per utterance, each up to mel_freq_mask_bins wide
+        mel_freq_mask_bins: int = 15,
         source: str = "",  # where the encoder weights came from (written by the importer)
         ctc_loss_reduction: str = "mean",
         ctc_zero_infinity: bool = True,
@@ -100,7 +105,9 @@ class WhisperCTCConfig(PretrainedConfig):
         self.source = source
         self.ctc_loss_reduction = ctc_loss_reduction
         self.ctc_zero_infinity = ctc_zero_infinity
-        self.apply_spec_augment = False  # read (and restored) by the quantizer
+        self.apply_spec_augment = apply_spec_augment  # the quantizer turns it off (and restores it)
+        self.mel_time_masks, self.mel_time_mask_frames = mel_time_masks, mel_time_mask_frames
+        self.mel_freq_masks, self.mel_freq_mask_bins = mel_freq_masks, mel_freq_mask_bins
 
     @property
     def conv_dim(self) -> tuple[int, int, int]:
@@ -277,6 +284,25 @@ def sinusoids(length: int, channels: int) -> torch.Tensor:
     return torch.cat([angle.sin(), angle.cos()], dim=1)
 
 
+def spec_augment(log_mel: torch.Tensor, config: WhisperCTCConfig) -> torch.Tensor:
+    """SpecAugment's masks on (B, mels, frames): random time spans and mel bands set to the floor
+    (the normalised value of silence, -1 after Whisper's scaling of ceiling - 8)."""
+    floor = (config.mel_ceiling - MEL_FLOOR_BELOW_CEILING + 4.0) / 4.0
+    batch, bins, frames = log_mel.shape
+    keep = torch.ones_like(log_mel, dtype=torch.bool)
+    for row in range(batch):
+        for count, width, size, axis in ((config.mel_time_masks, config.mel_time_mask_frames, frames, 2),
+                                         (config.mel_freq_masks, config.mel_freq_mask_bins, bins, 1)):
+            for _ in range(count):
+                span = int(torch.randint(0, width + 1, ()))
+                start = int(torch.randint(0, max(1, size - span), ()))
+                if axis == 2:
+                    keep[row, :, start:start + span] = False
+                else:
+                    keep[row, start:start + span, :] = False
+    return torch.where(keep, log_mel, torch.full_like(log_mel, floor))
+
+
 class WhisperCTCModel(WhisperCTCPreTrainedModel):
     """Front end + encoder: raw samples -> encoder states (B, T, d)."""
 
@@ -296,7 +322,10 @@ class WhisperCTCModel(WhisperCTCPreTrainedModel):
             key_bias = torch.zeros(keep.shape, dtype=input_values.dtype, device=keep.device)
             key_bias = key_bias.masked_fill(~keep, torch.finfo(key_bias.dtype).min)[:, None, None, :]
         with torch.set_grad_enabled(torch.is_grad_enabled() and frozen == 0):
-            x = self.encoder.embed(self.frontend(input_values))
+            log_mel = self.frontend(input_values)
+            if self.training and self.config.apply_spec_augment:
+                log_mel = spec_augment(log_mel, self.config)
+            x = self.encoder.embed(log_mel)
         for index, layer in enumerate(self.encoder.layers):
             with torch.set_grad_enabled(torch.is_grad_enabled() and index >= frozen):
                 x = layer(x, key_bias)

@@ -201,3 +201,20 @@ def test_the_imported_encoder_is_quantized_exported_and_run_like_the_wav2vec2_fa
     assert recognizer.info.bitplan is not None and recognizer.info.frontend_cache == "none"
     text = recognizer.transcribe(load_audio(clip.path), 16000)
     assert text == transcribe_torch(load_model(tmp_path / "q" / "model"), [clip], progress=False)[0]
+
+
+def test_spec_augment_masks_only_in_training_and_only_where_asked():
+    model = WhisperForCTC(WhisperCTCConfig(**TINY, apply_spec_augment=True, mel_time_mask_frames=20))
+    samples = torch.randn(1, 16000) * 0.1
+    with torch.no_grad():
+        clean = model.whisper.frontend(samples)
+        model.eval()
+        assert torch.equal(model(samples).logits, model(samples).logits)  # no masks in eval
+        from speechmpq.train.whisper_ctc import spec_augment
+
+        torch.manual_seed(1)
+        masked = spec_augment(clean, model.config)
+    changed = masked != clean
+    floor = (model.config.mel_ceiling - 8 + 4) / 4
+    assert changed.any() and torch.all(masked[changed] == floor)
+    assert changed.float().mean() < 0.5
