@@ -60,6 +60,7 @@ class WhisperCTCConfig(PretrainedConfig):
         head_dim: int = 256,  # channels of the conv head
         head_kernel: int = 5,  # conv head kernel (frames; odd: look-ahead of kernel // 2 frames per block)
         head_dropout: float = 0.1,
+        layer_sum: bool = False,  # the head reads a learned softmax-weighted sum of every encoder layer
         trainable_encoder_layers: int = 0,  # the top N encoder layers (and final norm) train; rest frozen
         encoder_dropout: float = 0.0,  # dropout inside trainable encoder layers
         apply_spec_augment: bool = False,  # training only: mask log-mel spans before the encoder
@@ -100,6 +101,7 @@ class WhisperCTCConfig(PretrainedConfig):
         self.head_dim = head_dim
         self.head_kernel = head_kernel
         self.head_dropout = head_dropout
+        self.layer_sum = layer_sum
         self.trainable_encoder_layers = trainable_encoder_layers
         self.encoder_dropout = encoder_dropout
         self.source = source
@@ -326,10 +328,17 @@ class WhisperCTCModel(WhisperCTCPreTrainedModel):
             if self.training and self.config.apply_spec_augment:
                 log_mel = spec_augment(log_mel, self.config)
             x = self.encoder.embed(log_mel)
+        states = []
         for index, layer in enumerate(self.encoder.layers):
             with torch.set_grad_enabled(torch.is_grad_enabled() and index >= frozen):
                 x = layer(x, key_bias)
-        return self.encoder.layer_norm(x)
+            states.append(x)
+        last = self.encoder.layer_norm(x)
+        if not self.config.layer_sum:
+            return last
+        # every layer's output, scale-free (the last with the encoder's own norm): (L, B, T, d)
+        normed = [nn.functional.layer_norm(state, state.shape[-1:]) for state in states[:-1]]
+        return torch.stack([*normed, last])
 
 
 class WhisperForCTC(WhisperCTCPreTrainedModel):
@@ -345,6 +354,8 @@ class WhisperForCTC(WhisperCTCPreTrainedModel):
                        nn.GELU(), nn.Dropout(config.head_dropout)]
             channels = config.head_dim
         self.head = nn.Sequential(*blocks)
+        if config.layer_sum:  # softmax weights over the encoder layers' outputs (SUPERB-style probing)
+            self.layer_weights = nn.Parameter(torch.zeros(config.encoder_layers))
         self.lm_head = nn.Linear(channels, config.vocab_size)
         self.post_init()
         self.freeze_encoder()
@@ -368,7 +379,9 @@ class WhisperForCTC(WhisperCTCPreTrainedModel):
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **_) -> CausalLMOutput:
-        states = self.whisper(input_values, attention_mask)  # (B, T, d)
+        states = self.whisper(input_values, attention_mask)  # (B, T, d), or (L, B, T, d) with layer_sum
+        if self.config.layer_sum:
+            states = torch.einsum("l,lbtd->btd", self.layer_weights.softmax(0), states)
         logits = self.lm_head(self.head(states.transpose(1, 2)).transpose(1, 2))  # (B, T, vocab)
         loss = None
         if labels is not None:

@@ -15,7 +15,8 @@ def _cmd_import_whisper(args) -> int:
                          head_dim=args.head_dim, head_kernel=args.head_kernel,
                          trainable_encoder_layers=args.trainable_encoder_layers,
                          mel_normalization=args.mel_normalization, mel_ceiling=args.mel_ceiling,
-                         head_dropout=args.head_dropout, apply_spec_augment=args.spec_augment)
+                         head_dropout=args.head_dropout, apply_spec_augment=args.spec_augment,
+                         layer_sum=args.layer_sum)
     from speechmpq.train.models import load_model, parameter_breakdown
 
     model = load_model(out)
@@ -38,6 +39,9 @@ def add_commands(commands) -> None:
     imp.add_argument("--head-layers", type=int, default=1, help="conv blocks in the CTC head")
     imp.add_argument("--head-dim", type=int, default=256, help="channels of the CTC head")
     imp.add_argument("--head-kernel", type=int, default=5, help="kernel of the head's convs (frames, odd)")
+    imp.add_argument("--layer-sum", action="store_true",
+                     help="the head reads a learned weighted sum of every encoder layer's output, not the "
+                     "last one's")
     imp.add_argument("--head-dropout", type=float, default=0.1, help="dropout after each head block")
     imp.add_argument("--spec-augment", action="store_true",
                      help="train with SpecAugment masks on the log-mel (2 time masks of up to 0.4 s, 2 bands "

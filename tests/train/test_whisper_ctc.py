@@ -47,6 +47,14 @@ def test_logits_have_one_frame_per_320_samples_and_the_frozen_encoder_gets_no_gr
     assert all(p.grad is not None for p in [*model.head.parameters(), *model.lm_head.parameters()])
 
 
+def test_a_layer_sum_head_learns_its_weights_over_the_frozen_layers():
+    model = WhisperForCTC(WhisperCTCConfig(**TINY, layer_sum=True)).train()
+    output = model(torch.randn(1, 8000), labels=torch.tensor([[5, 6]]))
+    output.loss.backward()
+    assert output.logits.shape == (1, 25, 32) and model.layer_weights.grad is not None
+    assert all(p.grad is None for p in model.whisper.parameters())
+
+
 def test_trainable_top_layers_get_gradients_and_the_rest_stays_frozen():
     model = WhisperForCTC(WhisperCTCConfig(**TINY, trainable_encoder_layers=1)).train()
     model(torch.randn(1, 8000), labels=torch.tensor([[5, 6]])).loss.backward()
