@@ -292,6 +292,12 @@ def arm(res: Results) -> str:
 # --- docs/results.md ------------------------------------------------------------------------------
 
 DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
+    "results/whisper_import.json": "the imported Whisper encoders (tiny.en, base) against CTranslate2's own; "
+                                   "what unpadded input and the fixed log-mel ceiling change",
+    "results/whisper_models.json": "the Whisper-encoder CTC models and the demo model on real and synthetic "
+                                   "speech, greedy and LM, offline and streaming",
+    "results/general_lm.json": "the general English LM (pocketsphinx's trigram, converted): load time and "
+                               "memory in the runtime",
     "results/arm.json": "aarch64 under qemu: the bundled clips on emulated Neoverse-N1 and Cortex-A72 vs x86",
     "results/bench_demo.json": "demo model (stage-1): FP32, ORT int8/int4 and MPQ, with and without the "
                                "front-end cache: latency, memory, WER",
