@@ -51,8 +51,8 @@ def render(data: dict) -> str:
     lines = ["# Whisper-encoder CTC runs: head, encoder and unfreezing chosen on real-speech dev", "",
              f"Command: `{data['command']}`  ", f"Date: {data['date']}. Machine: {data['machine']}.", "",
              "Dev: the 23 utterances of `manifest_crossref.tsv` (greedy, offline, PyTorch), evaluated every "
-             "250 steps; best = the lowest dev CER (the checkpoint each run keeps). Runs stopped early (steps "
-             "run < planned) were cut once their dev curve had stayed above the best run's. The test "
+             "250 steps; best = the lowest dev CER (the checkpoint each run keeps). Runs stopped early "
+             "(steps run < planned) were cut once their dev curve had stayed above the best run's. The test "
              "manifest is not read.", "",
              "| run | encoder | head | trained | lr | steps run / planned | train min | best step | "
              "dev CER % | dev WER % |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -98,7 +98,8 @@ def main() -> None:
     facts = machine_facts()
     data = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
             "machine": f"{facts['cpu']}, {facts['cores']} cores",
-            "runs": [run_facts(label, Path(run)) for label, run in (item.split("=", 1) for item in args.runs)]}
+            "runs": [run_facts(label, Path(run))
+                     for label, run in (item.split("=", 1) for item in args.runs)]}
     atomic_write(Path(args.out + ".json"), json.dumps(data, indent=1) + "\n")
     atomic_write(Path(args.out + ".md"), render(data))
     plot(data, Path(args.out + ".png"))
