@@ -46,5 +46,6 @@ def whisper(res: Results) -> str:
               f"head {chosen['head']}, {chosen['trained']} (dev CER {100 * chosen['best_dev_cer']:.1f} %).",
               f"- General LM: {best_lm['words']:,} words, {best_lm['ngrams']['2']:,} bigrams and "
               f"{best_lm['ngrams']['3']:,} trigrams, loads with its lexicon in "
-              f"{best_lm['total_seconds']:.1f} s and {best_lm['peak_rss_mib']:.0f} MiB peak RSS (`{GENERAL_LM.replace('.json', '.md')}`)."]
+              f"{best_lm['total_seconds']:.1f} s and {best_lm['peak_rss_mib']:.0f} MiB peak RSS "
+              f"(`{GENERAL_LM.replace('.json', '.md')}`)."]
     return "\n".join(lines)
