@@ -29,6 +29,7 @@ from pathlib import Path
 import readme_tables_frontier  # noqa: F401  registers README's frontier block
 import readme_tables_model  # noqa: F401  registers the blocks of docs/ about the method, plans, export, model
 import readme_tables_runtime  # noqa: F401  registers the blocks of docs/ about running it, and the index
+import readme_tables_whisper  # noqa: F401  registers the blocks about the Whisper-encoder models
 from readme_tables_blocks import BLOCKS, Results
 
 from speechmpq.files import atomic_write

@@ -296,6 +296,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
                                    "what unpadded input and the fixed log-mel ceiling change",
     "results/whisper_models.json": "the Whisper-encoder CTC models and the demo model on real and synthetic "
                                    "speech, greedy and LM, offline and streaming",
+    "results/whisper_heads.json": "every Whisper-encoder CTC training run (head, encoder, unfreezing) on "
+                                  "real-speech dev: the choice",
     "results/general_lm.json": "the general English LM (pocketsphinx's trigram, converted): load time and "
                                "memory in the runtime",
     "results/arm.json": "aarch64 under qemu: the bundled clips on emulated Neoverse-N1 and Cortex-A72 vs x86",

@@ -31,19 +31,23 @@ def whisper(res: Results) -> str:
             cells += [f"{100 * offline['wer']:.1f} / {100 * streamed['wer']:.1f}",
                       f"{100 * offline['cer']:.1f} / {100 * streamed['cer']:.1f}"]
         lines.append(f"| {model} | {' | '.join(cells)} |")
-    synth = []
-    for name in ("synth test-clean", "synth test-other"):
-        for decoder in ("greedy", "lm"):
-            mine = _row(data, subject, name, decoder, False)
-            for model in others:
-                peer = _row(data, model, name, decoder, False)
-                synth.append(f"{name.removeprefix('synth ')} {decoder}: {100 * mine['wer']:.1f} vs {model} "
-                             f"{100 * peer['wer']:.1f} (p {peer['vs_subject']['p_value']:.2g})")
+    count = _row(data, subject, "synth test-clean", "greedy", False)["utterances"]
+    lines += ["", f"Synthetic test sets (first {count} utterances of each, offline, the grammar LM; p: "
+              "MAPSSWE against the first row):", "",
+              "| model | test-clean greedy WER % | test-clean LM | test-other greedy | test-other LM |",
+              "|---|---|---|---|---|"]
+    for model in [subject, *others]:
+        cells = []
+        for name in ("synth test-clean", "synth test-other"):
+            for decoder in ("greedy", "lm"):
+                row = _row(data, model, name, decoder, False)
+                p = f" (p {row['vs_subject']['p_value']:.2g})" if "vs_subject" in row else ""
+                cells.append(f"{100 * row['wer']:.1f}{p}")
+        lines.append(f"| {model} | {' | '.join(cells)} |")
     best_lm = min(lm["rows"], key=lambda r: r["total_seconds"])
-    lines += ["", f"- Synthetic test sets ({mine['utterances']} utterances each, offline, WER %): "
-              + "; ".join(synth) + ".",
-              f"- Chosen on dev (`{HEADS.replace('.json', '.md')}`): {chosen['label']}, {chosen['encoder']}, "
-              f"head {chosen['head']}, {chosen['trained']} (dev CER {100 * chosen['best_dev_cer']:.1f} %).",
+    lines += ["", f"- Chosen on dev (`{HEADS.replace('.json', '.md')}`): {chosen['label']}, "
+              f"{chosen['encoder']}, head {chosen['head']}, {chosen['trained']} "
+              f"(dev CER {100 * chosen['best_dev_cer']:.1f} %).",
               f"- General LM: {best_lm['words']:,} words, {best_lm['ngrams']['2']:,} bigrams and "
               f"{best_lm['ngrams']['3']:,} trigrams, loads with its lexicon in "
               f"{best_lm['total_seconds']:.1f} s and {best_lm['peak_rss_mib']:.0f} MiB peak RSS "
