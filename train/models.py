@@ -17,7 +17,7 @@ from speechmpq.errors import ModelError
 from speechmpq.files import replace_folder, staging_folder
 from speechmpq.vocab import VOCAB, WORD_DELIMITER, vocab_dict
 
-MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "whisper_ctc")
+MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")  # the preset shapes' families; whisper_ctc comes by import
 
 # Shared by every preset: the LibriSpeech character vocabulary, CTC on <pad> as blank.
 _COMMON = dict(
@@ -83,7 +83,8 @@ def _classes(model_type: str):
 
         table["whisper_ctc"] = (WhisperCTCConfig, WhisperForCTC)
     if model_type not in table:
-        raise ModelError(f"unsupported model type {model_type!r}; speechmpq handles {MODEL_TYPES}")
+        raise ModelError(f"unsupported model type {model_type!r}; speechmpq handles "
+                         f"{(*MODEL_TYPES, 'whisper_ctc')}")
     return table[model_type]
 
 
@@ -95,6 +96,9 @@ def build_config(preset: str, model_type: str | None = None):
     """The Hugging Face config of a named preset shape (no weights)."""
     if preset not in PRESETS:
         raise ModelError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if model_type not in (None, *MODEL_TYPES):
+        raise ModelError(f"the presets are shapes of {MODEL_TYPES}, not {model_type!r} (Whisper-encoder "
+                         "models come from speechmpq import-whisper)")
     return _classes(model_type or default_model_type(preset))[0](**_COMMON, **PRESETS[preset])
 
 
