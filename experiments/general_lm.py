@@ -39,7 +39,7 @@ lexicon = Lexicon.read(spec["lexicon"], tokens, "|", lm)
 built = time.perf_counter()
 print(json.dumps({"lm_seconds": loaded - began, "lexicon_seconds": built - loaded,
                   "total_seconds": built - began, "peak_rss_mib": process_memory()["hwm_mib"],
-                  "words": len(lm.words), "ngrams": lm.ngrams, "trie_nodes": len(lexicon.children)}))
+                  "words": len(lm.words), "ngrams": lm.ngrams, "trie_nodes": lexicon.nodes}))
 """
 
 

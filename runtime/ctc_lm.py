@@ -71,7 +71,7 @@ class LexiconLMDecoder:
         if candidates == [blank]:  # most frames: every hypothesis just ends in blank
             p = float(log_probs[blank])
             return {k: [e[0], _logaddexp(e[1], e[2]) + p, NEG, e[3], e[4], e[5]] for k, e in beams.items()}
-        children, word_of = self.lexicon.children, self.lexicon.word
+        edges, stride, word_of = self.lexicon.edges, self.lexicon.stride, self.lexicon.word
         out: dict[int, list] = {}
 
         def add(prefix, node, state, lm_score, p_blank, p_token) -> None:
@@ -97,7 +97,7 @@ class LexiconLMDecoder:
                     closed = prefix.extend(token)
                     add(closed, 0, after, lm_score + self.lm_weight * logp + self.word_score, NEG, total + p)
                     continue
-                child = children[node].get(token)
+                child = edges.get(node * stride + token) if token < stride else None
                 if token == prefix.token:  # a repeat: stays merged, or extends across a blank
                     add(prefix, node, state, lm_score, NEG, p_token + p)
                     if child is not None and p_blank > NEG:

@@ -240,29 +240,37 @@ class Lexicon:
     def __init__(self, spellings: dict[str, list[int]], lm: NGramLM):
         if not spellings:
             raise ModelError("the lexicon has no words")
-        self.children: list[dict[int, int]] = [{}]
+        # The trie's edges in one dict, node * stride + token -> child: a general English lexicon has
+        # ~170k nodes, and a dict per node would cost ~80 MB where this costs ~20 MB.
+        self.stride = max(t for tokens in spellings.values() for t in tokens) + 1
+        self.edges: dict[int, int] = {}
+        parent = [0]
         self.word: list[int] = [-1]  # LM word id of the word ending at each node, -1 if none
         self.text: list[str] = [""]
         for word, tokens in spellings.items():
             node = 0
             for token in tokens:
-                child = self.children[node].get(token)
+                key = node * self.stride + token
+                child = self.edges.get(key)
                 if child is None:
-                    child = len(self.children)
-                    self.children[node][token] = child
-                    self.children.append({})
+                    child = self.edges[key] = len(parent)
+                    parent.append(node)
                     self.word.append(-1)
                     self.text.append("")
                 node = child
             self.word[node], self.text[node] = lm.word_id(word), word
-        best = np.full(len(self.children), -np.inf)
-        for node in range(len(self.children) - 1, -1, -1):  # children have higher ids than parents
+        self.nodes = len(parent)
+        best = np.full(self.nodes, -np.inf)
+        for node in range(self.nodes - 1, 0, -1):  # children have higher ids than parents
             if self.word[node] >= 0:
-                best[node] = lm.score((), self.word[node])[0]
-            for child in self.children[node].values():
-                best[node] = max(best[node], best[child])
+                best[node] = max(best[node], lm.score((), self.word[node])[0])
+            best[parent[node]] = max(best[parent[node]], best[node])
         best[0] = 0.0
         self.smear = best.tolist()
+
+    def child(self, node: int, token: int) -> int | None:
+        """The node after TOKEN from NODE, or None (no word is spelled so)."""
+        return self.edges.get(node * self.stride + token) if token < self.stride else None
 
     @classmethod
     def from_words(cls, words, tokens: list[str], lm: NGramLM) -> Lexicon:
