@@ -31,7 +31,8 @@ def run_facts(label: str, run: Path) -> dict:
     trainable = config.get("trainable_encoder_layers")
     trainable = model.get("trainable_encoder_layers", 0) if trainable is None else trainable
     return {
-        "label": label, "run": str(run), "encoder": model.get("source", "?"),
+        "label": label, "run": str(run), "config": config, "train_hours": start["train_hours"],
+        "encoder": model.get("source", "?"),
         "layers": model["encoder_layers"], "d_model": model["d_model"],
         "head": f"{model['head_layers']} x {model['head_dim']} (k {model['head_kernel']})"
                 + (", layer sum" if model.get("layer_sum") else "")
@@ -42,6 +43,7 @@ def run_facts(label: str, run: Path) -> dict:
         "lr": config["lr"], "planned_steps": config["steps"],
         "steps_run": steps[-1]["step"] if steps else 0,
         "train_minutes": round((steps[-1]["train_seconds"] if steps else 0) / 60, 1),
+        "audio_hours_seen": steps[-1]["audio_hours_seen"] if steps else 0.0,
         "best_step": best["step"], "best_dev_cer": best["dev_cer"], "best_dev_wer": best["dev_wer"],
         "curve": [{"step": r["step"], "cer": r["dev_cer"], "wer": r["dev_wer"]} for r in devs],
     }

@@ -84,9 +84,9 @@ def measure(source: str, clips, ct2_dir: Path) -> dict:
 
 
 def _ct2_dir(source: str) -> Path:
-    from speechmpq.train.whisper_import import _package_folder
+    from speechmpq.train.whisper_import import package_folders
 
-    folders = _package_folder(source)
+    folders = package_folders(source)
     if len(folders) == 1:
         return folders[0]
     joined = Path(tempfile.mkdtemp(prefix="speechmpq-ct2-"))  # CTranslate2 wants one model.bin

@@ -142,27 +142,12 @@ def main() -> None:
     print(render(data))
 
 
-def training_facts(run: Path) -> dict:
-    """Start config, steps, wall time and the chosen checkpoint from a train-fp run's log."""
-    from speechmpq.train.run_folder import read_log
-
-    records = read_log(run / "train_log.jsonl")
-    start = next(r for r in records if r.get("event") == "start")
-    steps = [r for r in records if "loss" in r]
-    devs = [r for r in records if "dev_cer" in r]
-    best = min(devs, key=lambda r: (r["dev_cer"], r["step"])) if devs else None
-    return {"config": start["config"], "parameters": start["parameters"], "train_hours": start["train_hours"],
-            "steps": steps[-1]["step"] if steps else 0,
-            "train_seconds": steps[-1]["train_seconds"] if steps else 0,
-            "audio_hours_seen": steps[-1]["audio_hours_seen"] if steps else 0.0,
-            "model_step": best["step"] if best else None, "best_dev_cer": best["dev_cer"] if best else None,
-            "dev_curve": [{"step": r["step"], "wer": r["dev_wer"], "cer": r["dev_cer"]} for r in devs]}
-
-
 def model_card(label: str, folder: Path, run: Path, data: dict, commands: list[str]) -> str:
     """The model folder's README: what it is, how it was made (COMMANDS), what it scores (DATA)."""
     config = json.loads((folder / "config.json").read_text())
-    facts = training_facts(run)
+    from whisper_heads import run_facts  # the same reading of a run's log as the run table
+
+    facts = run_facts(label, run)
     rows = [r for r in data["rows"] if r["model"] == label]
     table = ["| set | role | decoder | mode | WER % | CER % |", "|---|---|---|---|---:|---:|"]
     table += [f"| {r['set']} | {r['role']} | {r['decoder']} | "
@@ -198,8 +183,8 @@ license: mit
     {newline.join(commands)}
 
 Trained on {facts['train_hours']:.1f} h of the synthetic corpus (espeak-ng voices, noise and reverb) for
-{facts['steps']} steps ({facts['audio_hours_seen']:.1f} h of audio seen, {facts['train_seconds'] / 60:.0f} min
-of CPU training time), peak lr {facts['config']['lr']}; this is the step-{facts['model_step']} checkpoint, the
+{facts['steps_run']} steps ({facts['audio_hours_seen']:.1f} h of audio seen, {facts['train_minutes']:.0f} min
+of CPU training time), peak lr {facts['config']['lr']}; this is the step-{facts['best_step']} checkpoint, the
 lowest CER on the real-speech dev set (23 utterances, `manifest_crossref.tsv`) among evaluations every
 {facts['config']['eval_every']} steps. The real-speech test set (30 utterances, `manifest.tsv`) chose nothing.
 

@@ -268,10 +268,6 @@ class Lexicon:
         best[0] = 0.0
         self.smear = best.tolist()
 
-    def child(self, node: int, token: int) -> int | None:
-        """The node after TOKEN from NODE, or None (no word is spelled so)."""
-        return self.edges.get(node * self.stride + token) if token < self.stride else None
-
     @classmethod
     def from_words(cls, words, tokens: list[str], lm: NGramLM) -> Lexicon:
         """Spell each word letter by letter in ``tokens``; words with other characters are skipped."""

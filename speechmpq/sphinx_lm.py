@@ -62,6 +62,15 @@ QBITS = 16  # prob_bits = bo_bits = 16
 LOGMATH_BASE = 1.0001
 
 
+def is_trie_lm(path) -> bool:
+    """Whether PATH starts with this format's header (False for anything unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(TRIE_HDR)) == TRIE_HDR
+    except OSError:
+        return False
+
+
 def required_bits(max_value):
     return int(max_value).bit_length()
 

@@ -88,9 +88,8 @@ def build_student(cfg: QuantizeConfig, phase: str, bits: dict | None, device):
     from speechmpq.train.models import load_model
 
     model = load_model(cfg.model)
-    if hasattr(model, "freeze_encoder"):  # WhisperForCTC: every searched layer learns (restored on save)
-        model.config.trainable_encoder_layers = model.config.encoder_layers
-        model.freeze_encoder()
+    if hasattr(model, "set_trainable_encoder_layers"):  # WhisperForCTC: every searched layer learns
+        model.set_trainable_encoder_layers(model.config.encoder_layers)  # (restored on save)
     if not cfg.spec_augment:
         model.config.apply_spec_augment = False  # restored before saving (quantize._finish)
         for name, parameter in model.named_parameters():

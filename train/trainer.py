@@ -243,16 +243,6 @@ def _resume(checkpoint: dict, model, optimizer, schedule, device: torch.device, 
     state.update(checkpoint["state"])
 
 
-def _unfreeze(model, layers: int) -> None:
-    """Train the top LAYERS encoder layers of a model with a frozen encoder (WhisperForCTC)."""
-    if not hasattr(model, "freeze_encoder"):
-        raise ValueError("trainable_encoder_layers applies to models with a frozen encoder (WhisperForCTC)")
-    if layers > model.config.encoder_layers:
-        raise ValueError(f"trainable_encoder_layers {layers} > the encoder's {model.config.encoder_layers}")
-    model.config.trainable_encoder_layers = layers
-    model.freeze_encoder()
-
-
 def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) a full-precision CTC model; returns the last dev scores."""
     from tqdm import tqdm
@@ -275,7 +265,10 @@ def train_fp(cfg: TrainConfig, progress: bool = True) -> dict:
     model = load_model(cfg.init_from) if cfg.init_from else build_model(
         cfg.preset, cfg.model_type, seed=cfg.seed)
     if cfg.trainable_encoder_layers is not None:
-        _unfreeze(model, cfg.trainable_encoder_layers)
+        if not hasattr(model, "set_trainable_encoder_layers"):
+            raise ValueError("trainable_encoder_layers applies to models with a frozen encoder "
+                             "(WhisperForCTC)")
+        model.set_trainable_encoder_layers(cfg.trainable_encoder_layers)
     teacher = load_model(cfg.teacher).to(device).eval() if cfg.teacher else None
     model.to(device)
     # frozen parameters get no gradient, so AdamW leaves them (and their weight decay) alone

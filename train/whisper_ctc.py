@@ -43,6 +43,9 @@ class WhisperCTCConfig(PretrainedConfig):
     # The exporter's front-end cache splits a graph after a padding-free conv stack; Whisper's convs
     # (and the STFT's reflect padding) pad each window's edges, so cached frames would differ.
     frontend_cache_off_reason = "Whisper's front end pads each window's edges, so cached frames would differ"
+    # The names the rest of the house reads from any CTC config (transformers' own aliasing).
+    attribute_map = {"hidden_size": "d_model", "num_hidden_layers": "encoder_layers",
+                     "intermediate_size": "encoder_ffn_dim", "num_attention_heads": "encoder_attention_heads"}
 
     def __init__(
         self,
@@ -114,23 +117,6 @@ class WhisperCTCConfig(PretrainedConfig):
     @property
     def conv_dim(self) -> tuple[int, int, int]:
         return (2 * (N_FFT // 2 + 1), self.d_model, self.d_model)
-
-    # The names the rest of the house reads from any CTC config.
-    @property
-    def hidden_size(self) -> int:
-        return self.d_model
-
-    @property
-    def num_hidden_layers(self) -> int:
-        return self.encoder_layers
-
-    @property
-    def intermediate_size(self) -> int:
-        return self.encoder_ffn_dim
-
-    @property
-    def num_attention_heads(self) -> int:
-        return self.encoder_attention_heads
 
 
 def mel_filters(num_mel_bins: int) -> np.ndarray:
@@ -293,15 +279,12 @@ def spec_augment(log_mel: torch.Tensor, config: WhisperCTCConfig) -> torch.Tenso
     batch, bins, frames = log_mel.shape
     keep = torch.ones_like(log_mel, dtype=torch.bool)
     for row in range(batch):
-        for count, width, size, axis in ((config.mel_time_masks, config.mel_time_mask_frames, frames, 2),
-                                         (config.mel_freq_masks, config.mel_freq_mask_bins, bins, 1)):
+        for count, width, size, axis in ((config.mel_time_masks, config.mel_time_mask_frames, frames, 1),
+                                         (config.mel_freq_masks, config.mel_freq_mask_bins, bins, 0)):
             for _ in range(count):
                 span = int(torch.randint(0, width + 1, ()))
                 start = int(torch.randint(0, max(1, size - span), ()))
-                if axis == 2:
-                    keep[row, :, start:start + span] = False
-                else:
-                    keep[row, start:start + span, :] = False
+                keep[row].narrow(axis, start, span).fill_(False)
     return torch.where(keep, log_mel, torch.full_like(log_mel, floor))
 
 
@@ -366,6 +349,14 @@ class WhisperForCTC(WhisperCTCPreTrainedModel):
         model.whisper.frontend.reset_buffers()  # built on the meta device: never filled
         model.freeze_encoder()  # loading re-creates the parameters, trainable
         return model
+
+    def set_trainable_encoder_layers(self, layers: int) -> None:
+        """Let the top LAYERS encoder layers (0..encoder_layers) train, freeze the rest."""
+        if not 0 <= layers <= self.config.encoder_layers:
+            raise ValueError(f"trainable_encoder_layers must be in 0..{self.config.encoder_layers}, "
+                             f"not {layers}")
+        self.config.trainable_encoder_layers = layers
+        self.freeze_encoder()
 
     def freeze_encoder(self) -> None:
         """Freeze all but the top ``trainable_encoder_layers`` encoder layers (front end always)."""

@@ -153,7 +153,8 @@ def _hf_encoder(folder: Path) -> tuple[dict[str, np.ndarray], int]:
     return state, int(config["encoder_attention_heads"])
 
 
-def _package_folder(name: str) -> list[Path]:
+def package_folders(name: str) -> list[Path]:
+    """The model folders inside the installed wheel(s) of package NAME (one of PACKAGES)."""
     modules, folder = PACKAGES[name]
     paths = []
     for module in modules:
@@ -167,7 +168,7 @@ def _package_folder(name: str) -> list[Path]:
 def encoder_state(source: str | Path) -> tuple[dict[str, np.ndarray], int, str]:
     """(state dict of WhisperCTCModel, attention heads, a description) from a package name or folder."""
     if str(source) in PACKAGES:
-        folders = _package_folder(str(source))
+        folders = package_folders(str(source))
         parts = sorted(p for folder in folders for p in folder.glob("model.bin*"))
         if not parts:
             raise ModelError(f"{source}: no model.bin in {', '.join(map(str, folders))}")

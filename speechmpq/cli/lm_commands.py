@@ -49,23 +49,15 @@ def _pocketsphinx_lm() -> Path:
     return source
 
 
-def _is_trie_lm(path: Path) -> bool:
-    from speechmpq.sphinx_lm import TRIE_HDR
-
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(len(TRIE_HDR)) == TRIE_HDR
-    except OSError:
-        return False
-
-
 def _convert(args) -> int:
     """An existing LM (ARPA, or pocketsphinx's) -> LM arrays (.npz) + lexicon, words in upper case."""
     import tempfile
 
     from speechmpq.files import atomic_write
     from speechmpq.ngram import lexicon_lines
+    from speechmpq.runtime.decoding import default_lexicon
     from speechmpq.runtime.lm import BOS, EOS, UNK, NGramLM
+    from speechmpq.sphinx_lm import is_trie_lm, write_arpa
     from speechmpq.vocab import VOCAB
 
     out = Path(args.out)
@@ -75,9 +67,7 @@ def _convert(args) -> int:
     source = _pocketsphinx_lm() if args.from_pocketsphinx else Path(args.arpa)
     with tempfile.TemporaryDirectory(prefix="speechmpq-lm-") as tmp:
         arpa = source
-        if _is_trie_lm(source):  # pocketsphinx's binary trie: read with numpy, via ARPA text
-            from speechmpq.sphinx_lm import write_arpa
-
+        if is_trie_lm(source):  # pocketsphinx's binary trie: read with numpy, via ARPA text
             arpa = Path(tmp) / "lm.arpa"
             write_arpa(source, arpa)
         lm = NGramLM(arpa)
@@ -90,8 +80,7 @@ def _convert(args) -> int:
     lm.save_arrays(out)
     letters = {t for t in VOCAB if len(t) == 1}
     spellable = [w for w in upper if w not in special and w and set(w) <= letters]
-    lexicon = (Path(args.lexicon) if args.lexicon
-               else out.parent / (out.name.removesuffix(".npz") + ".lexicon.txt"))
+    lexicon = Path(args.lexicon) if args.lexicon else default_lexicon(out)  # where the decoder looks
     atomic_write(lexicon, "\n".join(lexicon_lines(spellable)) + "\n")
     sizes = ", ".join(f"{count} {n}-grams" for n, count in sorted(lm.ngrams.items()))
     print(f"{len(upper) - 3} words ({len(spellable)} spellable in the model's characters), {sizes} -> {out} "
