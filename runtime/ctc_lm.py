@@ -71,7 +71,10 @@ class LexiconLMDecoder:
         if candidates == [blank]:  # most frames: every hypothesis just ends in blank
             p = float(log_probs[blank])
             return {k: [e[0], _logaddexp(e[1], e[2]) + p, NEG, e[3], e[4], e[5]] for k, e in beams.items()}
-        edges, stride, word_of = self.lexicon.edges, self.lexicon.stride, self.lexicon.word
+        lexicon = self.lexicon
+        offsets, labels, children, chars, word_of = (lexicon.offsets, lexicon.labels, lexicon.children,
+                                                     lexicon.chars, lexicon.word)
+        labelled = len(chars)
         out: dict[int, list] = {}
 
         def add(prefix, node, state, lm_score, p_blank, p_token) -> None:
@@ -97,13 +100,14 @@ class LexiconLMDecoder:
                     closed = prefix.extend(token)
                     add(closed, 0, after, lm_score + self.lm_weight * logp + self.word_score, NEG, total + p)
                     continue
-                child = edges.get(node * stride + token) if token < stride else None
+                # the trie's child by this token (Lexicon.child, inlined: the search's inner loop)
+                edge = labels.find(chars[token], offsets[node], offsets[node + 1]) if token < labelled else -1
                 if token == prefix.token:  # a repeat: stays merged, or extends across a blank
                     add(prefix, node, state, lm_score, NEG, p_token + p)
-                    if child is not None and p_blank > NEG:
-                        add(prefix.extend(token), child, state, lm_score, NEG, p_blank + p)
-                elif child is not None:
-                    add(prefix.extend(token), child, state, lm_score, NEG, total + p)
+                    if edge >= 0 and p_blank > NEG:
+                        add(prefix.extend(token), children[edge], state, lm_score, NEG, p_blank + p)
+                elif edge >= 0:
+                    add(prefix.extend(token), children[edge], state, lm_score, NEG, total + p)
         if not out:  # no hypothesis can go on with the likely tokens: take every token this frame
             if len(candidates) == log_probs.size:
                 return beams

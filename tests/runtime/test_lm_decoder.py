@@ -115,3 +115,28 @@ def test_only_lexicon_words_come_out(lm):
     state = decoder.initial()
     decoder.advance(state, rng.normal(0, 3.0, (200, len(TOKENS))))
     assert all(w in WORDS for w in decoder.text(state).split())
+
+
+def test_flat_trie_spells_exactly_the_lexicon(lm):
+    words = ["A", "AB", "ABA", "BA", "B", "AAB", "BBB"]
+    lexicon = Lexicon.from_words(words, TOKENS, lm)
+    unigram = lm.unigram_logp()
+    seen = {}
+    for prefix in {w[:i] for w in words for i in range(1, len(w) + 1)} | {"AA" + "A", "BAB", "BBA"}:
+        node = 0
+        for ch in prefix:
+            node = lexicon.child(node, TOKENS.index(ch)) if node >= 0 else -1
+        below = [w for w in words if w.startswith(prefix)]
+        if not below:  # nothing spelled this way: the walk leaves the trie
+            assert node == -1, prefix
+            continue
+        assert node > 0 and node not in seen.values()
+        seen[prefix] = node
+        assert lexicon.word[node] == (lm.word_id(prefix) if prefix in words else -1)  # AAB, BBB: <unk>
+        assert lexicon.smear[node] == pytest.approx(max(unigram[lm.word_id(w)] for w in below))
+    assert lexicon.nodes == len(seen) + 1 and lexicon.child(0, 0) == -1  # blank spells nothing
+
+
+def test_a_later_word_spelled_alike_ends_the_node(lm):
+    lexicon = Lexicon({"A": [2], "AB": [2, 3], "BA": [2]}, lm)
+    assert lm.words[lexicon.word[lexicon.child(0, 2)]] == "BA"
