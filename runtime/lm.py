@@ -51,6 +51,36 @@ class NGramLM:
             self._load_arrays()
         else:
             self._load()
+        self._ready()
+
+    @classmethod
+    def from_ngrams(cls, words: list[str], ngrams: dict, source: str | Path) -> NGramLM:
+        """A model from arrays already in memory: ``ngrams[n] = (ids, log10 p, log10 bow or None)``,
+        ``ids`` an integer array ``[count, n]`` of indices into ``words`` (what ``sphinx_lm`` reads out
+        of pocketsphinx's binary trie), without an ARPA text round trip."""
+        lm = cls.__new__(cls)
+        lm.path = Path(source)
+        lm.words = list(words)
+        lm.ids = {word: index for index, word in enumerate(lm.words)}
+        lm.base = len(lm.words) + 3  # room for </s> and <unk> if missing, as the ARPA reader
+        if not ngrams or sorted(ngrams) != list(range(1, len(ngrams) + 1)):
+            raise ModelError(f"{source}: n-gram orders {sorted(ngrams)} are not 1..N")
+        if lm.base ** len(ngrams) >= 2**62:
+            raise ModelError(f"{source}: {len(words)} words at order {len(ngrams)} do not fit 64-bit keys")
+        lm._keys, lm._logp, lm._bow = {}, {}, {}
+        for n, (ids, logp, bow) in ngrams.items():
+            keys = np.zeros(len(ids), np.int64)
+            for column in range(n):
+                keys = keys * lm.base + ids[:, column].astype(np.int64) + 1
+            lm._keys[n] = keys
+            lm._logp[n] = (np.asarray(logp, np.float64) * LOG10).astype(np.float32)
+            lm._bow[n] = (np.zeros(len(ids), np.float32) if bow is None
+                          else (np.asarray(bow, np.float64) * LOG10).astype(np.float32))
+        lm._complete()
+        lm._ready()
+        return lm
+
+    def _ready(self) -> None:
         self.bos, self.eos, self.unk = self.ids.get(BOS, -1), self.ids[EOS], self.ids[UNK]
         self._memo: dict[tuple, tuple[float, tuple]] = {}
 
@@ -88,7 +118,11 @@ class NGramLM:
         if not counts or 1 not in self._keys or current is not None or sorted(self._keys) != sorted(counts):
             raise ModelError(f"{path}: not a complete ARPA language model (\\data\\ header, every "
                              "announced n-gram section and \\end\\)")
-        self.order = max(counts)
+        self._complete()
+
+    def _complete(self) -> None:
+        """Words and n-gram arrays read: add </s> and <unk> if missing, sort the keys."""
+        self.order = max(self._keys)
         extra = [w for w in (EOS, UNK) if w not in self.ids]
         for word in extra:  # a model without <unk> still scores unknown words (-99)
             self.ids[word] = len(self.words)

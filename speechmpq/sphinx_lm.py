@@ -1,6 +1,7 @@
-r"""pocketsphinx's binary "trie" LM (``*.lm.bin``, header "Trie Language Model") read with numpy, written as
-ARPA: how ``speechmpq lm --from-pocketsphinx`` gets the general English trigram out of pocketsphinx's
-wheel (pocketsphinx's own ARPA writer crashes on this file, see the last note).
+r"""pocketsphinx's binary "trie" LM (``*.lm.bin``, header "Trie Language Model") read with numpy into
+n-gram arrays: how ``speechmpq lm --from-pocketsphinx`` gets the general English trigram out of
+pocketsphinx's wheel straight into ``NGramLM`` (pocketsphinx's own ARPA writer crashes on this file, see
+the last note).
 
 Format (pocketsphinx src/lm/ngram_model_trie.c, lm_trie.c, lm_trie_quant.c,
 bitarr.c; all little-endian on the usual platforms, SWAP_LM_TRIE only on BE):
@@ -48,8 +49,8 @@ The header counts can exceed what is actually stored: lm_trie_fix_counts()
 over-counts dummies, the arrays are sized from those counts and the surplus
 entries stay zero.  For en-us.lm.bin the header says 2051547 bigrams but only
 2051541 are reachable (this is why pocketsphinx's own ARPA writer hits NULL
-entries).  We walk the trie from the unigram "next" pointers and write the
-reachable counts into the ARPA header.
+entries).  We walk the trie from the unigram "next" pointers and keep what
+is reachable.
 """
 from __future__ import annotations
 
@@ -241,36 +242,3 @@ def read_trie_lm(path):
     for k, ids, p, b in lm.ngram_arrays():
         ngrams[k] = (ids, p, b)
     return lm.words, ngrams
-
-
-def _fmt(value: float) -> str:
-    text = f"{value:.6f}"
-    return "0.000000" if text == "-0.000000" else text
-
-
-def write_arpa(path_in, path_out, chunk: int = 200_000) -> list[int]:
-    """Write the trie LM at PATH_IN as ARPA text to PATH_OUT (log10, 6 decimals; n-grams sorted by
-    word ids). The header gives the reachable counts (see the module's last note); returns them."""
-    lm = TrieLM(path_in)
-    words = np.array(lm.words, dtype=object)
-    actual = lm.reachable_counts()
-    with open(path_out, "w", encoding="utf-8", newline="\n") as out:
-        out.write("\\data\\\n")
-        out.write("".join(f"ngram {k}={actual[k - 1]}\n" for k in range(1, lm.order + 1)))
-        for k, ids, prob, backoff in lm.ngram_arrays():
-            if len(prob) != actual[k - 1]:
-                raise ModelError(f"{path_in}: {len(prob)} {k}-grams, the trie walk counted {actual[k - 1]}")
-            out.write(f"\n\\{k}-grams:\n")
-            for start in range(0, len(prob), chunk):
-                end = min(start + chunk, len(prob))
-                columns = [words[ids[start:end, j]] for j in range(k)]
-                probs = prob[start:end].tolist()
-                if backoff is not None:
-                    backoffs = backoff[start:end].tolist()
-                    lines = [f"{_fmt(p)}\t{' '.join(ws)}\t{_fmt(b)}\n"
-                             for p, b, *ws in zip(probs, backoffs, *columns, strict=True)]
-                else:
-                    lines = [f"{_fmt(p)}\t{' '.join(ws)}\n" for p, *ws in zip(probs, *columns, strict=True)]
-                out.write("".join(lines))
-        out.write("\n\\end\\\n")
-    return actual

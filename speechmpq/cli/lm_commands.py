@@ -51,13 +51,11 @@ def _pocketsphinx_lm() -> Path:
 
 def _convert(args) -> int:
     """An existing LM (ARPA, or pocketsphinx's) -> LM arrays (.npz) + lexicon, words in upper case."""
-    import tempfile
-
     from speechmpq.files import atomic_write
     from speechmpq.ngram import lexicon_lines
     from speechmpq.runtime.decoding import default_lexicon
     from speechmpq.runtime.lm import BOS, EOS, UNK, NGramLM
-    from speechmpq.sphinx_lm import is_trie_lm, write_arpa
+    from speechmpq.sphinx_lm import is_trie_lm, read_trie_lm
     from speechmpq.vocab import VOCAB
 
     out = Path(args.out)
@@ -65,12 +63,8 @@ def _convert(args) -> int:
         raise SpeechmpqError(f"--out must end in .npz when converting an LM, not {out.name!r}")
     started = time.time()
     source = _pocketsphinx_lm() if args.from_pocketsphinx else Path(args.arpa)
-    with tempfile.TemporaryDirectory(prefix="speechmpq-lm-") as tmp:
-        arpa = source
-        if is_trie_lm(source):  # pocketsphinx's binary trie: read with numpy, via ARPA text
-            arpa = Path(tmp) / "lm.arpa"
-            write_arpa(source, arpa)
-        lm = NGramLM(arpa)
+    # pocketsphinx's binary trie is read with numpy straight into arrays
+    lm = NGramLM.from_ngrams(*read_trie_lm(source), source) if is_trie_lm(source) else NGramLM(source)
     special = (BOS, EOS, UNK)
     upper = [w if w in special else w.upper() for w in lm.words]
     if len(set(upper)) != len(upper):
