@@ -31,6 +31,7 @@ from speechmpq.files import atomic_write
 
 FAMILIES = ("fp32", "ort", "rtn", "uniform", "two-stage", "one-stage")
 CORPORA = ("grammar-text", "heldout-text")
+REAL_SPEECH = "real-speech"  # the corpus of a manifest given as --sets
 DECODERS = ("greedy", "lm")
 
 
@@ -140,13 +141,15 @@ def trained_systems() -> list[System]:
 class FrontierConfig:
     model: Path  # the full-precision model directory (Hugging Face format)
     train: Path  # training split for the quantize runs (and GPTQ's calibration)
-    sets: Path  # verdict corpora folder (speechmpq verdict-corpora --out)
+    sets: Path  # verdict corpora folder (speechmpq verdict-corpora --out), or one manifest .tsv
     role: str  # dev: these sets choose; test: they only judge
     out: Path  # run folder
     lm: Path  # word n-gram LM for the "lm" decoder
     systems: list[System] = field(default_factory=default_systems)
     threads: int = 2  # onnxruntime threads while decoding
     chosen_on: str | None = None  # role test: which dev results chose the systems' settings
+    lm_weight: float | None = None  # the LM decoder's weights (None: DecoderConfig's defaults)
+    word_score: float | None = None
 
     def __post_init__(self):
         self.model, self.train, self.sets, self.out, self.lm = map(
@@ -161,10 +164,15 @@ class FrontierConfig:
 
 
 def verdict_sets(sets: Path, role: str) -> tuple[dict, dict]:
-    """(sets: name -> utterances, pools: corpus -> [split sets]) of a verdict corpora folder."""
+    """(sets: name -> utterances, pools: corpus -> [split sets]) of a verdict corpora folder, or of one
+    manifest (.tsv, e.g. real speech): then a single corpus named ``REAL_SPEECH``."""
     from speechmpq.datasets import read_dataset
     from speechmpq.jobs.verdict_corpora import SPLITS
 
+    if sets.suffix == ".tsv":
+        if not sets.is_file():
+            raise ValueError(f"{sets}: no such manifest")
+        return {REAL_SPEECH: read_dataset(sets)}, {REAL_SPEECH: [REAL_SPEECH]}
     found, pools = {}, {}
     for corpus in CORPORA:
         for split in SPLITS[role]:
@@ -183,10 +191,16 @@ def run_frontier(cfg: FrontierConfig, log=print) -> dict:
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     sets, pools = verdict_sets(cfg.sets, cfg.role)
-    decoders = {"greedy": DecoderConfig("greedy"), "lm": DecoderConfig("lm", lm=str(cfg.lm))}
+    weights = {k: v for k, v in (("lm_weight", cfg.lm_weight), ("word_score", cfg.word_score))
+               if v is not None}
+    decoders = {"greedy": DecoderConfig("greedy"), "lm": DecoderConfig("lm", lm=str(cfg.lm), **weights)}
     verdicts_path = cfg.out / f"verdicts_{cfg.role}.json"
     done = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {
-        "role": cfg.role, "chosen_on": cfg.chosen_on, "sets": str(cfg.sets), "systems": {}}
+        "role": cfg.role, "chosen_on": cfg.chosen_on, "sets": str(cfg.sets), "corpora": list(pools),
+        "lm": {"path": str(cfg.lm), **weights}, "systems": {}}
+    if done.get("corpora", list(CORPORA)) != list(pools):
+        raise ValueError(f"{verdicts_path} was judged on {done.get('corpora', list(CORPORA))}, not "
+                         f"{list(pools)}: use another --out")
     fp32 = _build(System("fp32", "fp32"), cfg, log)
     if "fp32" not in done["systems"]:  # the reference's own WER, whichever systems were asked for
         done["systems"]["fp32"] = {**fp32, **_judge("fp32", cfg, sets, pools, decoders, log)}
@@ -365,15 +379,16 @@ def _judge(name: str, cfg: FrontierConfig, sets: dict, pools: dict, decoders: di
     from speechmpq.jobs.verdicts import decode_sets, judge, lossless_everywhere
 
     tsv_root = cfg.out / f"tsv_{cfg.role}"
+    corpora = list(pools)
     models = {n: cfg.out / n / "model.onnx" for n in ("fp32", name)
-              if not (tsv_root / n / CORPORA[0] / DECODERS[0] / "utterances.tsv").is_file()}
+              if not (tsv_root / n / corpora[0] / DECODERS[0] / "utterances.tsv").is_file()}
     if models:
         results, _ = decode_sets(models, sets, decoders, tsv_root, pools, threads=cfg.threads)
         for model_name, result in results.items():
             atomic_write(tsv_root / model_name / "results.json", json.dumps(result, indent=1) + "\n")
     record = {"results": json.loads((tsv_root / name / "results.json").read_text())}
     if name != "fp32":
-        record["verdicts"] = judge(tsv_root, "fp32", name, list(CORPORA), list(DECODERS))
+        record["verdicts"] = judge(tsv_root, "fp32", name, corpora, list(DECODERS))
         log(f"{name}: lossless on {cfg.role} {'yes' if lossless_everywhere(record['verdicts']) else 'NO'}")
     return record
 

@@ -37,7 +37,7 @@ def shown_name(record: dict) -> str:
 
 
 def headline(systems: dict) -> dict:
-    """Lowest stored bits lossless on all four verdicts, per shown family, and one-stage's ratio to
+    """Lowest stored bits lossless on every verdict, per shown family, and one-stage's ratio to
     the best peer (ORT, hand mix, our RTN, uniform QAT)."""
     best: dict = {}
     for record in systems.values():
@@ -98,24 +98,30 @@ def _stats_cell(record: dict) -> str:
             f"codes ≠ RTN {100 * stats['codes_differ_from_rtn']:.1f} %")
 
 
-def table(systems: dict) -> list[str]:
-    heads = " | ".join(f"{c} {d}" for c in CORPORA for d in DECODERS)
+def corpora(role: dict) -> list[str]:
+    """The corpora a verdicts file judged on (files from before real-speech runs: the two synthetic)."""
+    return role.get("corpora", list(CORPORA))
+
+
+def table(systems: dict, judged_on: list[str]) -> list[str]:
+    heads = " | ".join(f"{c} {d}" for c in judged_on for d in DECODERS)
     lines = [f"| system | family | stored bits/weight | code bits (paper) | compression s | {heads} | "
-             "lossless | search seen |", "|---|---|---:|---:|---:|" + "---|" * 4 + "---|---|"]
+             "lossless | search seen |",
+             "|---|---|---:|---:|---:|" + "---|" * (len(judged_on) * len(DECODERS)) + "---|---|"]
     rows = sorted((r for r in systems.values() if r["family"] != "fp32"),
                   key=lambda r: r["stored_bits_per_weight"])
     for r in rows:
-        cells = " | ".join(_cell(r["verdicts"][c][d]) for c in CORPORA for d in DECODERS)
+        cells = " | ".join(_cell(r["verdicts"][c][d]) for c in judged_on for d in DECODERS)
         lines.append(f"| {shown_name(r)} | {shown_family(r)} | {r['stored_bits_per_weight']:.3f} | "
                      f"{r['average_bits']:.2f} | {r['compression_seconds']:.0f} | {cells} | "
                      f"{'yes' if lossless(r) else '**NO**'} | {_stats_cell(r)} |")
     return lines
 
 
-def _fp32_line(systems: dict) -> str:
-    fp32 = systems["fp32"]["results"]
+def _fp32_line(role: dict) -> str:
+    fp32 = role["systems"]["fp32"]["results"]
     return "FP32 WER on these sets: " + ", ".join(
-        f"{c} {d} {100 * fp32[c][d]['wer']:.2f} %" for c in CORPORA for d in DECODERS) + "."
+        f"{c} {d} {100 * fp32[c][d]['wer']:.2f} %" for c in corpora(role) for d in DECODERS) + "."
 
 
 def markdown(report: dict) -> str:
@@ -123,16 +129,17 @@ def markdown(report: dict) -> str:
     lines = ["# The mixed-precision frontier: stored bits per weight against WER change vs FP32", "",
              f"Command: `{report['command']}`; report: `{report['report_command']}`", "",
              f"Machine: {report['machine']}; {report['date']}.", "",
-             "Stored bits per weight: codes plus scales and zero points over the 36 searched matrices "
+             "Stored bits per weight: codes plus scales and zero points over the searched matrices "
              "(attention q/k/v/out, FFN in/out of every encoder layer), as the .onnx stores them "
              "(onnxruntime rows read from the graph: asymmetric, fp32 scales + uint8 zero points, HQQ fp32 "
              "zero points; our rows: symmetric, fp32 scales, codes in their ONNX container). 'code bits' "
              "is the paper's accounting (codes alone). Every file runs with float activations. Each cell: "
              "WER change in points vs FP32 decoded the same way (MAPSSWE two-sided p, alpha 0.05, so "
-             "'worse' is tested at one-sided 0.025); lossless = not significantly worse on all four.", "",
-             "## Dev sets (these choose)", "", _fp32_line(dev["systems"]), "", *table(dev["systems"]), ""]
+             "'worse' is tested at one-sided 0.025); lossless = not significantly worse on every "
+             "verdict.", "",
+             "## Dev sets (these choose)", "", _fp32_line(dev), "", *table(dev["systems"], corpora(dev)), ""]
     top = report["headline_dev"]
-    lines += ["Lowest stored bits lossless on all four dev verdicts, per family: " + "; ".join(
+    lines += ["Lowest stored bits lossless on every dev verdict, per family: " + "; ".join(
         f"{family} {v['stored_bits_per_weight']:.3f} ({v['system']})" for family, v in
         sorted(top["lowest_lossless"].items(), key=lambda kv: kv[1]["stored_bits_per_weight"])) + "."]
     if "one_stage_over_best_peer" in top:
@@ -142,7 +149,7 @@ def markdown(report: dict) -> str:
     else:
         as_rtn = [r["name"] for r in report["dev"]["systems"].values()
                   if r["family"] == "one-stage" and r.get("stats", {}).get("equals_rtn") and lossless(r)]
-        lines.append("No one-stage plan that differs from round to nearest is lossless on all four dev "
+        lines.append("No one-stage plan that differs from round to nearest is lossless on every dev "
                      "verdicts" + (f" (lossless but equal to RTN of its plan, so counted as RTN: "
                                    f"{', '.join(as_rtn)})" if as_rtn else "") + ": no ratio to report.")
     paper = top["paper_setting"]
@@ -157,9 +164,9 @@ def markdown(report: dict) -> str:
     if report.get("test"):
         test = report["test"]
         lines += ["", "## Test sets (finalists only, decoded once for this verdict)", "",
-                  f"Settings chosen on: {test['chosen_on']}.", "", _fp32_line(test["systems"]), "",
-                  *table(test["systems"]), "",
-                  "Lowest stored bits lossless on all four test verdicts, per family: " + "; ".join(
+                  f"Settings chosen on: {test['chosen_on']}.", "", _fp32_line(test), "",
+                  *table(test["systems"], corpora(test)), "",
+                  "Lowest stored bits lossless on every test verdict, per family: " + "; ".join(
                       f"{family} {v['stored_bits_per_weight']:.3f} ({v['system']})" for family, v in
                       sorted(report["headline_test"]["lowest_lossless"].items(),
                              key=lambda kv: kv[1]["stored_bits_per_weight"])) + "."]
@@ -184,7 +191,7 @@ def write_report(runs: Path, out: Path, command: str, machine: str | None = None
               "headline_dev": headline(dev["systems"]), "png": f"{out}.png", "bits_png": f"{out}_bits.png"}
     if test:
         report["headline_test"] = headline(test["systems"])
-    plot_frontier(dev["systems"], Path(report["png"]))
+    plot_frontier(dev["systems"], Path(report["png"]), corpora(dev))
     plot_bits(dev["systems"], Path(report["bits_png"]))
     json_path, md_path = Path(f"{out}.json"), Path(f"{out}.md")
     atomic_write(json_path, json.dumps(report, indent=1) + "\n")
@@ -196,15 +203,16 @@ _STYLE = {"ort": ("o", "tab:blue"), "hand mix": ("D", "tab:purple"), "rtn": ("s"
           "uniform": ("^", "tab:green"), "two-stage": ("v", "tab:orange"), "one-stage": ("*", "tab:red")}
 
 
-def plot_frontier(systems: dict, path: Path) -> None:
+def plot_frontier(systems: dict, path: Path, judged_on: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    figure, axes = plt.subplots(len(judged_on), len(DECODERS), figsize=(12, 1 + 3.5 * len(judged_on)),
+                                sharex=True, squeeze=False)
     rows = [r for r in systems.values() if r["family"] != "fp32"]
-    for (corpus, decoder), axis in zip([(c, d) for c in CORPORA for d in DECODERS], axes.flat, strict=True):
+    for (corpus, decoder), axis in zip([(c, d) for c in judged_on for d in DECODERS], axes.flat, strict=True):
         for family, (marker, color) in _STYLE.items():
             chosen = [r for r in rows if shown_family(r) == family]
             for filled in (True, False):

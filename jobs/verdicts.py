@@ -59,6 +59,8 @@ def decode_sets(models: dict[str, Path], sets: dict[str, list[Utterance]], decod
                 seconds.setdefault(model_name, {}).setdefault(set_name, {})[name] = round(timing[name], 3)
             kept[set_name] = hypotheses
         for pool, members in (pools or {}).items():
+            if members == [pool]:  # a corpus of one set (a manifest): its rows are written already
+                continue
             utterances = [u for member in members for u in sets[member]]
             for name in built:
                 texts = [t for member in members for t in kept[member][name]]

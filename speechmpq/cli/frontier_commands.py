@@ -26,7 +26,7 @@ def _cmd_frontier(args) -> int:
         systems = [s for s in systems if s.name in args.only]
     cfg = FrontierConfig(model=args.model, train=args.train, sets=args.sets, role=args.role,
                          out=args.out, lm=args.lm, systems=systems, threads=args.threads,
-                         chosen_on=args.chosen_on)
+                         chosen_on=args.chosen_on, lm_weight=args.lm_weight, word_score=args.word_score)
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -53,11 +53,14 @@ def add_commands(commands) -> None:
     frontier.add_argument("--train", required=True, type=Path,
                           help="training split for the quantize runs and GPTQ's calibration")
     frontier.add_argument("--sets", required=True, type=Path,
-                          help="verdict corpora folder (speechmpq verdict-corpora --out)")
+                          help="verdict corpora folder (speechmpq verdict-corpora --out), or one manifest "
+                          ".tsv judged as a single corpus (real speech)")
     frontier.add_argument("--role", required=True, choices=["dev", "test"],
                           help="dev: these sets choose settings; test: they only judge")
     frontier.add_argument("--chosen-on", default=None, help="with --role test: the dev results that chose")
-    frontier.add_argument("--lm", required=True, type=Path, help="word n-gram LM (ARPA)")
+    frontier.add_argument("--lm", required=True, type=Path, help="word n-gram LM (ARPA or .npz arrays)")
+    frontier.add_argument("--lm-weight", type=float, default=None, help="LM decoder weight (chosen on dev)")
+    frontier.add_argument("--word-score", type=float, default=None, help="LM decoder word score")
     frontier.add_argument("--out", required=True, type=Path, help="run folder (resumes if present)")
     frontier.add_argument("--systems", type=Path, default=None,
                           help="JSON list of further systems ({name, family, settings, label})")

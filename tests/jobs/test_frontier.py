@@ -57,3 +57,27 @@ def test_the_command_refuses_an_unknown_system_in_one_line(tmp_path, capsys):
     code = main(["frontier", "--model", str(tmp_path), "--train", str(tmp_path), "--sets", str(tmp_path),
                  "--role", "dev", "--lm", str(LM), "--out", str(tmp_path / "o"), "--only", "nope"])
     assert code == 1 and "no system named" in capsys.readouterr().err
+
+
+def test_a_manifest_is_judged_as_one_real_speech_corpus(tiny_corpus, verdict_sets, tmp_path):
+    from speechmpq.datasets import read_dataset
+    from speechmpq.jobs.frontier import REAL_SPEECH
+    from speechmpq.jobs.frontier_report import write_report
+
+    manifest = tmp_path / "real.tsv"
+    utterances = read_dataset(tiny_corpus / "test-clean")[:3]
+    manifest.write_text("".join(f"{u.path}\t{u.transcript}\n" for u in utterances))
+    model_dir = save_model(build_model("tiny", seed=4), tmp_path / "fp")
+    cfg = FrontierConfig(model=model_dir, train=tiny_corpus / "train", sets=manifest, role="dev",
+                         out=tmp_path / "runs", lm=LM, systems=SYSTEMS[1:2], lm_weight=0.3, word_score=1.0)
+    done = run_frontier(cfg, log=lambda message: None)
+    assert done["corpora"] == [REAL_SPEECH] and done["lm"] == {"path": str(LM), "lm_weight": 0.3,
+                                                               "word_score": 1.0}
+    assert set(done["systems"]["rtn-pc-4b"]["verdicts"]) == {REAL_SPEECH}
+    assert done["systems"]["fp32"]["results"][REAL_SPEECH]["greedy"]["utterances"] == 3
+    written = write_report(tmp_path / "runs", tmp_path / "report", "frontier ...", machine="test")
+    assert all(path.is_file() for path in written)
+    assert f"{REAL_SPEECH} greedy" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="was judged on"):  # the run folder judged on other corpora
+        run_frontier(FrontierConfig(model=model_dir, train=tiny_corpus / "train", sets=verdict_sets,
+                                    role="dev", out=tmp_path / "runs", lm=LM), log=lambda m: None)
