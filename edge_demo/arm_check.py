@@ -133,7 +133,8 @@ def run(model: str, clips: list[str], out: Path, levels: list[int], threads: int
 def bake(model: Path, out: Path, isa: list[str], accuracy_level: int, arch: str = "x86_64") -> dict:
     """Write ``model`` with each layer's kernel chosen for a CPU of ``arch`` and ``isa`` (what an
     export that chose kernels for the exporting CPU shipped); returns the choice."""
-    from speechmpq.runtime.kernel_choice import CpuFacts, prepare
+    from speechmpq.runtime.cpu_facts import CpuFacts
+    from speechmpq.runtime.kernel_choice import prepare
 
     prepared = prepare(Path(model), CpuFacts(arch, tuple(sorted(isa)), "given"), "auto", accuracy_level,
                        use_cache=False)

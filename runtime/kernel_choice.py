@@ -5,9 +5,7 @@ An exported .onnx is portable: every quantized linear layer is stored weight-onl
 every CPU (``export/qdq.py``). Which kernel is fastest, and which is exact, depends on the CPU, so the
 choice is made here, per layer, from
 
-- the CPU's facts (``detect_cpu``: instruction-set flags read the way onnxruntime's MLAS reads them,
-  CPUID on x86 through numpy's runtime dispatch, the auxiliary vector's HWCAP bits on aarch64; both
-  are what an emulator reports too, unlike /proc/cpuinfo),
+- the CPU's facts (``cpu_facts.detect_cpu``: the instruction-set flags onnxruntime's MLAS decides on),
 - what each layer stores (bits, shape, largest |code|, per-channel or per-group scales),
 - a kernel table: one given to the session, else one embedded in the model measured on a CPU of this
   class (``kernel_table.same_class``), else the built-in rule for this class
@@ -38,11 +36,9 @@ is rewritten; without it the layers run as stored and the choice says why.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,70 +57,11 @@ from speechmpq.kernel_table import (
     same_class,
     saturation_free,
 )
+from speechmpq.runtime.cpu_facts import CpuFacts
 
 KERNEL_MODES = ("auto", "int8", "nbits", "float")
 FACTS_FORMAT = 1  # version of the per-model facts kept in the cache
 _CONTAINERS = {26: 2, 22: 4, 3: 8}  # ONNX TensorProto INT2, INT4, INT8 -> container bits
-
-# numpy's runtime-dispatch names -> /proc/cpuinfo spellings (speechmpq.machine.KERNEL_ISA_FLAGS)
-_NUMPY_FLAGS = {"AVX2": "avx2", "AVX512F": "avx512f", "AVX512VNNI": "avx512_vnni", "ASIMDDP": "asimddp"}
-# aarch64 HWCAP / HWCAP2 bits (linux arch/arm64/include/uapi/asm/hwcap.h)
-_HWCAP = {"asimddp": (16, 1 << 20), "sve": (16, 1 << 22), "i8mm": (26, 1 << 13), "sme": (26, 1 << 23)}
-# flags only /proc/cpuinfo names (numpy does not dispatch on them); trusted only where /proc/cpuinfo
-# agrees with CPUID on AVX2 and AVX-512 (an emulator shows the host's /proc/cpuinfo)
-_CPUINFO_ONLY = ("avx_vnni", "amx_int8")
-
-
-@dataclass(frozen=True)
-class CpuFacts:
-    arch: str  # platform.machine(): x86_64, aarch64, ...
-    isa: tuple[str, ...]  # the flags that decide onnxruntime's int8 and low-bit kernels
-    source: str = "detected"  # how they were found ("detected", or "given" for fake facts in tests)
-
-    @property
-    def label(self) -> str:
-        return f"{self.arch} ({', '.join(self.isa) or 'no int8 dot-product or AVX2 flags'})"
-
-
-def _numpy_features() -> dict[str, bool]:
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy 1.x
-        from numpy.core._multiarray_umath import __cpu_features__
-    return dict(__cpu_features__)
-
-
-def _cpuinfo_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith(("flags", "Features"))
-            for flag in line.split(":", 1)[1].split()}
-
-
-def _hwcaps() -> set[str]:
-    try:
-        getauxval = ctypes.CDLL(None).getauxval
-    except (OSError, AttributeError):
-        return set()
-    getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
-    return {flag for flag, (kind, bit) in _HWCAP.items() if getauxval(kind) & bit}
-
-
-def detect_cpu() -> CpuFacts:
-    """This CPU's kernel-relevant flags, as onnxruntime sees them."""
-    arch = platform.machine()
-    features = _numpy_features()
-    isa = {flag for name, flag in _NUMPY_FLAGS.items() if features.get(name)}
-    if arch in ("aarch64", "arm64"):
-        isa |= _hwcaps()
-    else:
-        cpuinfo = _cpuinfo_flags()
-        if {"avx2", "avx512f"} & cpuinfo == {"avx2", "avx512f"} & isa:
-            isa |= {flag for flag in _CPUINFO_ONLY if flag in cpuinfo}
-    return CpuFacts(arch, tuple(sorted(isa)))
-
 
 @dataclass
 class LayerKernel:

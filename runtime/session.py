@@ -13,7 +13,8 @@ import onnxruntime as ort
 from speechmpq.audio import normalize_waveform
 from speechmpq.errors import ModelError
 from speechmpq.onnx_metadata import ModelInfo
-from speechmpq.runtime.kernel_choice import KERNEL_MODES, CpuFacts, KernelChoice, detect_cpu, prepare
+from speechmpq.runtime.cpu_facts import CpuFacts, detect_cpu
+from speechmpq.runtime.kernel_choice import KERNEL_MODES, KernelChoice, prepare
 from speechmpq.vocab import ctc_greedy_decode
 
 OPTIMIZATION_LEVELS = {

@@ -72,7 +72,7 @@ def test_kernels_are_chosen_and_rewritten_at_load_without_torch(without_torch, t
     code = ("import os\n"
             f"os.environ['SPEECHMPQ_CACHE'] = {str(tmp_path)!r}\n"
             "from speechmpq.runtime import OnnxCTCModel, SessionConfig\n"
-            "from speechmpq.runtime.kernel_choice import CpuFacts\n"
+            "from speechmpq.runtime.cpu_facts import CpuFacts\n"
             f"m = OnnxCTCModel({str(model)!r}, SessionConfig(accuracy_level=4),\n"
             "                 cpu=CpuFacts('x86_64', ('avx2', 'avx512_vnni'), 'given'))\n"
             "assert m.kernels.rewritten and 'torch' not in sys.modules\n"

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(not shutil.which("qemu-x86_64") and (os.geteuid() != 0 or not shutil.which("apt-get")),
                     reason="needs qemu-user (qemu-x86_64), or root and apt-get to install it")
 def test_x86_without_vnni_matches_native_and_the_baked_file_would_not(tmp_path):
-    from speechmpq.runtime.kernel_choice import detect_cpu
+    from speechmpq.runtime.cpu_facts import detect_cpu
 
     out = tmp_path / "x86"
     completed = subprocess.run(["bash", str(ROOT / "edge_demo" / "x86_emulation.sh"), "--out", str(out)],

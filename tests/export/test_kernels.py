@@ -165,7 +165,7 @@ def test_export_embeds_a_table_keeps_the_file_portable_and_the_runtime_chooses_w
     """The file stores every linear layer weight-only at its bits, whatever the table says; the
     runtime picks the table's kernels on a CPU of the table's class (and guards saturation there),
     ignores the table on another class."""
-    from speechmpq.runtime.kernel_choice import CpuFacts
+    from speechmpq.runtime.cpu_facts import CpuFacts
 
     model_dir, plan = _quantized_dir(tmp_path, "per-channel")
     table = _table({})

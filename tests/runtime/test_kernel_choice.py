@@ -17,7 +17,8 @@ from test_export import _quantized_dir  # noqa: E402
 from speechmpq.cli import main  # noqa: E402
 from speechmpq.export import ExportConfig, Source, export_onnx  # noqa: E402
 from speechmpq.runtime import OnnxCTCModel, SessionConfig  # noqa: E402
-from speechmpq.runtime.kernel_choice import CpuFacts, detect_cpu, prepare  # noqa: E402
+from speechmpq.runtime.cpu_facts import CpuFacts, detect_cpu  # noqa: E402
+from speechmpq.runtime.kernel_choice import prepare  # noqa: E402
 
 VNNI = CpuFacts("x86_64", ("avx2", "avx512_vnni", "avx512f"), "given")
 AVX2 = CpuFacts("x86_64", ("avx2",), "given")
@@ -110,7 +111,7 @@ def test_without_the_onnx_package_layers_run_as_stored(mixed, monkeypatch):
 
 
 def test_detected_cpu_matches_numpy_dispatch():
-    from speechmpq.runtime.kernel_choice import _numpy_features
+    from speechmpq.runtime.cpu_facts import _numpy_features
 
     cpu, features = detect_cpu(), _numpy_features()
     assert ("avx2" in cpu.isa) == bool(features.get("AVX2"))
