@@ -10,12 +10,12 @@ A generated block is the text between two marker comments, each a line of its ow
     <!-- /generated:NAME -->
 
 The blocks are defined in readme_tables_blocks.py and readme_tables_frontier.py (README),
-readme_tables_model.py and readme_tables_runtime.py (docs/). ``source`` names the files the block's
-figures come from (a glob pattern stands for every file it matches); it must be what the generator
-reads, and each must exist. Text outside the markers is never touched. A rewrite replaces each
-changed file atomically (temporary file + rename). The check reports a block whose text differs from
-what the JSON gives, a block that names a missing file, an unknown or unclosed block, and a
-generator block used in no file.
+readme_tables_model.py, readme_tables_runtime.py and readme_tables_index.py (docs/). ``source``
+names the files the block's figures come from (a glob pattern stands for every file it matches); it
+must be what the generator reads, and each must exist. Text outside the markers is never touched. A
+rewrite replaces each changed file atomically (temporary file + rename). The check reports a block
+whose text differs from what the JSON gives, a block that names a missing file, an unknown or
+unclosed block, and a generator block used in no file.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import readme_tables_frontier  # noqa: F401  registers README's frontier block
+import readme_tables_index  # noqa: F401  registers the index of results/
 import readme_tables_model  # noqa: F401  registers the blocks of docs/ about the method, plans, export, model
-import readme_tables_runtime  # noqa: F401  registers the blocks of docs/ about running it, and the index
+import readme_tables_runtime  # noqa: F401  registers the blocks of docs/ about running it
 import readme_tables_whisper  # noqa: F401  registers the blocks about the Whisper-encoder models
 from readme_tables_blocks import BLOCKS, Results
 

@@ -4,7 +4,7 @@ Each block is a function from the parsed results to Markdown, registered under i
 with the files it reads. The formatting helpers every block uses are here, and the plans judged
 with power (README's status, docs/plans-tried.md); labels that say what a row is sit beside the
 code that picks the row. README's frontier block is in readme_tables_frontier.py; the blocks of
-docs/ are in readme_tables_model.py and readme_tables_runtime.py.
+docs/ are in readme_tables_model.py, readme_tables_runtime.py and readme_tables_index.py.
 """
 
 from __future__ import annotations
