@@ -40,7 +40,10 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--settings", nargs="+", default=None, metavar="CHUNK:LEFT:RIGHT",
+                        help="settings to sweep, in ms (default: the demo model's sweep)")
     args = parser.parse_args()
+    settings = SETTINGS if not args.settings else [tuple(int(v) for v in s.split(":")) for s in args.settings]
     utterances = [u for folder in args.data for u in read_dataset(folder)]
     audio = [load_audio(u.path) for u in tqdm(utterances, desc="load audio", unit="utt")]
     seconds = sum(a.size for a in audio) / 16000
@@ -63,7 +66,7 @@ def main() -> None:
     offline, _ = run(StreamingConfig(chunk_ms=0))
     offline_wer = score_pairs(ids, refs, offline)["wer"]
     rows = []
-    for chunk, left, right in SETTINGS:
+    for chunk, left, right in settings:
         started = time.time()
         hyps, calls = run(StreamingConfig(chunk, left, right))
         test = mapsswe(refs, offline, hyps)
@@ -81,7 +84,8 @@ def main() -> None:
               "onnxruntime": onnxruntime.__version__, "threads": args.threads,
               "date": datetime.date.today().isoformat(),
               "command": "python experiments/streaming_sweep.py --model " + args.model + " --data "
-                         + " ".join(args.data) + f" --out {args.out}",
+                         + " ".join(args.data) + f" --out {args.out}"
+                         + (" --settings " + " ".join(args.settings) if args.settings else ""),
               "offline_wer": offline_wer, "settings": rows}
     atomic_write(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     lines = [f"# Streaming vs offline WER: {args.model}", "",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from speechmpq.onnx_metadata import STREAMING_DEFAULTS_MS
-
 EXPORTERS = ("torchscript", "dynamo")
 OTHERS = ("fp32", "int8")
 PEERS = ("ort-int8-dynamic", "ort-int4-rtn")
@@ -43,10 +41,11 @@ class ExportConfig:
     # built-in rules (speechmpq/kernel_defaults.json).
     kernel_table: str = "default"
     # Streaming defaults written to the metadata (the runtime reads them; milliseconds, rounded to
-    # whole frames).
-    chunk_ms: int = STREAMING_DEFAULTS_MS["chunk"]
-    left_context_ms: int = STREAMING_DEFAULTS_MS["left"]
-    right_context_ms: int = STREAMING_DEFAULTS_MS["right"]
+    # whole frames). None: the model config's own ``streaming_ms`` (a family's dev-chosen window),
+    # else STREAMING_DEFAULTS_MS.
+    chunk_ms: int | None = None
+    left_context_ms: int | None = None
+    right_context_ms: int | None = None
     # Split the graph after the conv feature encoder: an extra input takes the frames a streaming
     # runtime already encoded and an extra output gives the new ones, so each window runs the convs
     # on its new samples only (runtime/stream.py). Exact for feat_extract_norm="layer" front ends;
@@ -72,7 +71,8 @@ class ExportConfig:
             raise ValueError(f"min_container_bits must be 2, 4 or 8, not {self.min_container_bits}")
         if self.accuracy_level not in (None, 0, 1, 2, 3, 4):
             raise ValueError(f"accuracy_level must be 0..4, not {self.accuracy_level}")
-        if self.chunk_ms <= 0 or self.left_context_ms < 0 or self.right_context_ms < 0:
+        if ((self.chunk_ms is not None and self.chunk_ms <= 0)
+                or any(v is not None and v < 0 for v in (self.left_context_ms, self.right_context_ms))):
             raise ValueError("chunk_ms must be positive and the contexts non-negative")
         if self.external_data_threshold <= 0:
             raise ValueError("external_data_threshold must be positive")

@@ -169,6 +169,15 @@ def _round_to_frames(milliseconds: int, frame_ms: float) -> int:
     return int(round(max(1, math.ceil(milliseconds / frame_ms - 1e-9)) * frame_ms))
 
 
+def streaming_window(config, cfg) -> dict[str, int]:
+    """The streaming window an export recommends (ms): the export settings where given, else the model
+    config's ``streaming_ms`` (a model family's window chosen on dev), else ``STREAMING_DEFAULTS_MS``."""
+    own = {**STREAMING_DEFAULTS_MS, **(getattr(config, "streaming_ms", None) or {})}
+    given = {"chunk": getattr(cfg, "chunk_ms", None), "left": getattr(cfg, "left_context_ms", None),
+             "right": getattr(cfg, "right_context_ms", None)}
+    return {key: own[key] if given[key] is None else given[key] for key in own}
+
+
 def model_metadata(config, vocab: list[str], do_normalize: bool, cfg, weights: str,
                    plan: dict | None = None, extra: dict | None = None) -> dict[str, str]:
     """Metadata for a model with Hugging Face ``config``; ``weights`` names how weights are stored.
@@ -177,6 +186,7 @@ def model_metadata(config, vocab: list[str], do_normalize: bool, cfg, weights: s
     ``chunk_ms``, ``left_context_ms``, ``right_context_ms`` and ``frontend_cache``)."""
     stride, field = conv_geometry(config)
     frame_ms = stride / SAMPLE_RATE * 1000
+    window = streaming_window(config, cfg)
     metadata = {
         "vocab": json.dumps({token: index for index, token in enumerate(vocab)}),
         "sample_rate": str(SAMPLE_RATE),
@@ -189,11 +199,10 @@ def model_metadata(config, vocab: list[str], do_normalize: bool, cfg, weights: s
         "speechmpq.version": __version__,
         "speechmpq.source_model_type": config.model_type,
         "speechmpq.weights": weights,
-        "speechmpq.chunk_ms": str(_round_to_frames(cfg.chunk_ms, frame_ms)),
-        "speechmpq.left_context_ms": str(_round_to_frames(cfg.left_context_ms, frame_ms)
-                                         if cfg.left_context_ms else 0),
-        "speechmpq.right_context_ms": str(_round_to_frames(cfg.right_context_ms, frame_ms)
-                                          if cfg.right_context_ms else 0),
+        "speechmpq.chunk_ms": str(_round_to_frames(window["chunk"], frame_ms)),
+        "speechmpq.left_context_ms": str(_round_to_frames(window["left"], frame_ms) if window["left"] else 0),
+        "speechmpq.right_context_ms": str(_round_to_frames(window["right"], frame_ms)
+                                          if window["right"] else 0),
     }  # fmt: skip
     if cfg.frontend_cache:
         # the graph takes cached conv frames (runtime/stream.py); whether caching is exact depends on

@@ -71,3 +71,17 @@ def test_files_from_before_the_front_end_norm_key_are_read_by_their_cache_value(
     assert frontend_cache_exactness(info.frontend_norm, info.do_normalize, "frozen")[0]
     group = ModelInfo.from_metadata({**old, "speechmpq.frontend_cache": "approximate"})
     assert group.frontend_norm == "group"
+
+
+def test_the_streaming_window_comes_from_the_flags_then_the_model_then_the_defaults():
+    from types import SimpleNamespace
+
+    from speechmpq.onnx_metadata import STREAMING_DEFAULTS_MS, streaming_window
+
+    unset = SimpleNamespace(chunk_ms=None, left_context_ms=None, right_context_ms=None)
+    assert streaming_window(SimpleNamespace(), unset) == STREAMING_DEFAULTS_MS
+    family = SimpleNamespace(streaming_ms={"left": 5120, "right": 1280})
+    assert streaming_window(family, unset) == {"chunk": STREAMING_DEFAULTS_MS["chunk"], "left": 5120,
+                                               "right": 1280}
+    given = SimpleNamespace(chunk_ms=320, left_context_ms=0, right_context_ms=None)
+    assert streaming_window(family, given) == {"chunk": 320, "left": 0, "right": 1280}
