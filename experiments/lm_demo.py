@@ -29,6 +29,7 @@ from speechmpq.files import atomic_write
 from speechmpq.jobs.verdicts import decode_sets, judge, results_table, verdicts_table
 from speechmpq.machine import machine_facts
 from speechmpq.runtime import DecoderConfig
+from speechmpq.runtime.decoding import LM_WEIGHT, WORD_SCORE
 
 
 def main(argv: list[str]) -> int:
@@ -42,8 +43,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pool", nargs="+", default=[], help="NAME=SET+SET...: pooled sets (rows, verdicts)")
     parser.add_argument("--verdict-sets", nargs="+", default=[])
     parser.add_argument("--beam-size", type=int, default=24)
-    parser.add_argument("--lm-weight", type=float, default=DecoderConfig.lm_weight)
-    parser.add_argument("--word-score", type=float, default=DecoderConfig.word_score)
+    parser.add_argument("--lm-weight", type=float, default=LM_WEIGHT)
+    parser.add_argument("--word-score", type=float, default=WORD_SCORE)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--role", choices=["dev", "test"], default=None,
                         help="dev: these sets choose settings; test: they only judge (needs --chosen-on)")

@@ -46,6 +46,12 @@ class ExportConfig:
     chunk_ms: int | None = None
     left_context_ms: int | None = None
     right_context_ms: int | None = None
+    # The LM the model's decoding was tuned with, as a file name the runtime looks for beside the
+    # model (e.g. "en-us.lm.npz"), with the LM weight and word score chosen on dev: the runtime's
+    # "auto" decoder then uses that LM only, and these weights unless told others. None: no advice.
+    lm: str | None = None
+    lm_weight: float | None = None
+    word_score: float | None = None
     # Split the graph after the conv feature encoder: an extra input takes the frames a streaming
     # runtime already encoded and an extra output gives the new ones, so each window runs the convs
     # on its new samples only (runtime/stream.py). Exact for feat_extract_norm="layer" front ends;
@@ -74,6 +80,10 @@ class ExportConfig:
         if ((self.chunk_ms is not None and self.chunk_ms <= 0)
                 or any(v is not None and v < 0 for v in (self.left_context_ms, self.right_context_ms))):
             raise ValueError("chunk_ms must be positive and the contexts non-negative")
+        if self.lm is not None and ("/" in self.lm or "\\" in self.lm or not self.lm.strip()):
+            raise ValueError(f"lm must be a file name (looked up beside the model), not {self.lm!r}")
+        if (self.lm_weight is not None or self.word_score is not None) and self.lm is None:
+            raise ValueError("lm_weight and word_score are advice for an lm: give its file name too")
         if self.external_data_threshold <= 0:
             raise ValueError("external_data_threshold must be positive")
 

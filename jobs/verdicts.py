@@ -40,7 +40,7 @@ def decode_sets(models: dict[str, Path], sets: dict[str, list[Utterance]], decod
     for model_name, path in models.items():
         model = OnnxCTCModel(path, SessionConfig(threads=threads))
         info = model.info
-        built = {name: build_decoder(config, info.tokens, info.blank_id, info.word_delimiter, path)
+        built = {name: build_decoder(config, info.tokens, info.blank_id, info.word_delimiter, path, info)
                  for name, config in decoders.items()}
         kept: dict = {}
         for set_name, utterances in sets.items():

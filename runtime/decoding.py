@@ -16,6 +16,9 @@ from speechmpq.errors import ModelError
 from speechmpq.runtime.ctc import CTCDecoder, GreedyDecoder, PrefixBeamDecoder
 
 DECODERS = ("auto", "greedy", "beam", "lm")
+# the LM weight and word score where neither the user nor the model says (tuned on the demo model's
+# dev split with its grammar LM: results/lm_tune.md)
+LM_WEIGHT, WORD_SCORE = 0.65, 0.5
 
 
 @dataclass
@@ -31,28 +34,39 @@ class DecoderConfig:
     # lexicon file (WORD T O K E N S |); None: lexicon.txt beside the LM, else the LM's words spelled
     # letter by letter
     lexicon: str | None = None
-    # weight of the LM's natural-log probability, and the score added per word (tuned on the demo
-    # model's dev split: results/lm_tune.md)
-    lm_weight: float = 0.65
-    word_score: float = 0.5
+    # weight of the LM's natural-log probability, and the score added per word; None: the model's
+    # advice for its recommended LM (metadata), else LM_WEIGHT / WORD_SCORE
+    lm_weight: float | None = None
+    word_score: float | None = None
 
     def __post_init__(self):
         if self.method not in DECODERS:
             raise ValueError(f"decoder method must be one of {DECODERS}, not {self.method!r}")
         if self.beam_size is not None and self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, not {self.beam_size}")
-        if not 0 <= self.lm_weight < 100:
+        if self.lm_weight is not None and not 0 <= self.lm_weight < 100:
             raise ValueError(f"lm_weight must be in [0, 100), not {self.lm_weight}")
         if self.lm is not None and self.method not in ("lm", "auto"):
             raise ValueError(f"an LM needs the lm decoder, not {self.method!r}")
 
 
-def find_lm(model_path: str | Path | None) -> Path | None:
-    """lm.arpa.gz or lm.arpa in the folder of ``model_path`` (None if neither)."""
+def find_lm(model_path: str | Path | None, recommended: str | None = None) -> Path | None:
+    """The LM beside ``model_path``: the one the model recommends (``ModelInfo.lm``) and only it, else
+    lm.arpa.gz or lm.arpa (None if there is none)."""
     if model_path is None:
         return None
     folder = Path(model_path).parent
-    return next((p for p in (folder / "lm.arpa.gz", folder / "lm.arpa") if p.is_file()), None)
+    names = (recommended,) if recommended else ("lm.arpa.gz", "lm.arpa")
+    return next((folder / name for name in names if (folder / name).is_file()), None)
+
+
+def missing_lm_hint(model_path: str | Path | None, info) -> str | None:
+    """One line for a user whose model recommends an LM that is not beside it, else None."""
+    if model_path is None or not info.lm or find_lm(model_path, info.lm):
+        return None
+    where = Path(model_path).parent / info.lm
+    return (f"decoding greedy: {info.lm}, the LM this model was tuned with, is not beside it (make it: "
+            f"speechmpq lm --from-pocketsphinx --out {where})")
 
 
 def _file_key(path: Path) -> tuple[str, int, int]:
@@ -85,9 +99,11 @@ def default_lexicon(lm_path: Path) -> Path:
 
 
 def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_delimiter: str,
-                  model_path: str | Path | None = None) -> CTCDecoder:
-    """The decoder ``config`` asks for (``auto`` resolved against the model's folder)."""
-    lm_path = Path(config.lm) if config.lm else find_lm(model_path)
+                  model_path: str | Path | None = None, info=None) -> CTCDecoder:
+    """The decoder ``config`` asks for (``auto`` resolved against the model's folder; ``info``, the
+    model's ``ModelInfo``, may recommend an LM and its weights)."""
+    recommended = getattr(info, "lm", None)
+    lm_path = Path(config.lm) if config.lm else find_lm(model_path, recommended)
     method = config.method if config.method != "auto" else ("lm" if lm_path else "greedy")
     if method == "greedy":
         return GreedyDecoder(tokens, blank_id, word_delimiter)
@@ -100,5 +116,13 @@ def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_
     lexicon_path = Path(config.lexicon) if config.lexicon else default_lexicon(lm_path)
     lm, lexicon = _load_lm(_file_key(lm_path), _file_key(lexicon_path) if config.lexicon or
                            lexicon_path.is_file() else None, tuple(tokens), word_delimiter)
+    # the model's weights go with its own LM only
+    advised = info if recommended and lm_path.name == recommended else None
+    lm_weight = _first(config.lm_weight, getattr(advised, "lm_weight", None), LM_WEIGHT)
+    word_score = _first(config.word_score, getattr(advised, "word_score", None), WORD_SCORE)
     return LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon, beam_size=config.beam_size or 24,
-                            lm_weight=config.lm_weight, word_score=config.word_score, source=str(lm_path))
+                            lm_weight=lm_weight, word_score=word_score, source=str(lm_path))
+
+
+def _first(*values):
+    return next(v for v in values if v is not None)

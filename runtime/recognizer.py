@@ -114,7 +114,7 @@ class Recognizer:
         self.frontend_cache_note = ("front-end cache: none in this model" if available == "none" else
                                     f"front-end cache {'on' if self.frontend_cache else 'off'} ({why})")
         self.decoder = build_decoder(self.config.decoder, self.info.tokens, self.info.blank_id,
-                                     self.info.word_delimiter, getattr(self.model, "path", None))
+                                     self.info.word_delimiter, getattr(self.model, "path", None), self.info)
 
     def _geometry(self, streaming: StreamingConfig) -> Geometry:
         """The chunking in samples: the config's ms, or the model's metadata where it says None."""

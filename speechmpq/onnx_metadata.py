@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from speechmpq import __version__, bitplan
 from speechmpq.audio import SAMPLE_RATE
@@ -101,6 +102,11 @@ class ModelInfo:
     # the conv front end's normalisation: "layer" (per frame), "group" (per channel over the window),
     # or "unknown" (a file from before this key: read from frontend_cache)
     frontend_norm: str = "unknown"
+    # the LM the model's decoding was tuned with: a file name looked up beside the model, and the
+    # weight and word score chosen on dev with it (None: none recommended)
+    lm: str | None = None
+    lm_weight: float | None = None
+    word_score: float | None = None
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -140,14 +146,23 @@ class ModelInfo:
                 frontend_norm=metadata.get("speechmpq.frontend_norm") or {
                     "exact": "layer", "approximate": "group"}.get(
                     metadata.get("speechmpq.frontend_cache", "none"), "unknown"),
+                lm=metadata.get("speechmpq.lm") or None,
+                lm_weight=_number(metadata.get("speechmpq.lm_weight")),
+                word_score=_number(metadata.get("speechmpq.word_score")),
             )  # fmt: skip
         except (ValueError, TypeError, AttributeError) as error:  # BitPlanError is a ValueError
             raise ModelError(f"{path}: invalid speechmpq metadata ({error})") from None
+        if info.lm is not None and Path(info.lm).name != info.lm:
+            raise ModelError(f"{path}: invalid speechmpq metadata (lm {info.lm!r} is not a file name)")
         if info.frontend_cache not in FRONTEND_CACHE:
             raise ModelError(f"{path}: invalid speechmpq metadata (frontend_cache {info.frontend_cache!r})")
         if info.sample_rate <= 0 or info.frame_stride_samples <= 0 or not 0 <= info.blank_id < len(tokens):
             raise ModelError(f"{path}: invalid speechmpq metadata (sample rate, frame stride or blank id)")
         return info
+
+
+def _number(text: str | None) -> float | None:
+    return None if text is None else float(text)
 
 
 def _boolean(text: str) -> bool:
@@ -211,6 +226,10 @@ def model_metadata(config, vocab: list[str], do_normalize: bool, cfg, weights: s
         exact, _ = frontend_cache_exactness(config.feat_extract_norm, do_normalize)
         metadata["speechmpq.frontend_cache"] = "exact" if exact else "approximate"
         metadata["speechmpq.frontend_norm"] = config.feat_extract_norm
+    if getattr(cfg, "lm", None):  # the decoding the model was tuned with (ExportConfig.lm)
+        metadata["speechmpq.lm"] = cfg.lm
+        metadata.update({f"speechmpq.{key}": str(getattr(cfg, key)) for key in ("lm_weight", "word_score")
+                         if getattr(cfg, key, None) is not None})
     if plan is not None:
         metadata["speechmpq.bitplan"] = json.dumps(plan, sort_keys=True)
     metadata.update({key: str(value) for key, value in (extra or {}).items()})

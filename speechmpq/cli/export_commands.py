@@ -21,7 +21,8 @@ def _cmd_export(args) -> int:
     cfg = ExportConfig(exporter=args.exporter, opset=args.opset, block_size=args.block_size,
                        others=args.others, accuracy_level=args.accuracy_level,
                        min_container_bits=args.min_container, audio_graph=args.audio_graph,
-                       frontend_cache=not args.no_frontend_cache, kernel_table=args.kernel_table, **window)
+                       frontend_cache=not args.no_frontend_cache, kernel_table=args.kernel_table,
+                       lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score, **window)
     source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
                     plan_pattern=args.plan_pattern, peer=args.peer)
@@ -76,6 +77,11 @@ def add_commands(commands) -> None:
     )
     export.add_argument("--left-ms", type=int, default=None, help="recommended left context (2560 ms)")
     export.add_argument("--right-ms", type=int, default=None, help="recommended look-ahead (960 ms)")
+    export.add_argument("--lm", default=None, metavar="NAME",
+                        help="recommend this LM (a file name the runtime looks for beside the model, e.g. "
+                        "en-us.lm.npz): the auto decoder uses it, and only it")
+    export.add_argument("--lm-weight", type=float, default=None, help="with --lm: its weight, chosen on dev")
+    export.add_argument("--word-score", type=float, default=None, help="with --lm: its word score")
     export.add_argument(
         "--kernel-table",
         default="default",

@@ -47,8 +47,11 @@ def _add_runtime_flags(parser, decoder: str = "auto") -> None:
                        help="WORD T O K E N S | per line (default: NAME.lexicon.txt beside NAME.npz or "
                        "NAME.arpa[.gz], or lexicon.txt beside an ARPA LM, else the LM's words spelled "
                        "letter by letter)")
-    group.add_argument("--lm-weight", type=float, default=0.65, help="weight of the LM log probability")
-    group.add_argument("--word-score", type=float, default=0.5, help="score added per word")
+    group.add_argument("--lm-weight", type=float, default=None,
+                       help="weight of the LM log probability (default: the model's advice for its LM, "
+                       "else 0.65)")
+    group.add_argument("--word-score", type=float, default=None,
+                       help="score added per word (default: the model's advice, else 0.5)")
     group.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: one per core)")
     group.add_argument("--accuracy-level", type=int, default=None,
                        help="MatMulNBits accuracy level 0..4 (default: the model's)")
@@ -273,8 +276,10 @@ def _add_bench(commands) -> None:
                        help="rows decoded with the lexicon + n-gram LM decoder (default: greedy); a "
                        "model may appear twice under two labels, greedy and with the LM")
     bench.add_argument("--beam-size", type=int, default=None, help="beam of the --lm rows (default 24)")
-    bench.add_argument("--lm-weight", type=float, default=0.65, help="LM weight of the --lm rows")
-    bench.add_argument("--word-score", type=float, default=0.5, help="word score of the --lm rows")
+    bench.add_argument("--lm-weight", type=float, default=None,
+                       help="LM weight of the --lm rows (default: the model's advice, else 0.65)")
+    bench.add_argument("--word-score", type=float, default=None,
+                       help="word score of the --lm rows (default: the model's advice, else 0.5)")
     bench.add_argument("--frontend-cache", nargs="+", default=[], metavar="LABEL=on|off|auto",
                        help="per row: reuse conv frames across windows (default auto: where exact)")
     bench.add_argument("--kernels", nargs="+", default=[], metavar="LABEL=auto|int8|nbits|float",

@@ -215,6 +215,10 @@ def test_pattern_plan_and_preset_export(tmp_path, exported):
     searched = {k: v for k, v in exported["plan"]["layers"].items() if k not in (CONV, "lm_head")}
     assert summary["average_bits"] == pytest.approx(bitplan.average_bits(searched), abs=1e-6)
     assert len([r for r in summary["layers"]]) == len(searched)
+    assert main(["export", "--preset", "tiny", "--out", str(out), "--lm", "en.lm.npz", "--lm-weight", "0.4",
+                 "--word-score", "1", "--left-ms", "5120", "--quiet"]) == 0
+    info = OnnxCTCModel(out).info
+    assert (info.lm, info.lm_weight, info.word_score, info.left_context_ms) == ("en.lm.npz", 0.4, 1.0, 5120)
 
 
 def test_external_data_and_atomic_replacement(tmp_path, exported, monkeypatch):
@@ -256,6 +260,8 @@ def test_bad_exports_fail_with_one_line(tmp_path, exported, capsys):
         ["export", "--preset", "nope", "--out", str(tmp_path / "m.onnx")],
         ["export", str(tmp_path), "--out", str(tmp_path / "m.onnx")],
         ["export", str(exported["dir"]), "--out", str(tmp_path / "m.onnx"), "--block-size", "48"],
+        ["export", str(exported["dir"]), "--out", str(tmp_path / "m.onnx"), "--lm", "models/en.lm.npz"],
+        ["export", str(exported["dir"]), "--out", str(tmp_path / "m.onnx"), "--lm-weight", "0.5"],
     ]
     for argv in cases:
         capsys.readouterr()

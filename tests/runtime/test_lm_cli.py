@@ -126,3 +126,34 @@ def test_a_converted_lm_takes_its_own_lexicon_not_the_folder_s(tmp_path):
     assert default_lexicon(tmp_path / "lm.arpa.gz") == tmp_path / "lexicon.txt"
     (tmp_path / "big.lexicon.txt").write_text("DOG\tD O G |\n")
     assert default_lexicon(tmp_path / "big.arpa") == tmp_path / "big.lexicon.txt"
+
+
+def test_a_model_that_recommends_its_lm_gets_that_one_only_with_its_weights(lm_folder, tmp_path):
+    import shutil
+
+    import onnx
+
+    from speechmpq.onnx_metadata import ModelInfo, set_metadata
+    from speechmpq.runtime.decoding import LM_WEIGHT, WORD_SCORE, missing_lm_hint
+
+    model = onnx.load(str(DEMO))
+    set_metadata(model, {"speechmpq.lm": "own.lm.arpa.gz", "speechmpq.lm_weight": "0.2",
+                         "speechmpq.word_score": "1.5"})
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    shutil.copy(lm_folder / "lm.arpa.gz", tmp_path / "lm.arpa.gz")  # the folder's LM: not this model's
+    path = tmp_path / "model.onnx"
+
+    def decoder(**config):
+        return Recognizer(path, RecognizerConfig(decoder=DecoderConfig(**config))).decoder
+
+    assert type(decoder(method="auto")).__name__ == "GreedyDecoder"  # its own LM is not there
+    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props})
+    assert info.lm == "own.lm.arpa.gz" and "speechmpq lm --from-pocketsphinx" in missing_lm_hint(path, info)
+    shutil.copy(lm_folder / "lm.arpa.gz", tmp_path / "own.lm.arpa.gz")
+    assert missing_lm_hint(path, info) is None
+    own = decoder(method="auto")
+    assert own.source == str(tmp_path / "own.lm.arpa.gz") and (own.lm_weight, own.word_score) == (0.2, 1.5)
+    told = decoder(method="auto", lm_weight=0.9)
+    assert (told.lm_weight, told.word_score) == (0.9, 1.5)
+    other = decoder(method="lm", lm=str(tmp_path / "lm.arpa.gz"))  # the advice is not for another LM
+    assert (other.lm_weight, other.word_score) == (LM_WEIGHT, WORD_SCORE)
