@@ -211,7 +211,7 @@ def serve(model: str | None, config: RecognizerConfig, host: str = "127.0.0.1", 
     path = Path(model) if model else default_model()
     steady_allocator()  # runs for hours: keep RSS from creeping up (see runtime/memory.py)
     server = DemoServer(path, config, max_streams=max_streams, batch=batch)
-    for warning in server.recognizer.info.warnings:
+    for warning in server.recognizer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: anyone who can reach this machine can use the demo",

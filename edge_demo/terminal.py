@@ -197,7 +197,7 @@ def demo(audio: list[str], model: str | None, config: RecognizerConfig, realtime
     if microphone:  # may run for hours: keep RSS from creeping up (see runtime/memory.py)
         steady_allocator()
     recognizer = Recognizer(path, config)
-    for warning in recognizer.info.warnings:
+    for warning in recognizer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(_header(recognizer, path), file=sys.stderr)
     if getattr(recognizer.model, "kernels", None) is not None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from speechmpq.errors import ModelError
 from speechmpq.onnx_metadata import NORMALIZATIONS, frontend_cache_default
-from speechmpq.runtime.decoding import DecoderConfig, build_decoder
+from speechmpq.runtime.decoding import DecoderConfig, build_decoder, missing_lm_hint
 from speechmpq.runtime.session import OnnxCTCModel, SessionConfig
 from speechmpq.runtime.stream import Geometry, Stream
 
@@ -115,6 +115,10 @@ class Recognizer:
                                     f"front-end cache {'on' if self.frontend_cache else 'off'} ({why})")
         self.decoder = build_decoder(self.config.decoder, self.info.tokens, self.info.blank_id,
                                      self.info.word_delimiter, getattr(self.model, "path", None), self.info)
+        # what a user should hear once: the model's metadata warnings, and an LM it lacks
+        missing = (missing_lm_hint(getattr(self.model, "path", None), self.info)
+                   if self.config.decoder.method == "auto" and not self.config.decoder.lm else None)
+        self.warnings = [*self.info.warnings, *([missing] if missing else [])]
 
     def _geometry(self, streaming: StreamingConfig) -> Geometry:
         """The chunking in samples: the config's ms, or the model's metadata where it says None."""

@@ -76,7 +76,7 @@ def stream_files(model: str, paths: list[str], config: RecognizerConfig, feed_ms
     if feed_ms <= 0:
         raise SpeechmpqError(f"--feed-ms must be > 0, not {feed_ms}")
     recognizer = Recognizer(model, config)
-    for warning in recognizer.info.warnings:
+    for warning in recognizer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     geometry, rate = recognizer.geometry, recognizer.info.sample_rate
     if not quiet:

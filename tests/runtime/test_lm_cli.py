@@ -146,7 +146,9 @@ def test_a_model_that_recommends_its_lm_gets_that_one_only_with_its_weights(lm_f
     def decoder(**config):
         return Recognizer(path, RecognizerConfig(decoder=DecoderConfig(**config))).decoder
 
-    assert type(decoder(method="auto")).__name__ == "GreedyDecoder"  # its own LM is not there
+    alone = Recognizer(path, RecognizerConfig(decoder=DecoderConfig("auto")))
+    assert type(alone.decoder).__name__ == "GreedyDecoder"  # its own LM is not there: said once
+    assert [w for w in alone.warnings if "own.lm.arpa.gz" in w] == [missing_lm_hint(path, alone.info)]
     info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props})
     assert info.lm == "own.lm.arpa.gz" and "speechmpq lm --from-pocketsphinx" in missing_lm_hint(path, info)
     shutil.copy(lm_folder / "lm.arpa.gz", tmp_path / "own.lm.arpa.gz")
