@@ -72,6 +72,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
     "results/robustness.json": "bad input through the command line, then every reliability test",
     "results/soak*.json": "an hour of speech through the runtime: RSS, p99 drift, transcript",
     "results/streaming_sweep.json": "streamed vs offline WER over chunk / left / right settings",
+    "results/streaming_sweep_whisper-*.json": "the same for a Whisper-encoder CTC model on real-speech dev "
+                                              "(chooses the family's streaming window)",
     "results/supernet_step_time_*.json": "supernet step time over a plain fake-quant step",
 }
 COMMANDS = {  # for the files that record no command: what made them

@@ -43,6 +43,11 @@ class WhisperCTCConfig(PretrainedConfig):
     # The exporter's front-end cache splits a graph after a padding-free conv stack; Whisper's convs
     # (and the STFT's reflect padding) pad each window's edges, so cached frames would differ.
     frontend_cache_off_reason = "Whisper's front end pads each window's edges, so cached frames would differ"
+    # The streaming window an export recommends (ms; onnx_metadata.streaming_window), chosen on
+    # real-speech dev (results/streaming_sweep_whisper-{tiny,base}.md): the lowest mean streaming -
+    # offline WER gap over both encoders among windows of <= 2.56 s algorithmic latency. Shorter chunks
+    # lose ~2 points: the encoder sees each window's right edge as the end of its input.
+    streaming_ms = {"chunk": 1280, "left": 5120, "right": 1280}
     # The names the rest of the house reads from any CTC config (transformers' own aliasing).
     attribute_map = {"hidden_size": "d_model", "num_hidden_layers": "encoder_layers",
                      "intermediate_size": "encoder_ffn_dim", "num_attention_heads": "encoder_attention_heads"}

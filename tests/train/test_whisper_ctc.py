@@ -207,6 +207,7 @@ def test_the_imported_encoder_is_quantized_exported_and_run_like_the_wav2vec2_fa
     clip = read_dataset(tiny_corpus / "test-clean")[0]
     recognizer = Recognizer(tmp_path / "q.onnx", RecognizerConfig(streaming=StreamingConfig(chunk_ms=0)))
     assert recognizer.info.bitplan is not None and recognizer.info.frontend_cache == "none"
+    assert (recognizer.info.chunk_ms, recognizer.info.right_context_ms) == (1280, 1280)  # the family's window
     text = recognizer.transcribe(load_audio(clip.path), 16000)
     assert text == transcribe_torch(load_model(tmp_path / "q" / "model"), [clip], progress=False)[0]
 
