@@ -30,8 +30,9 @@ from speechmpq.export.quiet import root_logger_at
 from speechmpq.files import atomic_output
 
 ALGORITHMS = ("default", "hqq", "rtn", "kquant", "gptq")
-# The searched layers' MatMul nodes as the torch exporter names them (bitplan.SEARCHED_LINEAR_KINDS).
-SEARCHED_MATMUL = re.compile(r"^/encoder/layers\.\d+/(attention/(q|k|v|out)_proj"
+# The searched layers' MatMul nodes as the torch exporter names them (bitplan.SEARCHED_LINEAR_KINDS):
+# /encoder/layers.N/... for the wav2vec2 family, /model/whisper/layers.N/... for WhisperForCTC.
+SEARCHED_MATMUL = re.compile(r"^/(encoder|model/whisper)/layers\.\d+/(attention/(q|k|v|out)_proj"
                              r"|feed_forward/(intermediate|output)_dense)/MatMul$")
 GROUPS = {"attention": re.compile(r"/attention/(q|k|v|out)_proj/"),
           "ffn": re.compile(r"/feed_forward/(intermediate|output)_dense/")}

@@ -261,7 +261,7 @@ def _build_ort(system: System, cfg: FrontierConfig, folder: Path) -> dict:
 
     fp32_path = cfg.out / "fp32" / "model.onnx"
     fp32 = onnx.load(str(fp32_path))
-    calibration = _calibration(cfg) if _uses(system.settings, "gptq") else None
+    calibration = _calibration(cfg, fp32) if _uses(system.settings, "gptq") else None
     began = time.perf_counter()
     quantized = quantize_weight_only(fp32, system.settings, calibration)
     seconds = time.perf_counter() - began
@@ -282,17 +282,21 @@ def _uses(spec: dict, algo: str) -> bool:
     return any(part.get("algo") == algo for part in spec_parts(spec))
 
 
-def _calibration(cfg: FrontierConfig, utterances: int = 8) -> list[dict]:
-    """GPTQ's calibration feeds: the first training utterances, one window each, no cached frames."""
+def _calibration(cfg: FrontierConfig, fp32, utterances: int = 8) -> list[dict]:
+    """GPTQ's calibration feeds: the first training utterances, one window each, and no cached frames
+    where the graph takes them (a graph with the front-end cache)."""
     import numpy as np
 
     from speechmpq.audio import load_audio
     from speechmpq.datasets import read_dataset
 
-    hidden = json.loads((cfg.model / "config.json").read_text())["hidden_size"]
-    no_frames = np.zeros((1, 0, hidden), np.float32)
-    return [{"input_values": load_audio(utterance.path).astype(np.float32)[None],
-             "cached_features": no_frames} for utterance in read_dataset(cfg.train)[:utterances]]
+    inputs = {i.name: i for i in fp32.graph.input}
+    extra = {}
+    if "cached_features" in inputs:  # (batch, frames, hidden): the hidden size from the graph itself
+        hidden = inputs["cached_features"].type.tensor_type.shape.dim[2].dim_value
+        extra["cached_features"] = np.zeros((1, 0, hidden), np.float32)
+    return [{"input_values": load_audio(utterance.path).astype(np.float32)[None], **extra}
+            for utterance in read_dataset(cfg.train)[:utterances]]
 
 
 def _gptq_equals_rtn(fp32, gptq, block: int) -> float:

@@ -106,3 +106,14 @@ def test_gptq_takes_calibration_feeds(fp32):
     assert stored_bits(quantized, searched_matmuls(fp32))["average_bits"] == 4
     with pytest.raises(ValueError, match="calibration"):
         quantize_weight_only(fp32, {"algo": "gptq", "bits": 4, "block": 32})
+
+
+def test_the_searched_matmuls_of_both_families_are_found():
+    from speechmpq.export.ort_weight_only import SEARCHED_MATMUL
+
+    for prefix in ("/encoder/layers.3", "/model/whisper/layers.11"):  # wav2vec2 family, WhisperForCTC
+        for layer in ("attention/q_proj", "attention/out_proj", "feed_forward/output_dense"):
+            assert SEARCHED_MATMUL.match(f"{prefix}/{layer}/MatMul")
+        assert not SEARCHED_MATMUL.match(f"{prefix}/attention/MatMul")  # the q·k product, not a weight
+    assert not SEARCHED_MATMUL.match("/model/whisper/frontend/MatMul") and not SEARCHED_MATMUL.match(
+        "/lm_head/MatMul")
