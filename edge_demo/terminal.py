@@ -28,12 +28,19 @@ UP = "\033[1A"
 PACKAGE = Path(__file__).resolve().parent
 
 
+# The demo's model: Whisper base's encoder with a CTC head, its encoder's linear layers at 4 bits
+# (round to nearest, blocks of 128: the lowest stored bits lossless on real-speech dev,
+# results/frontier_whisper-base.md; card: models/whisper-base-ctc-4bit.md). It recommends the general
+# English LM models/en-us.lm.npz (speechmpq lm --from-pocketsphinx), greedy without it.
+DEMO_MODEL = "whisper-base-ctc-4bit.onnx"
+
+
 def default_model() -> Path:
-    """``models/demo-mpq.onnx`` in the working directory, else in the checkout this package is in."""
-    for candidate in (Path("models/demo-mpq.onnx"), PACKAGE.parent / "models" / "demo-mpq.onnx"):
+    """``models/DEMO_MODEL`` in the working directory, else in the checkout this package is in."""
+    for candidate in (Path("models") / DEMO_MODEL, PACKAGE.parent / "models" / DEMO_MODEL):
         if candidate.is_file():
             return candidate
-    raise SpeechmpqError("no --model given and models/demo-mpq.onnx not found here; pass --model FILE.onnx")
+    raise SpeechmpqError(f"no --model given and models/{DEMO_MODEL} not found here; pass --model FILE.onnx")
 
 
 def sample_clips() -> list[Path]:

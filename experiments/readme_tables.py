@@ -1,4 +1,4 @@
-"""Every figure of README.md and docs/*.md that comes from results/*.json, written from the JSON.
+"""Every figure of README.md, docs/*.md and models/*.md that comes from results/*.json, written from the JSON.
 
     python experiments/readme_tables.py            # rewrite every generated block in place
     python experiments/readme_tables.py --check    # exit 1 and name each block that differs
@@ -53,8 +53,9 @@ class Found:
 
 
 def documents(root: Path) -> list[Path]:
-    """The files that may hold generated blocks: README.md and docs/*.md."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    """The files that may hold generated blocks: README.md, docs/*.md and the model cards models/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")),
+            *sorted((root / "models").glob("*.md"))]
 
 
 def _closing(text: str, close: str, start: int) -> int:

@@ -50,6 +50,11 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
     "results/frontier_demo.json": "the mixed-precision frontier of the demo model: onnxruntime's "
                                   "weight-only quantizers, hand mixes, RTN, uniform QAT, two-stage and "
                                   "one-stage at their stored bits, dev verdicts (finalists: test verdicts)",
+    "results/frontier_whisper-base.json": "the frontier on the Whisper-base CTC model, judged on real "
+                                          "speech: onnxruntime's weight-only quantizers, RTN, uniform QAT "
+                                          "and one-stage at their stored bits (dev; finalists: test)",
+    "results/bench_whisper-*.json": "a Whisper-encoder CTC model: FP32, ORT int8-dynamic and 4-bit RTN "
+                                    "latency, memory, WER on real-speech dev",
     "results/lm_demo_committed_dev.json": "the committed models/demo-mpq re-judged on the dev verdict "
                                           "corpora (speechmpq verdict-corpora --role dev)",
     "results/lm_demo*.json": "powered verdicts of one plan against FP32, greedy and with the LM",

@@ -14,7 +14,37 @@ def _row(data: dict, model: str, name: str, decoder: str, streaming: bool) -> di
                 and r["decoder"] == decoder and r["streaming"] == streaming)
 
 
-@block("whisper", MODELS, HEADS, GENERAL_LM)
+BENCHES = {"base": "results/bench_whisper-base.json", "tiny.en": "results/bench_whisper-tiny.json"}
+
+
+def _bench_lines(res: Results) -> list[str]:
+    """Speed and memory of each encoder's FP32, onnxruntime int8 and 4-bit files, streamed."""
+    first = next(iter(res.json(BENCHES["base"])["latency"]["2"].values()))
+    window = f"{first['chunk_ms'] / 1000:g} s chunks, {first['left_ms'] / 1000:g} s left context, " \
+             f"{first['right_ms'] / 1000:g} s look-ahead"
+    lines = ["", f"Streamed on 2 threads ({window}; real-speech dev audio; "
+             + ", ".join(f"`{p.replace('.json', '.md')}`" for p in BENCHES.values()) + "):", "",
+             "| encoder | file | MB | chunk ms p50 | RTF | peak RSS MiB | dev WER % offline |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for encoder, path in BENCHES.items():
+        bench = res.json(path)
+        for label, row in bench["latency"]["2"].items():
+            offline = bench["wer"].get(label, {}).get("offline_wer")
+            wer = "—" if offline is None else f"{100 * offline:.1f}"
+            lines.append(f"| {encoder} | {label} | {row['file_bytes'] / 1e6:.1f} | "
+                         f"{row['chunk_latency_ms']['p50']:.1f} | {row['rtf']:.3f} | "
+                         f"{row['peak_rss_mib']:.0f} | {wer} |")
+    lines.append("")
+    for encoder, path in BENCHES.items():
+        head = res.json(path)["headline"]
+        lines.append(f"- {encoder}, 4-bit file (`{head['mpq']}`, MatMulNBits with float activations): "
+                     f"latency {head['latency_ratio_mpq_over_fp32']:.2f}x FP32's and "
+                     f"{head['latency_ratio_mpq_over_ort_int8']:.2f}x onnxruntime int8's, peak RSS "
+                     f"{head['rss_ratio_mpq_over_fp32']:.2f}x FP32's.")
+    return lines
+
+
+@block("whisper", MODELS, HEADS, GENERAL_LM, *BENCHES.values())
 def whisper(res: Results) -> str:
     data, heads, lm = res.json(MODELS), res.json(HEADS), res.json(GENERAL_LM)
     subject, *others = list(data["models"])
@@ -51,5 +81,53 @@ def whisper(res: Results) -> str:
               f"- General LM: {best_lm['words']:,} words, {best_lm['ngrams']['2']:,} bigrams and "
               f"{best_lm['ngrams']['3']:,} trigrams, loads with its lexicon in "
               f"{best_lm['total_seconds']:.1f} s and {best_lm['peak_rss_mib']:.0f} MiB peak RSS "
-              f"(`{GENERAL_LM.replace('.json', '.md')}`)."]
+              f"(`{GENERAL_LM.replace('.json', '.md')}`).", *_bench_lines(res)]
+    return "\n".join(lines)
+
+
+FRONTIER = "results/frontier_whisper-base.json"
+SHIPPED = "rtn-g128-4b"  # the frontier system that models/whisper-base-ctc-4bit.onnx is
+PAIR = ("whisper-base-ctc", "whisper-base-ctc-4bit")  # its FP32 model and it, in MODELS
+
+
+def _delta(verdicts: dict, decoder: str) -> str:
+    v = verdicts["real-speech"][decoder]
+    return (f"{100 * (v['wer_candidate'] - v['wer_reference']):+.2f} points (p {v['p_value']:.2f}, "
+            f"{'lossless' if v['lossless'] else '**significantly worse**'})")
+
+
+def _lossless(record: dict) -> bool:
+    return all(v["lossless"] for by in record["verdicts"].values() for v in by.values())
+
+
+@block("whisper-card", MODELS, FRONTIER)
+def whisper_card(res: Results) -> str:
+    """The committed 4-bit Whisper-base model: what it scores against its FP32 model, and why this plan."""
+    data, frontier = res.json(MODELS), res.json(FRONTIER)
+    dev, test = frontier["dev"]["systems"], frontier["test"]["systems"]
+    lines = [f"Real speech, FP32 / 4-bit (`{MODELS.replace('.json', '.md')}`; test = `manifest.tsv`, 30 "
+             "utterances, decoded once; dev = `manifest_crossref.tsv`, 23 utterances, chose everything):", "",
+             "| set | decoder | WER % offline | WER % streaming | CER % offline |", "|---|---|---|---|---|"]
+    for name in ("real-dev", "real-test"):
+        for decoder in ("greedy", "lm"):
+            (fp, q), (fs, qs) = ([_row(data, m, name, decoder, mode) for m in PAIR] for mode in (False, True))
+            lines.append(f"| {name} | {decoder} | {100 * fp['wer']:.1f} / {100 * q['wer']:.1f} | "
+                         f"{100 * fs['wer']:.1f} / {100 * qs['wer']:.1f} | "
+                         f"{100 * fp['cer']:.1f} / {100 * q['cer']:.1f} |")
+    judged = [r for r in dev.values() if r["family"] != "fp32"]
+    best = min((r for r in judged if _lossless(r)), key=lambda r: r["stored_bits_per_weight"])
+    low = [r for r in judged if r["average_bits"] < 4]  # plans with 2- or 3-bit layers
+    least = min(100 * (r["verdicts"]["real-speech"]["greedy"]["wer_candidate"]
+                       - r["verdicts"]["real-speech"]["greedy"]["wer_reference"]) for r in low)
+    shipped, tested = dev[SHIPPED]["verdicts"], test[SHIPPED]["verdicts"]
+    lines += ["", f"- Why this plan (`{FRONTIER.replace('.json', '.md')}`): of {len(judged)} quantizers "
+              "judged against FP32 on real-speech dev, the lowest stored bits lossless on both verdicts is "
+              f"`{best['name']}` ({best['stored_bits_per_weight']:.2f} stored bits per weight: 4-bit codes, "
+              f"an fp32 scale per block of 128); this file is `{SHIPPED}`. Dev: greedy "
+              f"{_delta(shipped, 'greedy')}, with the LM {_delta(shipped, 'lm')}. Test: greedy "
+              f"{_delta(tested, 'greedy')}, with the LM {_delta(tested, 'lm')}.",
+              f"- Dev has {dev['fp32']['results']['real-speech']['greedy']['ref_words']} words, so only "
+              "differences of a few points are significant there: \"lossless\" is a weak "
+              f"claim. Every one of the {len(low)} plans with 2- or 3-bit layers lost {least:.0f} points of "
+              "greedy WER or more."]
     return "\n".join(lines)

@@ -30,6 +30,10 @@ WORD_SCORES = (0.0, 1.0, 2.0)
 
 
 def export(label: str, folder: Path, work: Path) -> Path:
+    """FOLDER exported to FP32 .onnx in WORK (redone when the folder's weights are newer); an .onnx
+    given instead of a folder (a quantized model) is used as it is."""
+    if folder.suffix == ".onnx":
+        return folder
     out = work / f"{label}.onnx"
     if not out.is_file() or out.stat().st_mtime < (folder / "model.safetensors").stat().st_mtime:
         subprocess.run([sys.executable, "-m", "speechmpq", "export", str(folder), "--out", str(out),
@@ -83,7 +87,8 @@ def main() -> None:
     from speechmpq.significance import mapsswe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", required=True, help="LABEL=FOLDER; the first is the subject")
+    parser.add_argument("--models", nargs="+", required=True,
+                        help="LABEL=FOLDER or LABEL=FILE.onnx; the first is the subject")
     parser.add_argument("--real-dev", default="../shared/realspeech/manifest_crossref.tsv")
     parser.add_argument("--real-test", default="../shared/realspeech/manifest.tsv")
     parser.add_argument("--synth", default="data/synth")

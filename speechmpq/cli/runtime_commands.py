@@ -223,7 +223,8 @@ def _add_stream_and_demo(commands) -> None:
     demo = commands.add_parser("demo", help="live streaming transcription in the terminal (a file, the "
                                "bundled sample clips, or the microphone)")
     demo.add_argument("audio", nargs="*", help="audio files (default: the bundled sample clips)")
-    demo.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
+    demo.add_argument("--model", default=None,
+                      help="exported .onnx (default: models/whisper-base-ctc-4bit.onnx)")
     demo.add_argument("--realtime", action="store_true", help="feed files at their own pace")
     demo.add_argument("--mic", action="store_true", help="the microphone (needs speechmpq[mic])")
     demo.add_argument("--device", default=None, help="input device name or index for --mic")
@@ -236,7 +237,8 @@ def _add_stream_and_demo(commands) -> None:
 def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="browser demo: a local page streams the microphone or a "
                                 "dropped file to the model (needs speechmpq[serve])")
-    serve.add_argument("--model", default=None, help="exported .onnx (default: models/demo-mpq.onnx)")
+    serve.add_argument("--model", default=None,
+                       help="exported .onnx (default: models/whisper-base-ctc-4bit.onnx)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=_port, default=8000)

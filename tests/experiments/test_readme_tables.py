@@ -29,13 +29,16 @@ def test_every_block_names_files_that_exist_and_the_readme_has_its_headline():
 
 @pytest.fixture
 def checkout(tmp_path):
-    """README.md, docs/ and every file the blocks read, copied into TMP_PATH; clean to start with."""
+    """README.md, docs/, the model cards and every file the blocks read, copied into TMP_PATH; clean to
+    start with."""
     shutil.copy(ROOT / "README.md", tmp_path)
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     shutil.copytree(ROOT / "results", tmp_path / "results",
                     ignore=shutil.ignore_patterns("*.png", "*.tsv", "*.jsonl"))
     (tmp_path / "models" / "demo-mpq").mkdir(parents=True)
     shutil.copy(ROOT / "models" / "demo-mpq" / "bitplan.json", tmp_path / "models" / "demo-mpq")
+    for card in (ROOT / "models").glob("*.md"):
+        shutil.copy(card, tmp_path / "models")
     assert readme_tables.check(tmp_path) == []
     return tmp_path
 
