@@ -65,6 +65,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
                                                     "the random-weight benches",
     "results/plans/demo-ffn8-attn2.bitplan.json": "that plan with every FFN matrix at 8 bits (full-range "
                                                   "codes): the emulated-CPU checks' 8-bit model",
+    "results/arm_whisper-base.json": "aarch64 under qemu, as arm.json, on the Whisper-base 4-bit demo model "
+                                     "(level 0 passes; level 4 changes a word on Neoverse-N1)",
     "results/arm_ffn8.json": "aarch64 under qemu, as arm.json, on a model with full-range 8-bit layers",
     "results/x86_haswell.json": "x86-64 without VNNI or AVX-512 (qemu Haswell) vs native: the committed "
                                 "model and a full-range 8-bit one, kernels chosen per CPU",
@@ -83,6 +85,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
 }
 COMMANDS = {  # for the files that record no command: what made them
     "results/arm.json": "bash edge_demo/arm_emulation.sh --model models/demo-mpq.onnx --out results/arm",
+    "results/arm_whisper-base.json": "aarch64 under qemu, as arm.json, on the Whisper-base 4-bit demo model "
+                                     "(level 0 passes; level 4 changes a word on Neoverse-N1)",
     "results/arm_ffn8.json": "speechmpq export models/demo --plan results/plans/demo-ffn8-attn2.bitplan.json "
                              "--out out/emulation/demo-ffn8.onnx && bash edge_demo/arm_emulation.sh --model "
                              "out/emulation/demo-ffn8.onnx --out results/arm_ffn8",
