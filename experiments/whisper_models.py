@@ -49,9 +49,8 @@ def decode(model: Path, data: str, streaming: bool, lm: str | None, lm_weight=No
     from speechmpq.runtime import DecoderConfig, Recognizer, RecognizerConfig, SessionConfig, StreamingConfig
 
     utterances = read_dataset(data)[:limit]
-    weights = {key: value for key, value in (("lm_weight", lm_weight), ("word_score", word_score))
-               if value is not None}
-    decoder = DecoderConfig(method="lm", lm=lm, **weights) if lm else DecoderConfig(method="greedy")
+    decoder = (DecoderConfig(method="lm", lm=lm, lm_weight=lm_weight, word_score=word_score) if lm
+               else DecoderConfig(method="greedy"))
     config = RecognizerConfig(session=SessionConfig(threads=2), decoder=decoder,
                               streaming=StreamingConfig() if streaming else StreamingConfig(chunk_ms=0))
     recognizer = Recognizer(model, config)

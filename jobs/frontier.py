@@ -191,8 +191,7 @@ def run_frontier(cfg: FrontierConfig, log=print) -> dict:
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     sets, pools = verdict_sets(cfg.sets, cfg.role)
-    weights = {k: v for k, v in (("lm_weight", cfg.lm_weight), ("word_score", cfg.word_score))
-               if v is not None}
+    weights = {"lm_weight": cfg.lm_weight, "word_score": cfg.word_score}  # None: DecoderConfig's defaults
     decoders = {"greedy": DecoderConfig("greedy"), "lm": DecoderConfig("lm", lm=str(cfg.lm), **weights)}
     verdicts_path = cfg.out / f"verdicts_{cfg.role}.json"
     done = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {

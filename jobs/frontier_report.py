@@ -150,7 +150,7 @@ def markdown(report: dict) -> str:
         as_rtn = [r["name"] for r in report["dev"]["systems"].values()
                   if r["family"] == "one-stage" and r.get("stats", {}).get("equals_rtn") and lossless(r)]
         lines.append("No one-stage plan that differs from round to nearest is lossless on every dev "
-                     "verdicts" + (f" (lossless but equal to RTN of its plan, so counted as RTN: "
+                     "verdict" + (f" (lossless but equal to RTN of its plan, so counted as RTN: "
                                    f"{', '.join(as_rtn)})" if as_rtn else "") + ": no ratio to report.")
     paper = top["paper_setting"]
     if paper["lowest_lossless"]:

@@ -190,17 +190,6 @@ class TrieLM:
         e = _read_bits(a["mem"], (idx + 1) * a["total_bits"] + base, a["next_bits"])
         return b, e
 
-    def reachable_counts(self):
-        """Number of n-grams per order reachable by walking the trie."""
-        res = [self.counts[0]]
-        begin, end = self.uni_next[:-1], self.uni_next[1:]
-        for k in range(2, self.order + 1):
-            idx, _ = self._ranges(k, begin, end)
-            res.append(len(idx))
-            if k < self.order:
-                begin, end = self._child_ranges(k, idx)
-        return res
-
     def ngram_arrays(self):
         """Yield (k, words[n_k, k] int32 in forward order w1..wk,
         log10 prob float64[n_k], log10 bo float64[n_k] or None) for k=1..N.
