@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from fnmatch import fnmatch
 
-from readme_tables_blocks import PIPELINE, PLANS, Results, block, machine_and_date
+from readme_tables_blocks import MAIN, PIPELINE, PLANS, Results, block, machine_and_date
 from readme_tables_runtime import SOAKS
 
 # --- docs/results.md ------------------------------------------------------------------------------
@@ -60,7 +60,11 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
     "results/lm_demo*.json": "powered verdicts of one plan against FP32, greedy and with the LM",
     "results/lm_tune.json": "LM decoder weights, beam and pruning on dev utterances",
     "results/mpq_demo.json": "one-stage vs two-stage vs uniform on the stage-1 demo model",
-    "results/pipeline/*.json": "the main job (`bash scripts/demo.sh`): table, benchmark, powered verdicts",
+    "results/pipeline/*.json": "the demo model through `speechmpq pipeline --model models/demo` (the main "
+                               "job until 2026-12-07): table, benchmark, powered verdicts",
+    "results/pipeline_whisper-base/*.json": "the main job (`bash scripts/demo.sh`) on its default, Whisper "
+                                            "base + CTC head: table, benchmark, powered verdicts with real "
+                                            "speech",
     "results/plans/demo-mpq-2.44bits.bitplan.json": "the first demo-mpq's bit plan, the `--plan-pattern` of "
                                                     "the random-weight benches",
     "results/plans/demo-ffn8-attn2.bitplan.json": "that plan with every FFN matrix at 8 bits (full-range "
@@ -118,6 +122,7 @@ def _what(path: str) -> str:
 SAME_RUN = {  # files that record no provenance of their own -> the file of the run that wrote them
     "results/demo_model_eval/*/summary.json": "results/demo_model.json",
     "results/pipeline/*.json": PIPELINE,
+    "results/pipeline_whisper-base/*.json": f"{MAIN}/pipeline.json",
 }
 
 

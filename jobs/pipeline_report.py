@@ -18,6 +18,24 @@ LM_ROWS = {
     "fp32-lm": ("fp32", "on", "FP32 + cache, LM decoder"),
     "mpq-lm": ("mpq", "on", "MPQ, kernels at load + cache, LM decoder"),
 }
+# the rows of a model whose front end has no cache (WhisperForCTC: its log-mel is padded per window)
+UNCACHED_ROWS = {
+    "fp32": ("fp32", "off", "FP32"),
+    "ort-int8-dynamic": ("int8", "off", "ORT int8-dynamic"),
+    "ort-int4-rtn": ("int4", "off", "ORT int4-RTN"),
+    "mpq": ("mpq", "off", "MPQ, kernels at load"),
+}
+UNCACHED_LM_ROWS = {
+    "fp32-lm": ("fp32", "off", "FP32, LM decoder"),
+    "mpq-lm": ("mpq", "off", "MPQ, kernels at load, LM decoder"),
+}
+
+
+def bench_rows(cache: bool, lm: bool) -> dict:
+    """The pipeline's rows: label -> (exported file, front-end cache, table name)."""
+    if cache:
+        return {**ROWS, **(LM_ROWS if lm else {})}
+    return {**UNCACHED_ROWS, **(UNCACHED_LM_ROWS if lm else {})}
 
 
 def machine_line() -> str:
@@ -29,10 +47,11 @@ def machine_line() -> str:
             + ", ".join(f"{name} {version}" for name, version in facts["versions"].items() if version))
 
 
-def results_table(bench: dict, quantized: dict) -> list[dict]:
+def results_table(bench: dict, quantized: dict, every: dict | None = None) -> list[dict]:
+    """The table's rows; ``every``: the run's rows (``bench_rows``; default: those with the cache)."""
     threads = str(bench["headline"]["threads"])
     rows = []
-    every = {**ROWS, **LM_ROWS}
+    every = every or {**ROWS, **LM_ROWS}
     for label in [label for label in every if label in bench["latency"][threads]]:
         latency, wer = bench["latency"][threads][label], bench["wer"][label]
         _, cache, name = every[label]
@@ -44,7 +63,7 @@ def results_table(bench: dict, quantized: dict) -> list[dict]:
             row["average_bits"] = 32.0
         elif label.startswith("mpq"):
             row["average_bits"] = quantized["average_bits"]
-        reference = wer.get("fp32_reference") or ("fp32" if label not in LM_ROWS else None)
+        reference = wer.get("fp32_reference") or ("fp32" if not label.endswith("-lm") else None)
         if label != "fp32" and reference is not None:  # against FP32 decoded the same way
             fp32 = next(r for r in rows if r["label"] == reference)
             row["reference"] = reference
@@ -101,6 +120,7 @@ def headline(bench: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     cfg, s = result["config"], result["seconds"]
+    cached = any(row.get("frontend_cache") == "on" for row in result["table"])
     return "\n".join([
         "# speechmpq pipeline: FP32 vs one-stage mixed precision", "",
         f"Command: `speechmpq {' '.join(cfg['extra'].get('argv', ['pipeline']))}`  ",
@@ -122,7 +142,8 @@ def markdown(result: dict) -> str:
         "(the transformer linears); file sizes are the .onnx files.", "",
         format_table(result["table"]), "",
         f"Headline ({result.get('threads', 2)} threads, medians over interleaved runs; MPQ = kernels "
-        "chosen at load + front-end cache):", "", *result.get("headline", []), "",
+        f"chosen at load{' + front-end cache' if cached else ', no front-end cache (the model has none)'}):",
+        "", *result.get("headline", []), "",
         *verdicts_markdown(result.get("verdicts"), cfg, result.get("protocol")),
         f"Benchmark report with plots: `{result['bench_report']}`.", ""])
 
@@ -139,13 +160,18 @@ def verdicts_markdown(report: dict | None, cfg: dict, protocol: dict | None = No
     stated = [] if protocol is None else [
         f"Judged on {protocol['judged_on']}; the pipeline's default settings were chosen on "
         f"{protocol['defaults_chosen_on']}.", ""]
+    real = report.get("real_speech")
+    real_text = "" if not real else (
+        f"; `real-speech`: people reading, `{real['manifest']}`, decoded greedy"
+        + (f" and with the general LM `{real['lm']}` (LM weight {real['lm_weight']:g}, word score "
+           f"{real['word_score']:g})" if real.get("lm") else ""))
     return [*stated,
-            "Lossless verdict with power (offline, one window per utterance; each corpus = test-clean + "
-            f"test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
-            f"`heldout-text`: sentences from another text source; MPQ against FP32 decoded the same way, "
-            "lossless = not significantly worse, MAPSSWE one-sided alpha 0.025 (two-sided p shown), and the "
-            "bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "
-            f"lossless on both corpora, greedy" + (" and with the LM" if report.get("lm") else "")
+            "Lossless verdict with power (offline, one window per utterance; each synthetic corpus = "
+            f"test-clean + test-other, {n} utterances each, pooled; `grammar-text`: the grammar's sentences, "
+            f"`heldout-text`: sentences from another text source{real_text}; MPQ against FP32 decoded the "
+            "same way, lossless = not significantly worse, MAPSSWE one-sided alpha 0.025 (two-sided p "
+            "shown), and the bootstrap 95 % interval of WER(MPQ) - WER(FP32)): MPQ is "
+            f"lossless on every corpus, greedy" + (" and with the LM" if report.get("lm") else "")
             + f": {overall}.", "", *verdicts_table(report["verdicts"]), "",
             "WER % on every set (greedy" + (" and with the LM" if report.get("lm") else "") + "):", "",
             *wer_table(report["results"]), ""]

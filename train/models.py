@@ -136,7 +136,11 @@ def load_model(model_dir: str | Path):
     except json.JSONDecodeError as error:
         raise ModelError(f"{config_path}: invalid JSON ({error})") from None
     _, model_class = _classes(model_type)
-    if (model_dir / "bitplan.json").is_file():  # written by `speechmpq quantize`
+    if (model_dir / "whisper_base.json").is_file():  # written by `speechmpq whisper-delta`
+        from speechmpq.train.whisper_delta import load_delta
+
+        model = load_delta(model_dir)
+    elif (model_dir / "bitplan.json").is_file():  # written by `speechmpq quantize`
         from speechmpq.train.qmodel import load_quantized
 
         model = load_quantized(model_dir)

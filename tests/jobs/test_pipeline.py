@@ -7,7 +7,7 @@ import pytest
 
 from speechmpq.cli import main
 from speechmpq.jobs.pipeline import PipelineConfig
-from speechmpq.jobs.pipeline_report import LM_ROWS, ROWS, format_table, headline, results_table
+from speechmpq.jobs.pipeline_report import LM_ROWS, ROWS, bench_rows, format_table, headline, results_table
 
 
 @pytest.mark.parametrize("field, value", [("train_hours", 0), ("test_utterances", 3), ("steps", 1),
@@ -85,8 +85,9 @@ def test_lm_rows_are_judged_against_fp32_with_the_lm():
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["pipeline", "--out", str(out), "--train-hours", "0.02", "--test-utterances", "12",
-            "--verdict-utterances", "10", "--steps", "10", "--repetitions", "1", "--quiet"]
+    argv = ["pipeline", "--model", "models/demo", "--out", str(out), "--train-hours", "0.02",
+            "--test-utterances", "12", "--verdict-utterances", "10", "--steps", "10", "--repetitions", "1",
+            "--quiet"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| FP32 |" in printed and "| MPQ, kernels at load + cache |" in printed
@@ -101,7 +102,7 @@ def test_tiny_pipeline_end_to_end(tmp_path, capsys):
     assert set(verdicts) == {"grammar-text", "heldout-text"}
     for by_decoder in verdicts.values():
         assert set(by_decoder) == {"greedy", "lm"} and by_decoder["lm"]["utterances"] == 20
-    assert "MPQ lossless on both corpora:" in printed and "| heldout-text | lm | 20 |" in printed
+    assert "MPQ lossless on every corpus:" in printed and "| heldout-text | lm | 20 |" in printed
     assert "Lossless verdict with power" in (out / "pipeline.md").read_text()
     assert main(argv) == 0  # a second run finds every stage done and only reprints
 
@@ -122,14 +123,14 @@ def test_a_run_from_before_a_setting_existed_resumes_at_its_default(tmp_path):
 
     from speechmpq.jobs.pipeline import _check_settings
 
-    _check_settings(PipelineConfig(out=tmp_path))
+    _check_settings(PipelineConfig(out=tmp_path, model="models/demo"))
     older = json.loads((tmp_path / "settings.json").read_text())
     for key in ("group_size", "group_sizes", "budget"):  # settings added on 2026-12-07
         del older[key]
     (tmp_path / "settings.json").write_text(json.dumps(older))
-    _check_settings(PipelineConfig(out=tmp_path))
+    _check_settings(PipelineConfig(out=tmp_path, model="models/demo"))
     with pytest.raises(Exception, match="budget code-bits -> stored-bits"):
-        _check_settings(PipelineConfig(out=tmp_path, budget="stored-bits"))
+        _check_settings(PipelineConfig(out=tmp_path, model="models/demo", budget="stored-bits"))
 
 
 def test_the_report_states_the_protocol_the_run_recorded():
@@ -140,3 +141,27 @@ def test_the_report_states_the_protocol_the_run_recorded():
     result = json.loads(committed.read_text())  # made before the protocol was recorded
     assert "Judged on" not in markdown(result)
     assert f"Judged on {PROTOCOL['judged_on']}" in markdown({**result, "protocol": PROTOCOL})
+
+
+def test_a_whisper_model_gets_its_dev_chosen_blocks_and_rows_without_the_front_end_cache(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "whisper_ctc"}))
+    cfg = PipelineConfig(model=tmp_path)
+    assert (cfg.granularity, cfg.group_size) == ("per-group", 128)
+    assert PipelineConfig(model=tmp_path, granularity="per-channel").granularity == "per-channel"
+    assert PipelineConfig(model=tmp_path / "nowhere").granularity == "per-channel"
+    rows = bench_rows(cache=False, lm=True)
+    assert list(rows) == ["fp32", "ort-int8-dynamic", "ort-int4-rtn", "mpq", "fp32-lm", "mpq-lm"]
+    assert all(cache == "off" for _, cache, _ in rows.values())
+    bench = _bench(0.20, 0.21, 0.5)
+    table = results_table(bench, {"average_bits": 4.0}, rows)
+    assert [row["system"] for row in table] == ["FP32", "MPQ, kernels at load"]
+
+
+def test_a_missing_real_speech_manifest_is_refused_in_one_line(tmp_path, capsys):
+    argv = ["pipeline", "--model", "models/demo", "--out", str(tmp_path / "run"), "--real-speech",
+            str(tmp_path / "nope.tsv")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.tsv: no such manifest" in err
+    assert main([*argv[:-2], "--real-lm", str(tmp_path / "nope.npz")]) == 1
+    assert "nope.npz: no such LM file" in capsys.readouterr().err
