@@ -32,7 +32,7 @@ def _old_plan(res: Results) -> str:
 
 
 def _main_job_plan(res: Results) -> str:
-    return f"the main job's plan ({res.json(PIPELINE)['quantize']['average_bits']:.2f} bits)"
+    return f"its pipeline plan ({res.json(PIPELINE)['quantize']['average_bits']:.2f} bits)"
 
 
 BENCHES = (  # file, model, which plan its MPQ row uses

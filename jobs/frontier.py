@@ -197,6 +197,8 @@ def run_frontier(cfg: FrontierConfig, log=print) -> dict:
     done = json.loads(verdicts_path.read_text()) if verdicts_path.exists() else {
         "role": cfg.role, "chosen_on": cfg.chosen_on, "sets": str(cfg.sets), "corpora": list(pools),
         "lm": {"path": str(cfg.lm), **weights}, "systems": {}}
+    if cfg.chosen_on:  # a later test run names every finalist so far: its statement replaces the earlier one
+        done["chosen_on"] = cfg.chosen_on
     if done.get("corpora", list(CORPORA)) != list(pools):
         raise ValueError(f"{verdicts_path} was judged on {done.get('corpora', list(CORPORA))}, not "
                          f"{list(pools)}: use another --out")
