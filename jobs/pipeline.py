@@ -242,8 +242,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     quantized = run_quantize(cfg, progress)
     seconds["quantize"] = time.perf_counter() - t
 
-    t = _stage(3, "export", "FP32, MPQ (int8 activations accepted + front-end cache), ORT int8-dynamic "
-               "and int4-RTN")
+    t = _stage(3, "export", "FP32, MPQ (int8 activations accepted), ORT int8-dynamic and int4-RTN")
     onnx_files = export_models(cfg, progress)
     seconds["export"] = time.perf_counter() - t
 
