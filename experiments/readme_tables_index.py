@@ -59,6 +59,8 @@ DESCRIPTIONS = {  # results file (or a glob of several) -> what it measured
                                           "corpora (speechmpq verdict-corpora --role dev)",
     "results/lm_demo*.json": "powered verdicts of one plan against FP32, greedy and with the LM",
     "results/lm_tune.json": "LM decoder weights, beam and pruning on dev utterances",
+    "results/lm_beam_whisper.json": "the general LM's beam width and weights per Whisper model, chosen on "
+                                    "real-speech dev, judged on test",
     "results/mpq_demo.json": "one-stage vs two-stage vs uniform on the stage-1 demo model",
     "results/pipeline/*.json": "the demo model through `speechmpq pipeline --model models/demo` (the main "
                                "job until 2026-12-07): table, benchmark, powered verdicts",

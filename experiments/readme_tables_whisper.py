@@ -158,3 +158,25 @@ def whisper_tiny_card(res: Results) -> str:
         lines.append(f"| {label} | {row['file_bytes'] / 1e6:.1f} | {row['chunk_latency_ms']['p50']:.1f} | "
                      f"{row['rtf']:.3f} | {row['peak_rss_mib']:.0f} |")
     return "\n".join(lines)
+
+
+BEAM = "results/lm_beam_whisper.json"
+
+
+@block("whisper-beam", BEAM)
+def whisper_beam(res: Results) -> str:
+    """The general LM's beam width, chosen on dev, and what it does on test."""
+    data = res.json(BEAM)
+    test_s = data["audio_seconds"]["test"]
+    lines = [f"The LM decoder's beam (24 hypotheses by default, tuned on the 72-word grammar) is too narrow "
+             f"for the general LM's 72k words. Chosen per model on real-speech dev "
+             f"(`{BEAM.replace('.json', '.md')}`), judged once on test, offline:", "",
+             "| model | dev-chosen beam, LM weight, word score | test WER % at beam 24 | at the chosen beam "
+             "| test CER % at the chosen beam | LM decode RTF |", "|---|---|---:|---:|---:|---:|"]
+    for row in data["rows"]:
+        chosen, test = row["chosen"], row["test"]
+        lines.append(f"| {row['model']} | {chosen['beam_size']}, {chosen['lm_weight']:g}, "
+                     f"{chosen['word_score']:g} | {100 * test['beam24']['wer']:.1f} | "
+                     f"{100 * test['chosen']['wer']:.1f} | {100 * test['chosen']['cer']:.1f} | "
+                     f"{test['chosen']['decode_seconds'] / test_s:.3f} |")
+    return "\n".join(lines)

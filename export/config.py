@@ -52,6 +52,7 @@ class ExportConfig:
     lm: str | None = None
     lm_weight: float | None = None
     word_score: float | None = None
+    lm_beam_size: int | None = None  # hypotheses its beam search keeps (chosen on dev; None: runtime's 24)
     # Split the graph after the conv feature encoder: an extra input takes the frames a streaming
     # runtime already encoded and an extra output gives the new ones, so each window runs the convs
     # on its new samples only (runtime/stream.py). Exact for feat_extract_norm="layer" front ends;
@@ -82,8 +83,12 @@ class ExportConfig:
             raise ValueError("chunk_ms must be positive and the contexts non-negative")
         if self.lm is not None and ("/" in self.lm or "\\" in self.lm or not self.lm.strip()):
             raise ValueError(f"lm must be a file name (looked up beside the model), not {self.lm!r}")
-        if (self.lm_weight is not None or self.word_score is not None) and self.lm is None:
-            raise ValueError("lm_weight and word_score are advice for an lm: give its file name too")
+        if (self.lm_weight is not None or self.word_score is not None or self.lm_beam_size is not None) \
+                and self.lm is None:
+            raise ValueError("lm_weight, word_score and lm_beam_size are advice for an lm: give its file "
+                             "name too")
+        if self.lm_beam_size is not None and self.lm_beam_size < 1:
+            raise ValueError(f"lm_beam_size must be >= 1, not {self.lm_beam_size}")
         if self.external_data_threshold <= 0:
             raise ValueError("external_data_threshold must be positive")
 

@@ -27,7 +27,8 @@ class DecoderConfig:
     # n-gram LM beam search, runtime/ctc_lm.py) or "auto": "lm" where an LM is found (``lm`` or
     # lm.arpa[.gz] beside the model), else greedy (the command line's default)
     method: str = "greedy"
-    # hypotheses kept by the beam searches (None: 8 for "beam", 24 for "lm")
+    # hypotheses kept by the beam searches (None: 8 for "beam"; for "lm" the model's advice for its
+    # recommended LM, else 24)
     beam_size: int | None = None
     # ARPA n-gram LM (plain or .gz) for "lm"; None: lm.arpa.gz or lm.arpa in the model's folder
     lm: str | None = None
@@ -120,7 +121,8 @@ def build_decoder(config: DecoderConfig, tokens: list[str], blank_id: int, word_
     advised = info if recommended and lm_path.name == recommended else None
     lm_weight = _first(config.lm_weight, getattr(advised, "lm_weight", None), LM_WEIGHT)
     word_score = _first(config.word_score, getattr(advised, "word_score", None), WORD_SCORE)
-    return LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon, beam_size=config.beam_size or 24,
+    beam_size = _first(config.beam_size, getattr(advised, "lm_beam_size", None), 24)
+    return LexiconLMDecoder(tokens, blank_id, word_delimiter, lm, lexicon, beam_size=beam_size,
                             lm_weight=lm_weight, word_score=word_score, source=str(lm_path))
 
 

@@ -107,6 +107,7 @@ class ModelInfo:
     lm: str | None = None
     lm_weight: float | None = None
     word_score: float | None = None
+    lm_beam_size: int | None = None
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
@@ -149,6 +150,7 @@ class ModelInfo:
                 lm=metadata.get("speechmpq.lm") or None,
                 lm_weight=_number(metadata.get("speechmpq.lm_weight")),
                 word_score=_number(metadata.get("speechmpq.word_score")),
+                lm_beam_size=_integer(metadata.get("speechmpq.lm_beam_size")),
             )  # fmt: skip
         except (ValueError, TypeError, AttributeError) as error:  # BitPlanError is a ValueError
             raise ModelError(f"{path}: invalid speechmpq metadata ({error})") from None
@@ -163,6 +165,14 @@ class ModelInfo:
 
 def _number(text: str | None) -> float | None:
     return None if text is None else float(text)
+
+
+def _integer(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if int(text) < 1:
+        raise ValueError(f"lm_beam_size must be >= 1, not {text}")
+    return int(text)
 
 
 def _boolean(text: str) -> bool:
@@ -228,7 +238,8 @@ def model_metadata(config, vocab: list[str], do_normalize: bool, cfg, weights: s
         metadata["speechmpq.frontend_norm"] = config.feat_extract_norm
     if getattr(cfg, "lm", None):  # the decoding the model was tuned with (ExportConfig.lm)
         metadata["speechmpq.lm"] = cfg.lm
-        metadata.update({f"speechmpq.{key}": str(getattr(cfg, key)) for key in ("lm_weight", "word_score")
+        metadata.update({f"speechmpq.{key}": str(getattr(cfg, key))
+                         for key in ("lm_weight", "word_score", "lm_beam_size")
                          if getattr(cfg, key, None) is not None})
     if plan is not None:
         metadata["speechmpq.bitplan"] = json.dumps(plan, sort_keys=True)

@@ -22,7 +22,8 @@ def _cmd_export(args) -> int:
                        others=args.others, accuracy_level=args.accuracy_level,
                        min_container_bits=args.min_container, audio_graph=args.audio_graph,
                        frontend_cache=not args.no_frontend_cache, kernel_table=args.kernel_table,
-                       lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score, **window)
+                       lm=args.lm, lm_weight=args.lm_weight, word_score=args.word_score,
+                       lm_beam_size=args.lm_beam_size, **window)
     source = Source(model_dir=Path(args.model) if args.model else None, preset=args.preset,
                     model_type=args.model_type, seed=args.seed, plan=args.plan,
                     plan_pattern=args.plan_pattern, peer=args.peer)
@@ -82,6 +83,9 @@ def add_commands(commands) -> None:
                         "en-us.lm.npz): the auto decoder uses it, and only it")
     export.add_argument("--lm-weight", type=float, default=None, help="with --lm: its weight, chosen on dev")
     export.add_argument("--word-score", type=float, default=None, help="with --lm: its word score")
+    export.add_argument("--lm-beam-size", type=int, default=None,
+                        help="with --lm: the hypotheses its beam search keeps, chosen on dev (runtime "
+                        "default 24)")
     export.add_argument(
         "--kernel-table",
         default="default",

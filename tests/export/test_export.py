@@ -216,9 +216,11 @@ def test_pattern_plan_and_preset_export(tmp_path, exported):
     assert summary["average_bits"] == pytest.approx(bitplan.average_bits(searched), abs=1e-6)
     assert len([r for r in summary["layers"]]) == len(searched)
     assert main(["export", "--preset", "tiny", "--out", str(out), "--lm", "en.lm.npz", "--lm-weight", "0.4",
-                 "--word-score", "1", "--left-ms", "5120", "--quiet"]) == 0
+                 "--word-score", "1", "--lm-beam-size", "512", "--left-ms", "5120", "--quiet"]) == 0
     info = OnnxCTCModel(out).info
     assert (info.lm, info.lm_weight, info.word_score, info.left_context_ms) == ("en.lm.npz", 0.4, 1.0, 5120)
+    assert info.lm_beam_size == 512
+    assert main(["export", "--preset", "tiny", "--out", str(out), "--lm-beam-size", "64", "--quiet"]) == 1
 
 
 def test_external_data_and_atomic_replacement(tmp_path, exported, monkeypatch):

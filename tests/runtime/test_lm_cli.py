@@ -138,7 +138,7 @@ def test_a_model_that_recommends_its_lm_gets_that_one_only_with_its_weights(lm_f
 
     model = onnx.load(str(DEMO))
     set_metadata(model, {"speechmpq.lm": "own.lm.arpa.gz", "speechmpq.lm_weight": "0.2",
-                         "speechmpq.word_score": "1.5"})
+                         "speechmpq.word_score": "1.5", "speechmpq.lm_beam_size": "48"})
     onnx.save(model, str(tmp_path / "model.onnx"))
     shutil.copy(lm_folder / "lm.arpa.gz", tmp_path / "lm.arpa.gz")  # the folder's LM: not this model's
     path = tmp_path / "model.onnx"
@@ -155,7 +155,8 @@ def test_a_model_that_recommends_its_lm_gets_that_one_only_with_its_weights(lm_f
     assert missing_lm_hint(path, info) is None
     own = decoder(method="auto")
     assert own.source == str(tmp_path / "own.lm.arpa.gz") and (own.lm_weight, own.word_score) == (0.2, 1.5)
-    told = decoder(method="auto", lm_weight=0.9)
-    assert (told.lm_weight, told.word_score) == (0.9, 1.5)
+    assert own.beam_size == 48
+    told = decoder(method="auto", lm_weight=0.9, beam_size=8)
+    assert (told.lm_weight, told.word_score, told.beam_size) == (0.9, 1.5, 8)
     other = decoder(method="lm", lm=str(tmp_path / "lm.arpa.gz"))  # the advice is not for another LM
-    assert (other.lm_weight, other.word_score) == (LM_WEIGHT, WORD_SCORE)
+    assert (other.lm_weight, other.word_score, other.beam_size) == (LM_WEIGHT, WORD_SCORE, 24)
