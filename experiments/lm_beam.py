@@ -28,32 +28,27 @@ SCORES = (0.0, 1.0)
 
 
 def decode_all(model: Path, data: Path, lm: Path, settings: list[tuple[int, float, float]]) -> dict:
-    """(beam, weight, score) -> {"wer", "cer", "decode_seconds"}: one model pass, every decoder."""
-    from speechmpq.audio import load_audio
-    from speechmpq.datasets import read_dataset
-    from speechmpq.jobs.evaluation import score_utterances
-    from speechmpq.runtime import DecoderConfig, OnnxCTCModel, SessionConfig, build_decoder
+    """(beam, weight, score) -> {"wer", "cer", "decode_seconds"}: one model pass, every decoder
+    (``speechmpq.jobs.verdicts.decode_sets``; its per-utterance TSVs go to a temporary folder)."""
+    import tempfile
 
-    utterances = read_dataset(data)
-    onnx = OnnxCTCModel(model, SessionConfig(threads=2))
-    info = onnx.info
-    logits = [onnx.logits(load_audio(u.path, info.sample_rate))[0] for u in utterances]
+    from speechmpq.datasets import read_dataset
+    from speechmpq.jobs.verdicts import decode_sets
+    from speechmpq.runtime import DecoderConfig
+
+    decoders = {f"{beam}/{weight}/{score}": DecoderConfig("lm", lm=str(lm), beam_size=beam, lm_weight=weight,
+                                                          word_score=score)
+                for beam, weight, score in settings}
+    with tempfile.TemporaryDirectory() as tsv_root:
+        results, seconds = decode_sets({"m": model}, {"set": read_dataset(data)}, decoders, Path(tsv_root),
+                                       threads=2, progress=False)
     found = {}
-    for beam, weight, score in settings:
-        decoder = build_decoder(DecoderConfig("lm", lm=str(lm), beam_size=beam, lm_weight=weight,
-                                              word_score=score), info.tokens, info.blank_id,
-                                info.word_delimiter, model, info)
-        began, texts = time.perf_counter(), []
-        for frames in logits:
-            state = decoder.initial()
-            decoder.advance(state, frames)
-            texts.append(" ".join(decoder.text(state).split()))
-        seconds = time.perf_counter() - began
-        _, rates = score_utterances(utterances, texts)
+    for (beam, weight, score), name in zip(settings, decoders, strict=True):
+        rates, taken = results["m"]["set"][name], seconds["m"]["set"][name]
         found[(beam, weight, score)] = {"wer": rates["wer"], "cer": rates["cer"],
-                                        "decode_seconds": round(seconds, 2)}
+                                        "decode_seconds": round(taken, 2)}
         print(f"  {model.name} {data.name} beam {beam} weight {weight:g} score {score:g}: "
-              f"WER {100 * rates['wer']:.1f} CER {100 * rates['cer']:.1f} ({seconds:.1f} s)", file=sys.stderr)
+              f"WER {100 * rates['wer']:.1f} CER {100 * rates['cer']:.1f} ({taken:.1f} s)", file=sys.stderr)
     return found
 
 

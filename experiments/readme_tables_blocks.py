@@ -280,6 +280,8 @@ def headline(res: Results) -> str:
     head = bench["headline"]
     latency = bench["latency"][str(head["threads"])]
     wer = {row["label"]: row["wer"] for row in run["table"]}
+    cache = any(row["frontend_cache"] == "on" for row in run["table"])
+    names = ROWS if cache else {**ROWS, **UNCACHED}  # a run without the cache names its rows plainly
     rows = []
     for row in run["table"]:
         measured = latency[row["label"]]
@@ -288,9 +290,7 @@ def headline(res: Results) -> str:
                   else "reference")
         verdict = "—" if not reference else "n.s." if row["lossless"] else "**worse**"
         bits = f"{row['average_bits']:.2f}" if row["average_bits"] is not None else "—"
-        what = UNCACHED.get(row["label"], ROWS[row["label"]]) if row["frontend_cache"] == "off" else ROWS[
-            row["label"]]
-        rows.append([f"`{row['label']}`", what, f"{row['file_mb']:.2f}", bits,
+        rows.append([f"`{row['label']}`", names[row["label"]], f"{row['file_mb']:.2f}", bits,
                      f"{row['wer']:.2f}", versus, verdict, f"{row['chunk_ms_p50']:.1f}",
                      spread(measured["latency_ratio_over_fp32"]), f"{row['peak_rss_mib']:.0f}",
                      spread(measured["rss_ratio_over_fp32"])])
@@ -305,7 +305,6 @@ def headline(res: Results) -> str:
                f"{chunk['right_ms']} ms look-ahead) at {head['threads']} threads, p50; ratios are per "
                "interleaved repetition against the `fp32` row, median [min, max]; memory = peak RSS of "
                "a fresh process.")
-    cache = any(row["frontend_cache"] == "on" for row in run["table"])
     today = (f"- MPQ as shipped against the peers **as they run**{' (no cache)' if cache else ''}: latency / "
              f"FP32 {spread(head['latency_ratio_mpq_over_fp32_spread'])}, latency / ORT int8-dynamic "
              f"{spread(head['latency_ratio_mpq_over_ort_int8_spread'])}, peak RSS / FP32 "

@@ -150,6 +150,17 @@ PROTOCOL_WHISPER = {
 }
 STAGES = ("corpus", "quantize", "export", "stream", "verdicts", "report")
 
+def has_frontend_cache(onnx_file: Path) -> bool:
+    """Whether an exported graph takes cached front-end frames (its metadata says; the exporter turns
+    the cache off for front ends it cannot serve, such as Whisper's padded log-mel)."""
+    import onnx
+
+    from speechmpq.onnx_metadata import get_metadata
+
+    model = onnx.load(str(onnx_file), load_external_data=False)
+    return get_metadata(model).get("speechmpq.frontend_cache", "none") != "none"
+
+
 def find_pipeline_lm(cfg: PipelineConfig) -> Path | None:
     """The LM of the "+ LM" rows (None: greedy rows only)."""
     from speechmpq.errors import SpeechmpqError
@@ -227,7 +238,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True) -> dict:
     seconds["export"] = time.perf_counter() - t
 
     lm = find_pipeline_lm(cfg)
-    rows = bench_rows(model_type(cfg.model) != "whisper_ctc", lm is not None)
+    rows = bench_rows(has_frontend_cache(onnx_files["fp32"]), lm is not None)
     t = _stage(4, "stream", f"{len(rows)} rows through the streaming runtime: WER on {cfg.test_utterances} "
                f"utterances, latency and peak memory ({cfg.repetitions} interleaved runs each)")
     bench = run_stream_bench(cfg, onnx_files, rows, lm, bench_prefix, progress)

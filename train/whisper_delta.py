@@ -111,5 +111,4 @@ def load_delta(model_dir: str | Path):
     if missing or unexpected:
         raise ModelError(f"{model_dir}: weights do not fit the config (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
-    model.freeze_encoder()
-    return model
+    return model  # frozen as its config says: WhisperForCTC's constructor froze it

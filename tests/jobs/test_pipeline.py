@@ -165,3 +165,11 @@ def test_a_missing_real_speech_manifest_is_refused_in_one_line(tmp_path, capsys)
     assert err.count("\n") == 1 and "nope.tsv: no such manifest" in err
     assert main([*argv[:-2], "--real-lm", str(tmp_path / "nope.npz")]) == 1
     assert "nope.npz: no such LM file" in capsys.readouterr().err
+
+
+def test_the_rows_follow_the_exported_graph_s_front_end_cache():
+    from speechmpq.jobs.pipeline import has_frontend_cache
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    assert has_frontend_cache(models / "demo-mpq.onnx") is True
+    assert has_frontend_cache(models / "whisper-base-ctc-4bit.onnx") is False  # Whisper's log-mel: none
